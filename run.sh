@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# One entry point that sets itself up on a fresh machine.
+#   bash run.sh toy [--out DIR] [--full]   the main job: exact Gaussian-mixture study of NP / SLD / DNG
+#   bash run.sh test [PYTEST ARGS]         the test suite (what CI runs)
+#   bash run.sh setup                      only create .venv and install negguide with its extras
+# The venv is .venv next to this file (override with NEGGUIDE_VENV). Where ../shared exists (the build
+# machines), CPU torch 2.13.0 and its torchvision come from ../shared/env; elsewhere pip picks torch.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+venv="${NEGGUIDE_VENV:-$root/.venv}"
+shared_env="$root/../shared/env"
+
+setup() {
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "[run.sh] creating $venv"
+    python3 -m venv "$venv"
+  fi
+  # shellcheck disable=SC1091
+  . "$venv/bin/activate"
+  local stamp="$venv/.negguide-install-stamp"
+  local want
+  want="$(cat pyproject.toml "$shared_env/constraints-cpu.txt" 2>/dev/null | sha256sum | cut -c1-16)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  python -m pip install -q --upgrade pip
+  local constraints=()
+  if [ -f "$shared_env/setup-cpu-torch.sh" ]; then
+    bash "$shared_env/setup-cpu-torch.sh"
+    constraints=(-c "$shared_env/constraints-cpu.txt")
+  fi
+  python -m pip install -q "${constraints[@]}" -e ".[test]"
+  echo "$want" > "$stamp"
+}
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup)
+    setup
+    ;;
+  toy)
+    setup
+    python -m negguide.toy "$@"
+    ;;
+  test)
+    setup
+    ruff check .
+    set +e
+    python -m pytest "$@"
+    rc=$?
+    set -e
+    # pytest exits 5 when it collected nothing: for us that is a failure, never a pass.
+    if [ "$rc" -eq 5 ]; then echo "[run.sh] pytest collected no test" >&2; exit 1; fi
+    exit "$rc"
+    ;;
+  *)
+    echo "usage: bash run.sh {toy [--out DIR] [--full] | test [pytest args] | setup}" >&2
+    exit 2
+    ;;
+esac
