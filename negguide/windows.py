@@ -1,0 +1,111 @@
+"""Step windows: where in the sampling run the negative prompt acts (Ban et al. 2024).
+
+Outside the window the unconditional branch gets the empty prompt. Ban et al. use steps 5-15 of 30
+(Sec. 6): the negative prompt only starts to attend to the right region after the "critical step", and
+applied in the first steps it can even create the object it names ("reverse activation", a window that
+only covers the first steps).
+
+A window has one of three units:
+
+``step``
+    1-based sampler step numbers, both bounds inclusive: ``StepWindow(5, 15)`` is active on steps
+    5, 6, ..., 15 (11 steps), i.e. 0-based indices 4..14.
+``fraction``
+    progress through the run, half-open ``[start, end)``: step index ``i`` of ``n`` is active when
+    ``start <= i / n < end``. ``StepWindow(4/30, 15/30, "fraction")`` equals steps 5-15 of 30 and scales to
+    any step count.
+``sigma``
+    noise level, both bounds inclusive, ``start`` the larger one: active while ``end <= sigma <= start``.
+    Independent of the step count and the discretisation.
+
+Decisions are made per sampler step. Samplers that evaluate the model twice per step (Heun, DPM2,
+DPM++ 2S/SDE) use the decision of the step the evaluation belongs to, so both halves of a step agree.
+
+A pass that runs fewer steps (a hires pass, img2img with denoising strength < 1) counts its own steps:
+step 1 is the first step it runs. When ``schedule_steps`` is given, the pass is instead placed as the tail
+of a run of that many steps (img2img runs the last ``t_enc`` steps of a ``steps``-step schedule), so a
+step window keeps its position in the full schedule and steps the pass skipped are simply not run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+UNITS = ("step", "fraction", "sigma")
+
+_EPS = 1e-9  # fractions like 4/30 must compare equal to i/n computed the other way round
+
+
+@dataclass(frozen=True)
+class StepWindow:
+    start: float
+    end: float
+    unit: str = "step"
+
+    def __post_init__(self):
+        if self.unit not in UNITS:
+            raise ValueError(f"window unit must be one of {UNITS}, got {self.unit!r}")
+        if not (math.isfinite(self.start) and math.isfinite(self.end)):
+            raise ValueError("window bounds must be finite numbers")
+        if self.unit == "step":
+            if self.start != int(self.start) or self.end != int(self.end):
+                raise ValueError(f"step window bounds must be whole steps, got {self.start}-{self.end}")
+            if self.start < 1:
+                raise ValueError(f"step windows count from step 1, got start {self.start}")
+            if self.end < self.start:
+                raise ValueError(f"window end step {self.end} is before its start step {self.start}")
+        elif self.unit == "fraction":
+            if not 0.0 <= self.start <= 1.0 or not 0.0 <= self.end <= 1.0:
+                raise ValueError(f"fraction window bounds must be in [0, 1], got {self.start}-{self.end}")
+            if self.end <= self.start:
+                raise ValueError(f"fraction window is empty: end {self.end} <= start {self.start}")
+        else:
+            if self.start < 0 or self.end < 0:
+                raise ValueError("sigma window bounds must be >= 0")
+            if self.end > self.start:
+                raise ValueError(f"sigma window start ({self.start}) must be the larger noise level, "
+                                 f"end ({self.end}) the smaller")
+
+    @classmethod
+    def paper_default(cls) -> StepWindow:
+        """Ban et al.'s default, steps 5-15 of 30, as a fraction so that it scales to any step count."""
+        return cls(4 / 30, 15 / 30, "fraction")
+
+    @classmethod
+    def always(cls) -> StepWindow:
+        return cls(0.0, 1.0, "fraction")
+
+    def active(self, step_index: int, num_steps: int, sigma: float | None = None,
+               schedule_steps: int | None = None) -> bool:
+        """Whether the negative prompt acts at 0-based ``step_index`` of a pass of ``num_steps`` steps.
+
+        ``sigma`` (the noise level at the start of the step) is required for sigma windows.
+        ``schedule_steps``: see the module docstring (img2img placement).
+        """
+        if num_steps < 1:
+            raise ValueError("num_steps must be >= 1")
+        if self.unit == "sigma":
+            if sigma is None:
+                raise ValueError("a sigma window needs the step's noise level")
+            return self.end - _EPS <= sigma <= self.start + _EPS
+        total = num_steps if schedule_steps is None else schedule_steps
+        if total < num_steps:
+            raise ValueError(f"schedule_steps ({total}) cannot be smaller than the steps run ({num_steps})")
+        position = total - num_steps + step_index  # 0-based index in the full schedule
+        if self.unit == "step":
+            return self.start <= position + 1 <= self.end
+        progress = position / total
+        return self.start - _EPS <= progress < self.end - _EPS
+
+    def mask(self, num_steps: int, sigmas=None, schedule_steps: int | None = None) -> list[bool]:
+        """Activity of every step of a pass; ``sigmas`` (per step start) needed for sigma windows."""
+        return [self.active(i, num_steps, None if sigmas is None else float(sigmas[i]), schedule_steps)
+                for i in range(num_steps)]
+
+    def describe(self) -> str:
+        if self.unit == "step":
+            return f"steps {int(self.start)}-{int(self.end)}"
+        if self.unit == "fraction":
+            return f"{self.start:.3g}-{self.end:.3g} of the run"
+        return f"sigma {self.start:.4g}..{self.end:.4g}"
