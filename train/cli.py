@@ -1,0 +1,151 @@
+"""Command line of the train package: `python -m train {ddpm,classifier,sample} ...`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from train.errors import UsageError
+from train.presets import CLASSIFIER_PRESETS, DDPM_PRESETS, DEFAULT_DDPM_PRESET, override
+
+EPILOG = """examples:
+  python -m train classifier --dataset mnist                       # CNN, >= 99.3%% test accuracy
+  python -m train ddpm --dataset mnist --preset mnist-cpu          # laptop CPU
+  python -m train ddpm --dataset mnist --only-class 0              # the single-class "to-forget" model
+  accelerate launch -m train ddpm --dataset cifar10                # one or many GPUs, same command
+  python -m train ddpm --dataset mnist --resume runs/ddpm-mnist    # continue exactly after a crash
+  python -m train sample --model runs/ddpm-mnist/model --classifier runs/classifier-mnist
+Data: the offline copies in ../shared/datasets are used when present; otherwise give --data-dir DIR
+(an existing copy) or --download (torchvision fetches it). See docs/training.md."""
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="mnist or cifar10")
+    p.add_argument("--data-dir", help="folder with an existing copy (default: ../shared/datasets/<dataset>)")
+    p.add_argument(
+        "--download", action="store_true", help="fetch the dataset with torchvision into --data-dir"
+    )
+    p.add_argument("--limit", type=int, help="use only the first N training images (after class filtering)")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    p.add_argument("--seed", type=int, help="seed of weights, batch order, noise (default 0)")
+    p.add_argument("--batch-size", type=int, help="per-process batch size")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--output-dir", help="run folder (default runs/<command>-<preset>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train the DDPMs and classifiers of negguide's class-removal evaluation.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{ddpm,classifier,sample}")
+
+    d = sub.add_parser("ddpm", help="train an unconditional or single-class DDPM (diffusers UNet2DModel)")
+    _data_args(d)
+    d.add_argument("--preset", choices=sorted(DDPM_PRESETS), help="default: the dataset's name")
+    d.add_argument("--only-class", type=int, help="train on class K only (the 'to-forget' model)")
+    d.add_argument("--drop-class", type=int, help="train on every class except K")
+    d.add_argument(
+        "--recipe",
+        choices=["ours", "authors"],
+        help="ours: AdamW + EMA, constant LR; authors: RAdam, warm-up + cosine, no EMA",
+    )
+    d.add_argument("--max-steps", type=int, help="total optimizer steps")
+    d.add_argument("--warmup-steps", type=int)
+    d.add_argument("--ema-decay", type=float)
+    d.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    d.add_argument("--sample-every", type=int, help="steps between PNG sample grids (0: only at the end)")
+    d.add_argument("--sample-steps", type=int, help="DDIM steps of the preview grids")
+    d.add_argument("--grid-size", type=int, help="images per preview grid")
+    d.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
+    d.add_argument(
+        "--mixed-precision",
+        default="auto",
+        choices=["auto", "no", "bf16"],
+        help="auto: bf16 autocast on a GPU, fp32 on the CPU",
+    )
+
+    c = sub.add_parser("classifier", help="train the MNIST CNN or the CIFAR-10 ResNet-9")
+    _data_args(c)
+    c.add_argument("--epochs", type=float)
+    c.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    c.add_argument("--time-budget", type=float, help="stop training after this many seconds")
+
+    s = sub.add_parser("sample", help="sample a trained model/ and label the samples with a classifier")
+    s.add_argument("--model", required=True, help="the model/ folder of a ddpm run")
+    s.add_argument("--classifier", help="folder of a trained classifier")
+    s.add_argument("--num", type=int, default=256)
+    s.add_argument("--steps", type=int, default=100, help="DDIM steps")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--grid", help="write the first 64 samples to this PNG")
+    s.add_argument("--cpu", action="store_true")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "sample":
+        from train.label_samples import sample_and_label
+
+        sample_and_label(args.model, args.classifier, args.num, args.steps, args.seed, args.grid, args.cpu)
+        return 0
+
+    from train.data import check_class, check_dataset
+
+    check_dataset(args.dataset)
+    if args.command == "classifier":
+        from train.classifier import train_classifier
+
+        preset = override(
+            CLASSIFIER_PRESETS[args.dataset],
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+        )
+        train_classifier(
+            preset,
+            args.output_dir,
+            args.data_dir,
+            args.download,
+            args.limit,
+            args.test_limit,
+            args.cpu,
+            args.time_budget,
+        )
+        return 0
+
+    from train.ddpm import DataOptions, train_ddpm
+
+    check_class(args.dataset, args.only_class, "--only-class")
+    check_class(args.dataset, args.drop_class, "--drop-class")
+    preset = DDPM_PRESETS[args.preset or DEFAULT_DDPM_PRESET[args.dataset]]
+    if preset.dataset != args.dataset:
+        raise UsageError(f"preset {preset.name} is for {preset.dataset}, not {args.dataset}")
+    preset = override(
+        preset,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        recipe=args.recipe,
+        max_steps=args.max_steps,
+        warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay,
+        checkpoint_every=args.checkpoint_every,
+        sample_every=args.sample_every,
+        sample_steps=args.sample_steps,
+        grid_size=args.grid_size,
+    )
+    data = DataOptions(args.data_dir, args.download, args.only_class, args.drop_class, args.limit)
+    train_ddpm(preset, data, args.output_dir, args.resume, args.mixed_precision, args.cpu)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
