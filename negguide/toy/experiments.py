@@ -1,0 +1,206 @@
+"""The three studies of the toy job, each a function returning plain numbers (and arrays for plots).
+
+* :func:`guided_samples` / :func:`removal_metrics`  3b, 3d: sample with NP / SLD / DNG and measure how much
+  forbidden mass remains and how far the result is from the ideal "remaining modes" distribution.
+* :func:`track_posterior`  3c: follow unguided trajectories of a sampler and compare a tracker's posterior
+  with the exact one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import guidance
+from ..posterior import FlowTracker, PosteriorConfig, TransitionTracker
+from ..predictions import denoised_from_eps, eps_from_denoised
+from ..schedules import DiscreteSchedule, karras_sigmas
+from ..sld import SafeLatentDiffusion, SLDConfig
+from .mixture import GaussianMixture
+from .samplers import SAMPLERS, STOCHASTIC
+
+SCHEDULE = DiscreteSchedule.from_kind("linear", 1000, 1e-4, 0.02)  # the MNIST/CIFAR DDPMs' schedule
+KARRAS_SAMPLERS = {"euler", "euler_a", "dpmpp_2m"}  # the WebUI's usual pairing
+
+
+def sigmas_for(sampler: str, steps: int) -> torch.Tensor:
+    """Noise levels of a run: DDPM timesteps evenly spaced for ddpm/ddim, Karras for the others; then 0."""
+    table = SCHEDULE.sigmas
+    if sampler in KARRAS_SAMPLERS:
+        return karras_sigmas(steps, float(table[0]), float(table[-1]))
+    t = torch.linspace(SCHEDULE.num_timesteps - 1, 0, steps, dtype=torch.float64).round().long()
+    return torch.cat([table[t], torch.zeros(1, dtype=torch.float64)])
+
+
+def initial_state(mix: GaussianMixture, sigma_max: float, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Exact draw from the noised marginal at the first noise level."""
+    x0, _ = mix.sample(n, gen)
+    return x0 + sigma_max * torch.randn(x0.shape, dtype=torch.float64, generator=gen)
+
+
+def run_sampler(sampler: str, model, x, sigmas, gen):
+    return SAMPLERS[sampler](model, x, sigmas, gen)
+
+
+# ------------------------------------------------------------------------------------------------- 3b / 3d
+def _exact_odds(mix: GaussianMixture, x, sigma, p_max: float = 1 - 1e-12) -> torch.Tensor:
+    log_comp, _ = mix._log_resp(x, sigma)
+    log_odds = torch.logsumexp(log_comp[:, mix.forbidden], 1) - torch.logsumexp(log_comp[:, ~mix.forbidden], 1)
+    return log_odds.clamp(max=math.log(p_max / (1 - p_max))).exp()
+
+
+def guided_model(mix: GaussianMixture, method: str, scale: float, n: int, dng_config: PosteriorConfig | None = None,
+                 sld_config: SLDConfig | None = None):
+    """The denoiser a sampler calls for one guidance method, plus the state to read afterwards."""
+    forget, keep = mix.to_forget(), mix.remembered()
+    state: dict = {"lambda": [], "p": []}
+    tracker = TransitionTracker(dng_config, n, variance="beta") if method == "dng_tracked" else None
+    sld = SafeLatentDiffusion(sld_config) if method == "sld" else None
+    state["tracker"] = tracker
+
+    def model(x, sigma, step):
+        d_u = mix.denoise(x, sigma)
+        if method == "unguided":
+            return d_u
+        if method == "cfg":  # CFG toward the remaining modes: what negative guidance should achieve
+            return guidance.cfg(d_u, keep.denoise(x, sigma), scale)
+        d_c = forget.denoise(x, sigma)
+        if method == "np":
+            return guidance.dng(d_u, d_c, scale)  # constant lambda: plain negative prompting
+        if method == "sld":  # SLD's threshold lives in eps units
+            e_u, e_c = eps_from_denoised(x, d_u, sigma), eps_from_denoised(x, d_c, sigma)
+            return denoised_from_eps(x, sld(e_u, e_u, e_c, scale), sigma)
+        if method == "dng_exact":
+            lam = scale * _exact_odds(mix, x, sigma)
+        elif method == "dng_tracked":
+            tracker.observe(x, sigma, d_u, d_c)
+            lam = scale * tracker.odds()
+        else:
+            raise ValueError(f"unknown method {method!r}")
+        state["lambda"].append(lam.mean().item())
+        return guidance.dng(d_u, d_c, lam)
+
+    return model, state
+
+
+def guided_samples(mix: GaussianMixture, method: str, scale: float, n: int, seed: int, steps: int = 1000,
+                   sampler: str = "ddpm", dng_config: PosteriorConfig | None = None,
+                   sld_config: SLDConfig | None = None):
+    gen = torch.Generator().manual_seed(seed)
+    sigmas = sigmas_for(sampler, steps)
+    model, state = guided_model(mix, method, scale, n, dng_config, sld_config)
+    x = run_sampler(sampler, model, initial_state(mix, float(sigmas[0]), n, gen), sigmas, gen)
+    if state["tracker"] is not None:
+        state["tracker"].finish(x)
+    return x, state
+
+
+def w1_1d(samples: torch.Tensor, target: GaussianMixture, grid_points: int = 20001) -> float:
+    """Exact Wasserstein-1 between an empirical 1-D sample and a mixture: the integral of |F_n - F|."""
+    s = samples.reshape(-1).sort().values
+    lo = min(float(s[0]), float((target.means - 6 * target.variances.sqrt()[:, None]).min()))
+    hi = max(float(s[-1]), float((target.means + 6 * target.variances.sqrt()[:, None]).max()))
+    grid = torch.linspace(lo, hi, grid_points, dtype=torch.float64)
+    f_emp = torch.searchsorted(s, grid, right=True).to(torch.float64) / s.numel()
+    return float(torch.trapezoid((f_emp - target.cdf_1d(grid)).abs(), grid))
+
+
+def sliced_w1(samples: torch.Tensor, target: GaussianMixture, directions: int = 64, seed: int = 0) -> float:
+    """Sliced W1: mean over random directions of the exact 1-D W1 of the projections (an isotropic
+    mixture projects onto a mixture with projected means and the same variances)."""
+    if samples.shape[1] == 1:
+        return w1_1d(samples, target)
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(directions, samples.shape[1], dtype=torch.float64, generator=g)
+    u = u / u.norm(dim=1, keepdim=True)
+    total = 0.0
+    for d in u:
+        proj = GaussianMixture(target.weights, (target.means @ d)[:, None], target.variances, target.forbidden)
+        total += w1_1d(samples @ d, proj, grid_points=4001)
+    return total / directions
+
+
+def removal_metrics(mix: GaussianMixture, x0: torch.Tensor) -> dict:
+    """forbidden_mass: share of samples the exact data-level classifier assigns to the forbidden concept;
+    w1_to_target: (sliced) W1 of all samples to the remaining-modes distribution; distortion: the same for the
+    samples outside the forbidden concept only (how much the kept modes were bent)."""
+    in_forbidden = mix.posterior_forbidden(x0, 0.0) > 0.5
+    keep = mix.remembered()
+    kept = x0[~in_forbidden]
+    return {
+        "forbidden_mass": float(in_forbidden.double().mean()),
+        "w1_to_target": sliced_w1(x0, keep),
+        "distortion": sliced_w1(kept, keep) if kept.shape[0] > 10 else float("nan"),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ 3c
+def make_tracker(spec: str, config: PosteriorConfig, n: int, mix: GaussianMixture, seed: int):
+    """``spec``: ``transition-<beta|beta_tilde|sampler>``, ``flow-exact``, ``flow-moment``, ``flow-hutchinson-K``."""
+    kind, _, rest = spec.partition("-")
+    if kind == "transition":
+        return TransitionTracker(config, n, variance=rest)
+    forget = mix.to_forget()
+    if rest == "exact":
+        return FlowTracker(config, n, divergence="exact", exact_divergence=lambda x, s: (
+            forget.divergence_of_denoiser(x, s) - mix.divergence_of_denoiser(x, s)))
+    if rest == "moment":
+        return FlowTracker(config, n, divergence="moment")
+    probes = int(rest.split("-")[1])
+    return FlowTracker(config, n, divergence="hutchinson", probes=probes,
+                       generator=torch.Generator().manual_seed(seed + 17))
+
+
+def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_spec: str, n: int, seed: int,
+                    config: PosteriorConfig | None = None) -> dict:
+    """Unguided trajectories; tracked vs exact ``p(forbidden | x)`` at every step and at the end."""
+    config = config or PosteriorConfig(prior=mix.prior_forbidden, temperature=1.0, offset=0.0,
+                                       p_min=1e-12, p_max=1 - 1e-9)
+    gen = torch.Generator().manual_seed(seed)
+    sigmas = sigmas_for(sampler, steps)
+    forget = mix.to_forget()
+    tracker = make_tracker(tracker_spec, config, n, mix, seed)
+    tracked, exact = [], []
+
+    def model(x, sigma, step):
+        d_u, d_c = mix.denoise(x, sigma), forget.denoise(x, sigma)
+        probes = None
+        if tracker.extra_rows_per_image:
+            v, pts = tracker.probe_points(x, sigma)
+            flat = pts.reshape(-1, x.shape[1])
+            probes = (v, mix.denoise(flat, sigma).reshape(pts.shape), forget.denoise(flat, sigma).reshape(pts.shape))
+        if probes is None:
+            tracker.observe(x, sigma, d_u, d_c)
+        else:
+            tracker.observe(x, sigma, d_u, d_c, probes=probes)
+        tracked.append(tracker.posterior())
+        exact.append(mix.posterior_forbidden(x, sigma))
+        return d_u
+
+    x = run_sampler(sampler, model, initial_state(mix, float(sigmas[0]), n, gen), sigmas, gen)
+    tracker.finish(x)
+    tracked.append(tracker.posterior())
+    exact.append(mix.posterior_forbidden(x, 0.0))
+    tracked, exact = torch.stack(tracked), torch.stack(exact)  # [steps + 1, n]
+    ends_forbidden = exact[-1] > 0.5
+    err = (tracked - exact).abs()
+    return {
+        "sampler": sampler,
+        "steps": steps,
+        "tracker": tracker_spec,
+        "stochastic_sampler": sampler in STOCHASTIC,
+        "extra_rows_per_image": tracker.extra_rows_per_image,
+        "mean_abs_error_final": float(err[-1].mean()),
+        "mean_abs_error_time": float(err.mean()),
+        "forbidden_found": float((tracked[-1][ends_forbidden] > 0.5).double().mean()) if ends_forbidden.any()
+        else float("nan"),
+        "false_alarms": float((tracked[-1][~ends_forbidden] > 0.5).double().mean()),
+        "curves": {
+            "sigma": torch.cat([sigmas[:-1], sigmas[-1:]]).tolist(),
+            "tracked_forbidden": tracked[:, ends_forbidden].mean(1).tolist(),
+            "exact_forbidden": exact[:, ends_forbidden].mean(1).tolist(),
+            "tracked_allowed": tracked[:, ~ends_forbidden].mean(1).tolist(),
+            "exact_allowed": exact[:, ~ends_forbidden].mean(1).tolist(),
+        },
+    }

@@ -1,0 +1,125 @@
+"""Isotropic Gaussian mixtures in the k-diffusion (VE) frame, with exact scores and posteriors.
+
+Data ``x0 ~ sum_k w_k N(mu_k, v_k I)``; noised ``x = x0 + sigma eps`` has the exact marginal
+``sum_k w_k N(mu_k, (v_k + sigma^2) I)`` (DNG paper, App. B, written for VE). Everything a guidance rule or a
+tracker needs is closed-form: denoisers ``D = E[x0 | x]`` of the full, to-forget and to-remember mixtures,
+the class posterior ``p(forbidden | x)``, and the divergence of ``D`` (via ``div D = tr Cov[x0|x] / sigma^2``).
+Computation is float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+LOG_2PI = 1.8378770664093453
+
+
+@dataclass(frozen=True)
+class GaussianMixture:
+    weights: torch.Tensor  # [K], sums to 1
+    means: torch.Tensor  # [K, d]
+    variances: torch.Tensor  # [K], isotropic per component
+    forbidden: torch.Tensor  # [K] bool, the components of the concept to remove
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def prior_forbidden(self) -> float:
+        return float(self.weights[self.forbidden].sum())
+
+    def subset(self, mask: torch.Tensor) -> GaussianMixture:
+        w = self.weights[mask]
+        return GaussianMixture(w / w.sum(), self.means[mask], self.variances[mask], self.forbidden[mask])
+
+    def remembered(self) -> GaussianMixture:
+        return self.subset(~self.forbidden)
+
+    def to_forget(self) -> GaussianMixture:
+        return self.subset(self.forbidden)
+
+    # --- exact quantities at noise level sigma (x: [N, d], sigma: float or [N]) ----------------------------
+    def _log_resp(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
+        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1) ** 2
+        var = self.variances[None, :] + s2  # [N or 1, K]
+        sq = ((x[:, None, :] - self.means[None]) ** 2).sum(-1)  # [N, K]
+        log_comp = self.weights.log()[None] - 0.5 * (sq / var + self.dim * (var.log() + LOG_2PI))
+        return log_comp, var
+
+    def log_density(self, x, sigma) -> torch.Tensor:
+        log_comp, _ = self._log_resp(x, sigma)
+        return torch.logsumexp(log_comp, dim=1)
+
+    def responsibilities(self, x, sigma) -> torch.Tensor:
+        log_comp, _ = self._log_resp(x, sigma)
+        return torch.softmax(log_comp, dim=1)
+
+    def posterior_forbidden(self, x, sigma) -> torch.Tensor:
+        """Exact ``p(forbidden | x_sigma)``, by log-sum-exp."""
+        log_comp, _ = self._log_resp(x, sigma)
+        return (torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp, 1)).exp()
+
+    def _component_means(self, x, sigma):
+        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1) ** 2
+        shrink = self.variances[None, :, None] / (self.variances[None, :, None] + s2)  # [N or 1, K, 1]
+        return self.means[None] + shrink * (x[:, None, :] - self.means[None])  # E[x0 | x, k]
+
+    def denoise(self, x, sigma) -> torch.Tensor:
+        """``E[x0 | x_sigma]`` of this mixture."""
+        r = self.responsibilities(x, sigma)
+        return (r[:, :, None] * self._component_means(x, sigma)).sum(1)
+
+    def divergence_of_denoiser(self, x, sigma) -> torch.Tensor:
+        """``div_x E[x0 | x] = tr Cov[x0 | x] / sigma^2``, per sample."""
+        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1) ** 2
+        r = self.responsibilities(x, sigma)
+        m_k = self._component_means(x, sigma)
+        m = (r[:, :, None] * m_k).sum(1)
+        within = self.dim * self.variances[None] * s2[:, None] / (self.variances[None] + s2[:, None])
+        second = (r * (within + (m_k**2).sum(-1))).sum(1)
+        return (second - (m**2).sum(1)) / s2
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` data samples and their component index."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
+        return self.means[k] + self.variances[k].sqrt()[:, None] * eps, k
+
+    def cdf_1d(self, grid: torch.Tensor) -> torch.Tensor:
+        """CDF of a 1-D mixture at the data level (sigma = 0)."""
+        z = (grid[:, None] - self.means[None, :, 0]) / self.variances.sqrt()[None]
+        return (self.weights[None] * 0.5 * (1 + torch.erf(z / 2**0.5))).sum(1)
+
+
+def three_modes_1d() -> GaussianMixture:
+    """The DNG paper's 1-D example shape: three modes, the rightmost (distinct) one forbidden."""
+    return GaussianMixture(
+        weights=torch.tensor([0.4, 0.35, 0.25], dtype=torch.float64),
+        means=torch.tensor([[-2.0], [0.5], [3.0]], dtype=torch.float64),
+        variances=torch.tensor([0.25, 0.2, 0.15], dtype=torch.float64) ** 2 * 4,
+        forbidden=torch.tensor([False, False, True]),
+    )
+
+
+def three_modes_2d() -> GaussianMixture:
+    """DNG paper App. A: three modes, two upper ones to keep, the bottom one forbidden."""
+    return GaussianMixture(
+        weights=torch.tensor([1 / 3, 1 / 3, 1 / 3], dtype=torch.float64),
+        means=torch.tensor([[-1.5, 1.0], [1.5, 1.0], [0.0, -1.6]], dtype=torch.float64),
+        variances=torch.tensor([0.08, 0.08, 0.08], dtype=torch.float64),
+        forbidden=torch.tensor([False, False, True]),
+    )
+
+
+def latent_like(dim: int = 64, classes: int = 10, seed: int = 0) -> GaussianMixture:
+    """A high-dimensional stand-in for a latent: ``classes`` equally likely Gaussian classes, class 0
+    forbidden, random means of unit scale per coordinate and unequal within-class spreads."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(classes, dim, dtype=torch.float64, generator=g) * 0.6
+    variances = 0.15 + 0.35 * torch.rand(classes, dtype=torch.float64, generator=g)
+    forbidden = torch.zeros(classes, dtype=torch.bool)
+    forbidden[0] = True
+    return GaussianMixture(torch.full((classes,), 1 / classes, dtype=torch.float64), means, variances, forbidden)
