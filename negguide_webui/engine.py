@@ -1,0 +1,271 @@
+"""Backend-neutral per-job state: which pass runs, which step an evaluation belongs to, the windows, the
+empty-prompt conditioning and the DNG posteriors. The A1111 and Forge adapters drive it.
+
+Step bookkeeping. The WebUI's ``params.sampling_step`` lags by one (it is set by the sampler's per-step
+callback: 0, 0, 1, 2, ...). We key on the denoiser's own evaluation counter ``denoiser.step`` instead:
+a run announces ``denoiser.steps`` steps and ``denoiser.total_steps`` evaluations (twice the steps for
+second-order samplers, whose last step evaluates once), so evaluation ``k`` belongs to step
+``k * steps // total_steps``. Samplers that make fewer calls than announced (DDIM in img2img) simply never
+reach the last steps.
+
+A run starts when a denoiser evaluates for the first time (``denoiser.step == 0``) or a new denoiser
+object appears: the WebUI builds a new sampler per batch iteration and for the hires pass, so each gets
+fresh state (posteriors, records) automatically.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from negguide.posterior import FlowTracker, PosteriorConfig, TransitionTracker
+from negguide.windows import StepWindow
+
+from . import conds as C
+from .settings import NegGuideSettings
+
+
+def step_of_eval(call: int, steps: int | None, total_steps: int | None) -> tuple[int, bool]:
+    """``(step index, first evaluation of that step?)`` for the ``call``-th model evaluation of a run."""
+    if not steps or not total_steps or total_steps <= steps:
+        return call, True
+    step = call * steps // total_steps
+    first = call == 0 or (call - 1) * steps // total_steps != step
+    return step, first
+
+
+ANCESTRAL_HINTS = (" a", "ancestral", "sde", "ddpm", "lcm", "restart")
+
+
+def is_ancestral(sampler_name: str | None) -> bool:
+    n = f" {(sampler_name or '').lower()} "
+    return any(h in n for h in (" a ", "ancestral", "sde", "ddpm", "lcm", "restart"))
+
+
+@dataclass
+class StepRecord:
+    step: int
+    sigma: float
+    p: list
+    lam: list
+
+
+@dataclass
+class RunRecord:
+    """One sampling run (a batch iteration's first pass, or its hires pass)."""
+
+    batch_number: int
+    is_hr: bool
+    steps: int
+    tracker: str = ""
+    window_mask: list = field(default_factory=list)
+    steps_log: list = field(default_factory=list)  # StepRecord per step (DNG)
+    active_log: list = field(default_factory=list)  # (step, active) per evaluation (windowed)
+
+
+class DNGRun:
+    """Per-run DNG posteriors, one per image, stepped once per sampler step."""
+
+    def __init__(self, s: NegGuideSettings, batch: int, ancestral: bool, eta: float = 1.0):
+        cfg = PosteriorConfig(
+            prior=float(s.prior),
+            temperature=float(s.temperature),
+            offset=float(s.offset),
+            p_max=float(s.p_max),
+            p_min=min(1e-6, float(s.prior)),
+        )
+        kind = s.tracker
+        if kind == "auto":
+            kind = "transition" if ancestral else "ode"
+        if kind == "transition":
+            eta = eta if eta > 0 else 1.0
+            self.tracker = TransitionTracker(cfg, batch, variance="sampler", eta=min(1.0, eta))
+        else:
+            self.tracker = FlowTracker(cfg, batch, divergence="moment")
+        self.lambda0 = float(s.lambda0)
+        self.last_step = -1
+        self.lam = torch.zeros(batch, dtype=torch.float64)
+
+    @property
+    def name(self) -> str:
+        return self.tracker.name
+
+    def lam_at(self, step: int, first: bool, x_ve, sigma, d_ref, d_neg) -> torch.Tensor:
+        """lambda per image for this evaluation; the posterior moves at the first evaluation of a step."""
+        if first and step != self.last_step:
+            self.tracker.observe(x_ve, sigma, d_ref, d_neg)
+            self.lam = self.lambda0 * self.tracker.odds()
+            self.last_step = step
+        return self.lam
+
+    def posterior(self) -> torch.Tensor:
+        return self.tracker.posterior()
+
+
+class Run:
+    def __init__(
+        self,
+        job: Job,
+        key,
+        steps: int,
+        total_steps: int,
+        is_hr: bool,
+        schedule_steps: int | None,
+        batch_number: int,
+    ):
+        self.job, self.key = job, key
+        self.steps, self.total_steps = int(steps or 0), int(total_steps or 0)
+        self.is_hr, self.schedule_steps = is_hr, schedule_steps
+        s = job.settings
+        self.window: StepWindow | None = s.hires_window() if is_hr else s.first_pass_window()
+        self.record = RunRecord(batch_number, is_hr, self.steps)
+        self.dng: DNGRun | None = None
+        self.pending = None  # DNG evaluation in flight (A1111: between on_cfg_denoiser and after_cfg)
+        self.last_call = -1
+
+    def window_active(self, step: int, sigma: float | None = None) -> bool:
+        if self.window is None:
+            return False
+        n = max(self.steps, step + 1)
+        sched = self.schedule_steps if (self.schedule_steps or 0) > n else None
+        return self.window.active(step, n, sigma, sched)
+
+
+class Job:
+    """State for one generation request (``process`` .. ``postprocess``)."""
+
+    def __init__(self, settings: NegGuideSettings, encode_empty, p=None):
+        self.settings = settings
+        self.encode_empty = encode_empty  # (is_hr: bool) -> one-row empty-prompt conditioning
+        self.p = p
+        self.runs: list[Run] = []
+        self.current: Run | None = None
+        self._empty: dict = {}
+        self.batch_number = 0
+        self.warnings: list[str] = []
+
+    def warn(self, msg: str):
+        if msg not in self.warnings:
+            self.warnings.append(msg)
+            print(f"[negguide] {msg}")
+
+    def empty(self, is_hr: bool):
+        if is_hr not in self._empty:
+            self._empty[is_hr] = self.encode_empty(is_hr)
+        return self._empty[is_hr]
+
+    def run_for(self, denoiser, is_hr: bool, schedule_steps: int | None) -> Run:
+        call = int(getattr(denoiser, "step", 0) or 0)
+        cur = self.current
+        if cur is None or cur.key is not denoiser or call <= cur.last_call:
+            cur = Run(
+                self,
+                denoiser,
+                getattr(denoiser, "steps", None),
+                getattr(denoiser, "total_steps", None),
+                is_hr,
+                schedule_steps,
+                self.batch_number,
+            )
+            self.runs.append(cur)
+            self.current = cur
+        cur.last_call = call
+        return cur
+
+    def records(self) -> list[RunRecord]:
+        return [r.record for r in self.runs]
+
+
+# --- conditioning builders shared by the adapters ---------------------------------------------------------
+
+
+def empty_rows_like(job: Job, is_hr: bool, slot, n: int, like: torch.Tensor | None = None):
+    """``n`` rows of the empty prompt, carrying the marker of conditioning ``slot`` (ControlNet)."""
+    e = job.empty(is_hr)
+    ref = C._ctx(slot)
+    e = C.to_device(e, ref)
+    if isinstance(slot, dict) and not isinstance(e, dict):
+        raise TypeError("the model gives dict conditionings but the empty prompt encoded to a tensor")
+    return C.like_slot(C.repeat_rows(e, n), slot)
+
+
+def swap_for_dns(job: Job, is_hr: bool, text_cond, text_uncond):
+    """DNS (Desai Eq. 19 via 2-term CFG, s = w - 1): cond <- empty prompt, uncond <- the positive prompt.
+    Row counts stay; each slot keeps its own ControlNet marker."""
+    if C.rows(text_cond) != C.rows(text_uncond):
+        raise ValueError("DNS needs one positive row per image (no AND prompts)")
+    pos_body, _ = C.strip_marker(text_cond)
+    new_uncond = C.like_slot(pos_body, text_uncond)
+    new_cond = empty_rows_like(job, is_hr, text_cond, C.rows(text_cond))
+    return new_cond, new_uncond
+
+
+def match_tokens(a, b, empty_chunk):
+    """Pad the shorter of two (marked alike or unmarked) conditionings on the token axis."""
+    a_body, am = C.strip_marker(a)
+    b_body, bm = C.strip_marker(b)
+    n = max(C.tokens(a_body), C.tokens(b_body))
+    a_body = C.pad_tokens(a_body, n, empty_chunk)
+    b_body = C.pad_tokens(b_body, n, empty_chunk)
+    return C.with_marker(a_body, am), C.with_marker(b_body, bm)
+
+
+def sigma_frame(kind: str, x: torch.Tensor, sigma: torch.Tensor, alphas_cumprod: torch.Tensor | None):
+    """``(x_ve, sigma_ve, to_x0)``: the VE state and noise level, and a function turning the backend's raw
+    predictions into denoised ones. ``kind`` is ``"sigma"`` (k-diffusion: x0 at sigma) or ``"timestep"``
+    (DDIM/PLMS/UniPC: eps at an integer timestep)."""
+    if kind == "sigma":
+        return x, sigma, (lambda d: d)
+    ac = alphas_cumprod.to(device=x.device, dtype=torch.float64)
+    t = sigma.round().long().clamp(0, ac.shape[0] - 1)
+    ab = ac[t].to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+    s = ((1 - ab) / ab).sqrt()
+
+    def to_x0(eps):
+        return (x - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    return x / ab.sqrt(), s.reshape(-1), to_x0
+
+
+def dng_correction(
+    denoised: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    lam: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Add DNG's negative term to the WebUI's combined prediction.
+
+    The WebUI combined ``empty + w (pos - empty)`` (its uncond rows hold the empty prompt); the core's
+    ``guidance.dng_text`` is that plus ``-lambda (neg - pos)``: evaluated with a zero empty branch and w = 0
+    it gives exactly the missing term, which is added here (AND prompts and mask blending stay the WebUI's).
+    ``mask`` (inpainting: 1 where the image may change) keeps the term off the kept region.
+    """
+    from negguide import guidance as G
+
+    term = G.dng_text(torch.zeros_like(pos), pos, neg, 0.0, lam.to(pos.dtype))  # = -lambda (neg - pos)
+    if mask is not None:
+        term = term * mask
+    return denoised + term.to(denoised.dtype)
+
+
+def finite_or_zero(t: torch.Tensor) -> torch.Tensor:
+    return torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def fmt_cost(tracker_name: str) -> str:
+    if tracker_name.startswith("transition"):
+        return "transition likelihood (ancestral/SDE samplers): no extra UNet rows"
+    if tracker_name.startswith("flow-hutchinson"):
+        k = tracker_name.rsplit("-", 1)[-1]
+        return f"probability-flow ODE with Hutchinson divergence: {2 * int(k)} extra UNet rows per image"
+    return "probability-flow ODE, moment divergence (deterministic samplers): no extra UNet rows"
+
+
+def isfinite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
