@@ -25,7 +25,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--download", action="store_true", help="fetch the dataset with torchvision into --data-dir"
     )
-    p.add_argument("--limit", type=int, help="use only the first N training images (after class filtering)")
+    p.add_argument("--limit", type=int, help="a fixed random subset of N images (after class filters)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--seed", type=int, help="seed of weights, batch order, noise (default 0)")
     p.add_argument("--batch-size", type=int, help="per-process batch size")
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sample-every", type=int, help="steps between PNG sample grids (0: only at the end)")
     d.add_argument("--sample-steps", type=int, help="DDIM steps of the preview grids")
     d.add_argument("--grid-size", type=int, help="images per preview grid")
+    d.add_argument(
+        "--time-budget", type=float, help="stop after this many seconds (checkpoint + model/ saved)"
+    )
     d.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
     d.add_argument(
         "--mixed-precision",
@@ -70,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classifier", help="train the MNIST CNN or the CIFAR-10 ResNet-9")
     _data_args(c)
     c.add_argument("--epochs", type=float)
-    c.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    c.add_argument("--test-limit", type=int, help="evaluate on a fixed random subset of N test images")
     c.add_argument("--time-budget", type=float, help="stop training after this many seconds")
 
     s = sub.add_parser("sample", help="sample a trained model/ and label the samples with a classifier")
@@ -139,7 +142,15 @@ def run(argv: list[str] | None = None) -> int:
         grid_size=args.grid_size,
     )
     data = DataOptions(args.data_dir, args.download, args.only_class, args.drop_class, args.limit)
-    train_ddpm(preset, data, args.output_dir, args.resume, args.mixed_precision, args.cpu)
+    train_ddpm(
+        preset,
+        data,
+        args.output_dir,
+        args.resume,
+        args.mixed_precision,
+        args.cpu,
+        time_budget_s=args.time_budget,
+    )
     return 0
 
 

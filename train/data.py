@@ -106,7 +106,7 @@ def load_dataset(
     drop_class: int | None = None,
     limit: int | None = None,
 ) -> ImageSet:
-    """Read one split, keep only / drop one class, then keep the first `limit` images (deterministic)."""
+    """Read one split, keep only / drop one class, then a fixed pseudo-random subset of `limit` images."""
     check_dataset(dataset)
     if split not in ("train", "test"):
         raise UsageError(f"unknown split {split!r}: 'train' or 'test'")
@@ -129,7 +129,11 @@ def _selected_indices(labels: torch.Tensor, only_class, drop_class, limit) -> to
     if drop_class is not None:
         keep &= labels != drop_class
     idx = keep.nonzero().flatten()
-    return idx[:limit] if limit is not None else idx
+    if limit is not None and limit < len(idx):
+        # A fixed pseudo-random subset, not the first N: CIFAR-10's file is sorted by class.
+        pick = torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]
+        idx = idx[pick.sort().values]
+    return idx
 
 
 def _select(data: ImageSet, only_class, drop_class, limit) -> ImageSet:

@@ -75,10 +75,11 @@ def make_noise_scheduler(preset: DDPMPreset) -> DDPMScheduler:
     )
 
 
-def make_optimizer(preset: DDPMPreset, params) -> torch.optim.Optimizer:
+def make_optimizer(preset: DDPMPreset, params, fused: bool = False) -> torch.optim.Optimizer:
     if preset.recipe == "authors":
         return torch.optim.RAdam(params, lr=preset.lr, weight_decay=preset.weight_decay)
-    return torch.optim.AdamW(params, lr=preset.lr, weight_decay=preset.weight_decay)
+    # fused: one CUDA kernel for the whole update (GPU only); the CPU path stays the reference implementation.
+    return torch.optim.AdamW(params, lr=preset.lr, weight_decay=preset.weight_decay, fused=fused or None)
 
 
 def make_lr_schedule(preset: DDPMPreset, optimizer):
@@ -112,6 +113,44 @@ def _seed_step(seed: int, step: int, rank: int) -> None:
     torch.manual_seed((seed * 1_000_003 + step) * 4099 + rank)
 
 
+def build_training(preset: DDPMPreset, device: torch.device):
+    """UNet, noise scheduler, optimizer, LR schedule and EMA (None for the authors' recipe), on `device`."""
+    torch.manual_seed(preset.seed)  # identical initial weights on every process and every run
+    model = UNet2DModel(**preset.unet).to(device)
+    noise_scheduler = make_noise_scheduler(preset)
+    optimizer = make_optimizer(preset, model.parameters(), fused=device.type == "cuda")
+    lr_schedule = make_lr_schedule(preset, optimizer)
+    ema = None
+    if preset.use_ema:
+        ema = EMAModel(
+            model.parameters(),
+            decay=preset.ema_decay,
+            use_ema_warmup=True,
+            power=3 / 4,
+            foreach=device.type == "cuda",  # one fused kernel per tensor list instead of one per parameter
+            model_cls=UNet2DModel,
+            model_config=model.config,
+        )
+    return model, noise_scheduler, optimizer, lr_schedule, ema
+
+
+def train_step(step, preset, loader, model, noise_scheduler, optimizer, lr_schedule, ema, accelerator):
+    """One optimizer step on the batch of `step`; returns the (device) loss without syncing."""
+    rank = accelerator.process_index
+    x, _ = loader.batch(step)
+    _seed_step(preset.seed, step, rank)
+    g = step_generator(preset.seed, step, rank, x.device)
+    loss = ddpm_loss(model, noise_scheduler, x, g, accelerator.autocast)
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(model.parameters(), preset.grad_clip)
+    optimizer.step()
+    lr_schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    if ema is not None:
+        ema.step(model.parameters())
+    return loss
+
+
 def train_ddpm(
     preset: DDPMPreset,
     data: DataOptions,
@@ -120,9 +159,12 @@ def train_ddpm(
     mixed_precision: str = "auto",
     cpu: bool = False,
     log_every: int = 25,
+    time_budget_s: float | None = None,
 ) -> Path:
     """Train; return the run directory (holding checkpoints, grids, log.jsonl and the final model/)."""
     preset.validate()
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise UsageError(f"--time-budget must be > 0 seconds, got {time_budget_s}")
     if mixed_precision not in ("auto", "no", "bf16"):
         raise UsageError(f"--mixed-precision must be auto, no or bf16, got {mixed_precision!r}")
     ckpt = None
@@ -173,23 +215,7 @@ def train_ddpm(
     }
     must_match = RESUME_MUST_MATCH + (("max_steps",) if preset.recipe == "authors" else ())
 
-    torch.manual_seed(preset.seed)  # identical initial weights on every process and every run
-    model = UNet2DModel(**preset.unet)
-    noise_scheduler = make_noise_scheduler(preset)
-    optimizer = make_optimizer(preset, model.parameters())
-    lr_schedule = make_lr_schedule(preset, optimizer)
-    ema = (
-        EMAModel(
-            model.parameters(),
-            decay=preset.ema_decay,
-            use_ema_warmup=True,
-            power=3 / 4,
-            model_cls=UNet2DModel,
-            model_config=model.config,
-        )
-        if preset.use_ema
-        else None
-    )
+    model, noise_scheduler, optimizer, lr_schedule, ema = build_training(preset, device)
 
     start_step = 0
     if ckpt is not None:
@@ -204,9 +230,6 @@ def train_ddpm(
                 ema.load_state_dict(state["ema"])
         except (RuntimeError, KeyError, ValueError) as err:
             raise UsageError(f"checkpoint {ckpt} does not fit this model: {err}") from err
-    if ema is not None:
-        ema.to(device)
-
     # The LR schedule stays outside prepare(): accelerate would step it once per process per step.
     model, optimizer = accelerator.prepare(model, optimizer)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -258,20 +281,13 @@ def train_ddpm(
         dynamic_ncols=True,
     )
     loss_sum = torch.zeros((), device=device)
+    done = start_step
     window_start, window_steps = time.perf_counter(), 0
+    started = time.perf_counter()
     for step in range(start_step, preset.max_steps):
-        x, _ = loader.batch(step)
-        _seed_step(preset.seed, step, rank)
-        loss = ddpm_loss(
-            model, noise_scheduler, x, step_generator(preset.seed, step, rank, device), accelerator.autocast
+        loss = train_step(
+            step, preset, loader, model, noise_scheduler, optimizer, lr_schedule, ema, accelerator
         )
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), preset.grad_clip)
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(model.parameters())
         loss_sum += loss.detach()
         window_steps += 1
         done = step + 1
@@ -287,15 +303,23 @@ def train_ddpm(
                 )
             loss_sum.zero_()
             window_start, window_steps = time.perf_counter(), 0
-        if done % preset.checkpoint_every == 0 or done == preset.max_steps:
+        out_of_time = False
+        if time_budget_s is not None and (world == 1 or done % log_every == 0):
+            out_of_time = time.perf_counter() - started > time_budget_s
+            if world > 1:  # all processes must stop at the same step, or one waits forever in a collective
+                flag = torch.tensor(float(out_of_time), device=device)
+                out_of_time = bool(accelerator.reduce(flag, reduction="max").item())
+        if done % preset.checkpoint_every == 0 or done == preset.max_steps or out_of_time:
             checkpoint(done)
+        if out_of_time:
+            break
         if preset.sample_every and done % preset.sample_every == 0 and done != preset.max_steps:
             preview(done, f"step-{done:07d}.png")
     progress.close()
 
     if accelerator.is_main_process:
         save_final_model(accelerator.unwrap_model(model), ema, noise_scheduler, config, output_dir / "model")
-        preview(preset.max_steps, "final.png")
+        preview(done, "final.png")
     accelerator.wait_for_everyone()
     return output_dir
 
