@@ -29,6 +29,8 @@ from .engine import (
     sigma_frame,
     step_of_eval,
     swap_for_dns,
+    to_backend_state,
+    to_denoised,
 )
 
 
@@ -127,6 +129,9 @@ class A1111Adapter:
             self._inject(params, run, step, first, is_hr)
 
     def _inject(self, params, run, step: int, first: bool, is_hr: bool):
+        """Append the negative-prompt rows (and, for the Hutchinson tracker, the probe rows of both branches)
+        to the cond part of the batch; the uncond rows get the empty prompt. Row layout of the one UNet call:
+        ``[cond rows (nc)] [neg (B)] [pos at probes (K*B)] [neg at probes (K*B)] [empty (B)]``."""
         job = self.job
         run.pending = None
         tc, tu = params.text_cond, params.text_uncond
@@ -142,28 +147,54 @@ class A1111Adapter:
         if first_rows is None:
             job.warn("DNG skipped: cannot tell which cond row belongs to which image")
             return
+        kind = self.param_kind(params.denoiser)
+        alphas = getattr(params.denoiser, "alphas", None)
+        if kind == "timestep" and alphas is None:
+            alphas = getattr(self.p.sd_model, "alphas_cumprod", None)
+        x_img, s_img, ic_img = x_in[nc:], params.sigma[nc:], params.image_cond[nc:]
         if run.dng is None:
             p = self.p
             eta = float(getattr(p, "eta", None) or 1.0)
-            run.dng = DNGRun(job.settings, b, is_ancestral(self._sampler_name(is_hr)), eta)
+            run.dng = DNGRun(job.settings, b, is_ancestral(self._sampler_name(is_hr)), eta, x_img.device)
             run.record.tracker = run.dng.name
         tc2, neg2 = match_tokens(tc, tu, job.empty(is_hr))
-        params.text_cond = C.cat([tc2, neg2])
-        x_img, s_img, ic_img = x_in[nc:], params.sigma[nc:], params.image_cond[nc:]
-        params.x = torch.cat([x_in[:nc], x_img, x_in[nc:]])
-        params.sigma = torch.cat([params.sigma[:nc], s_img, params.sigma[nc:]])
-        params.image_cond = torch.cat([params.image_cond[:nc], ic_img, params.image_cond[nc:]])
+        x_ve, s_ve, ab = sigma_frame(kind, x_img, s_img, alphas)
+        k = run.dng.probes if run.dng.wants_update(step, first) else 0
+        xs, sig, ics, cs = (
+            [x_in[:nc], x_img],
+            [params.sigma[:nc], s_img],
+            [params.image_cond[:nc], ic_img],
+            [tc2, neg2],
+        )
+        v = pts = None
+        if k:
+            v, pts_ve = run.dng.ctl.probe_points(x_ve, s_ve)  # [K, B, ...] in the VE frame
+            pts = to_backend_state(
+                pts_ve.reshape(k * b, *x_img.shape[1:]), None if ab is None else ab.repeat(k)
+            )
+            pos_rows = C.select(tc2, first_rows)
+            xs += [pts, pts]
+            sig += [s_img.repeat(k), s_img.repeat(k)]
+            ics += [ic_img.repeat(k, *([1] * (ic_img.ndim - 1)))] * 2
+            cs += [C.cat([pos_rows] * k), C.cat([neg2] * k)]
+        params.text_cond = C.cat(cs)
+        params.x = torch.cat(xs + [x_in[nc:]])
+        params.sigma = torch.cat(sig + [params.sigma[nc:]])
+        params.image_cond = torch.cat(ics + [params.image_cond[nc:]])
         params.text_uncond = empty_rows_like(job, is_hr, tu, b)
         run.pending = {
             "nc": nc,
             "b": b,
+            "k": k,
             "first": first_rows,
             "x": x_img,
-            "sigma": s_img,
+            "x_ve": x_ve,
+            "s_ve": s_ve,
+            "ab": ab,
+            "v": v,
+            "pts": pts,
             "step": step,
             "first_eval": first,
-            "kind": self.param_kind(params.denoiser),
-            "alphas": getattr(params.denoiser, "alphas", None),
             "nmask": getattr(params.denoiser, "nmask", None),
         }
 
@@ -173,22 +204,33 @@ class A1111Adapter:
         if not pend or "lam" in pend:
             return
         x_out = params.x
-        nc, b = pend["nc"], pend["b"]
-        if x_out.shape[0] != nc + 2 * b:
-            self.job.warn(f"DNG skipped: the UNet output has {x_out.shape[0]} rows, expected {nc + 2 * b}")
+        nc, b, k = pend["nc"], pend["b"], pend["k"]
+        if x_out.shape[0] != nc + 2 * b + 2 * k * b:
+            self.job.warn(
+                f"DNG skipped: the UNet output has {x_out.shape[0]} rows, expected {nc + 2 * b + 2 * k * b}"
+            )
             run.pending = None
             return
         pos = x_out[pend["first"]].clone()
         neg = x_out[nc : nc + b].clone()
-        alphas = pend["alphas"]
-        if pend["kind"] == "timestep" and alphas is None:
-            alphas = getattr(self.p.sd_model, "alphas_cumprod", None)
-        x_ve, s_ve, to_x0 = sigma_frame(pend["kind"], pend["x"], pend["sigma"], alphas)
-        lam = run.dng.lam_at(pend["step"], pend["first_eval"], x_ve, s_ve, to_x0(pos), to_x0(neg))
-        if pend["first_eval"]:
-            run.record.steps_log.append(
-                (pend["step"], float(s_ve.reshape(-1)[0]), run.dng.posterior().tolist(), lam.tolist())
-            )
+        ab = pend["ab"]
+        probes = None
+        if k:
+            o = nc + b
+            abk = None if ab is None else ab.repeat(k)
+            ref_at = to_denoised(x_out[o : o + k * b], pend["pts"], abk).reshape(k, *pos.shape)
+            neg_at = to_denoised(x_out[o + k * b : o + 2 * k * b], pend["pts"], abk).reshape(k, *pos.shape)
+            probes = (pend["v"], ref_at, neg_at)
+        x = pend["x"]
+        lam = run.dng.lam_at(
+            pend["step"],
+            pend["first_eval"],
+            pend["x_ve"],
+            pend["s_ve"],
+            to_denoised(pos, x, ab),
+            to_denoised(neg, x, ab),
+            probes,
+        )
         pend.update(pos=pos, neg=neg, lam=lam)
 
     def on_cfg_after_cfg(self, params):

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from negguide.posterior import FlowTracker, PosteriorConfig, TransitionTracker
+from negguide.dng import DNGConfig, DynamicNegativeGuidance
+from negguide.predictions import ve_from_vp, vp_from_ve, x0_from_eps_vp
 from negguide.windows import StepWindow
 
 from . import conds as C
@@ -45,14 +46,6 @@ def is_ancestral(sampler_name: str | None) -> bool:
 
 
 @dataclass
-class StepRecord:
-    step: int
-    sigma: float
-    p: list
-    lam: list
-
-
-@dataclass
 class RunRecord:
     """One sampling run (a batch iteration's first pass, or its hires pass)."""
 
@@ -61,47 +54,54 @@ class RunRecord:
     steps: int
     tracker: str = ""
     window_mask: list = field(default_factory=list)
-    steps_log: list = field(default_factory=list)  # StepRecord per step (DNG)
+    steps_log: list = field(default_factory=list)  # DNG: the core's per-step dicts (step, sigma, p, lambda)
     active_log: list = field(default_factory=list)  # (step, active) per evaluation (windowed)
 
 
 class DNGRun:
-    """Per-run DNG posteriors, one per image, stepped once per sampler step."""
+    """Per-run DNG state: the core's :class:`negguide.dng.DynamicNegativeGuidance`, stepped once per sampler
+    step (at its first model evaluation; Heun's second evaluation reuses the step's lambda)."""
 
-    def __init__(self, s: NegGuideSettings, batch: int, ancestral: bool, eta: float = 1.0):
-        cfg = PosteriorConfig(
-            prior=float(s.prior),
-            temperature=float(s.temperature),
-            offset=float(s.offset),
-            p_max=float(s.p_max),
-            p_min=min(1e-6, float(s.prior)),
+    def __init__(self, s: NegGuideSettings, batch: int, stochastic: bool, eta: float = 1.0, device=None):
+        self.ctl = DynamicNegativeGuidance(
+            dng_config(s), batch, stochastic, eta=eta if eta > 0 else 1.0, device=device
         )
-        kind = s.tracker
-        if kind == "auto":
-            kind = "transition" if ancestral else "ode"
-        if kind == "transition":
-            eta = eta if eta > 0 else 1.0
-            self.tracker = TransitionTracker(cfg, batch, variance="sampler", eta=min(1.0, eta))
-        else:
-            self.tracker = FlowTracker(cfg, batch, divergence="moment")
-        self.lambda0 = float(s.lambda0)
         self.last_step = -1
-        self.lam = torch.zeros(batch, dtype=torch.float64)
 
     @property
     def name(self) -> str:
-        return self.tracker.name
+        return self.ctl.tracker_name
 
-    def lam_at(self, step: int, first: bool, x_ve, sigma, d_ref, d_neg) -> torch.Tensor:
+    @property
+    def probes(self) -> int:
+        """Hutchinson probe pairs this tracker wants at a step's first evaluation (0: none)."""
+        return self.ctl.extra_rows_per_image // 2
+
+    def wants_update(self, step: int, first: bool) -> bool:
+        return first and step != self.last_step
+
+    def lam_at(self, step: int, first: bool, x_ve, sigma, d_ref, d_neg, probes=None) -> torch.Tensor:
         """lambda per image for this evaluation; the posterior moves at the first evaluation of a step."""
-        if first and step != self.last_step:
-            self.tracker.observe(x_ve, sigma, d_ref, d_neg)
-            self.lam = self.lambda0 * self.tracker.odds()
+        if self.wants_update(step, first):
             self.last_step = step
-        return self.lam
+            return self.ctl.step(step, x_ve, sigma, d_ref, d_neg, probes=probes)
+        return self.ctl.current_scale()
 
-    def posterior(self) -> torch.Tensor:
-        return self.tracker.posterior()
+    @property
+    def records(self) -> list:
+        return self.ctl.records
+
+
+def dng_config(s: NegGuideSettings) -> DNGConfig:
+    return DNGConfig(
+        scale=float(s.lambda0),
+        prior=float(s.prior),
+        temperature=float(s.temperature),
+        offset=float(s.offset),
+        p_max=float(s.p_max),
+        p_min=min(1e-6, float(s.prior)),
+        tracker=s.tracker,
+    )
 
 
 class Run:
@@ -122,6 +122,7 @@ class Run:
         self.window: StepWindow | None = s.hires_window() if is_hr else s.first_pass_window()
         self.record = RunRecord(batch_number, is_hr, self.steps)
         self.dng: DNGRun | None = None
+        self.dng_stochastic = False
         self.pending = None  # DNG evaluation in flight (A1111: between on_cfg_denoiser and after_cfg)
         self.last_call = -1
 
@@ -175,6 +176,9 @@ class Job:
         return cur
 
     def records(self) -> list[RunRecord]:
+        for r in self.runs:
+            if r.dng is not None:
+                r.record.steps_log = r.dng.records
         return [r.record for r in self.runs]
 
 
@@ -213,20 +217,24 @@ def match_tokens(a, b, empty_chunk):
 
 
 def sigma_frame(kind: str, x: torch.Tensor, sigma: torch.Tensor, alphas_cumprod: torch.Tensor | None):
-    """``(x_ve, sigma_ve, to_x0)``: the VE state and noise level, and a function turning the backend's raw
-    predictions into denoised ones. ``kind`` is ``"sigma"`` (k-diffusion: x0 at sigma) or ``"timestep"``
-    (DDIM/PLMS/UniPC: eps at an integer timestep)."""
+    """``(x_ve, sigma_ve, ab)``: the VE state and noise level of an evaluation, and ``abar`` per image
+    (``None`` for k-diffusion). ``kind`` is ``"sigma"`` (k-diffusion: x0 at sigma) or ``"timestep"``
+    (DDIM/PLMS/UniPC: eps at an integer timestep, x in the VP scaling)."""
     if kind == "sigma":
-        return x, sigma, (lambda d: d)
+        return x, sigma, None
     ac = alphas_cumprod.to(device=x.device, dtype=torch.float64)
     t = sigma.round().long().clamp(0, ac.shape[0] - 1)
-    ab = ac[t].to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-    s = ((1 - ab) / ab).sqrt()
+    ab = ac[t].to(x.dtype)
+    return ve_from_vp(x, ab), ((1 - ab) / ab).sqrt(), ab
 
-    def to_x0(eps):
-        return (x - (1 - ab).sqrt() * eps) / ab.sqrt()
 
-    return x / ab.sqrt(), s.reshape(-1), to_x0
+def to_denoised(pred: torch.Tensor, x: torch.Tensor, ab) -> torch.Tensor:
+    """The backend's raw prediction at state ``x`` (its own scaling) as a denoised x0."""
+    return pred if ab is None else x0_from_eps_vp(x, pred, ab)
+
+
+def to_backend_state(x_ve: torch.Tensor, ab) -> torch.Tensor:
+    return x_ve if ab is None else vp_from_ve(x_ve, ab)
 
 
 def dng_correction(
@@ -253,15 +261,6 @@ def dng_correction(
 
 def finite_or_zero(t: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def fmt_cost(tracker_name: str) -> str:
-    if tracker_name.startswith("transition"):
-        return "transition likelihood (ancestral/SDE samplers): no extra UNet rows"
-    if tracker_name.startswith("flow-hutchinson"):
-        k = tracker_name.rsplit("-", 1)[-1]
-        return f"probability-flow ODE with Hutchinson divergence: {2 * int(k)} extra UNet rows per image"
-    return "probability-flow ODE, moment divergence (deterministic samplers): no extra UNet rows"
 
 
 def isfinite(v) -> bool:

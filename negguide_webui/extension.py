@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from negguide.dng import describe_tracker
+
 from .a1111 import A1111Adapter
-from .engine import Job, fmt_cost, is_ancestral
+from .engine import Job, dng_config, is_ancestral
 from .forge import ForgeAdapter
 from .settings import MODE_DNG, NegGuideSettings, infotext_params, validate
 
@@ -89,12 +91,8 @@ class NegGuideAlwaysOn:
             return
         p.extra_generation_params.update(infotext_params(s))
         if s.mode == MODE_DNG:
-            name = (
-                s.tracker
-                if s.tracker != "auto"
-                else ("transition" if is_ancestral(getattr(p, "sampler_name", "")) else "ode")
-            )
-            p.extra_generation_params["NegGuide tracker"] = name
+            stochastic = is_ancestral(getattr(p, "sampler_name", ""))
+            p.extra_generation_params["NegGuide tracker"] = dng_config(s).resolved_tracker(stochastic)
         job = Job(s, lambda is_hr: backend.encode_empty(p, is_hr), p)
         cls = ForgeAdapter if is_forge(p) else A1111Adapter
         adapter = (
@@ -149,8 +147,5 @@ class NegGuideAlwaysOn:
         self._ng_job = None
 
     @staticmethod
-    def tracker_note(sampler_name: str, tracker: str = "auto") -> str:
-        kind = (
-            tracker if tracker != "auto" else ("transition" if is_ancestral(sampler_name) else "flow-moment")
-        )
-        return fmt_cost(kind)
+    def tracker_note(s: NegGuideSettings, sampler_name: str) -> str:
+        return describe_tracker(dng_config(s), is_ancestral(sampler_name))

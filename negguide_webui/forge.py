@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import traceback
 
+import torch
+
 from . import conds as C
 from .engine import DNGRun, Job, dng_correction, empty_rows_like, is_ancestral, step_of_eval, swap_for_dns
 
@@ -107,7 +109,8 @@ class ForgeAdapter:
                 name = (getattr(p, "hr_sampler_name", None) if is_hr else None) or getattr(
                     p, "sampler_name", ""
                 )
-                run.dng = DNGRun(job.settings, b, is_ancestral(name), float(getattr(p, "eta", None) or 1.0))
+                eta = float(getattr(p, "eta", None) or 1.0)
+                run.dng = DNGRun(job.settings, b, is_ancestral(name), eta, params.x.device)
                 run.record.tracker = run.dng.name
             run.pending = {
                 "neg": params.text_uncond,
@@ -174,10 +177,17 @@ class ForgeAdapter:
         if control is not None:
             for h in neg_c:
                 h["control"] = control
-        neg, _ = api["calc_cond_uncond_batch"](args["model"], neg_c, None, x, sigma, args["model_options"])
-        lam = run.dng.lam_at(pend["step"], pend["first_eval"], x, sigma, pos, neg)
-        if pend["first_eval"]:
-            run.record.steps_log.append(
-                (pend["step"], float(sigma.reshape(-1)[0]), run.dng.posterior().tolist(), lam.tolist())
-            )
+        calc = api["calc_cond_uncond_batch"]
+        neg, _ = calc(args["model"], neg_c, None, x, sigma, args["model_options"])
+        probes = None
+        k = run.dng.probes if run.dng.wants_update(pend["step"], pend["first_eval"]) else 0
+        if k:
+            v, pts = run.dng.ctl.probe_points(x, sigma)
+            ref_at, neg_at = [], []
+            for i in range(k):  # both branches at one probe point in one batched call
+                r, n = calc(args["model"], args["cond"], neg_c, pts[i], sigma, args["model_options"])
+                ref_at.append(r)
+                neg_at.append(n)
+            probes = (v, torch.stack(ref_at), torch.stack(neg_at))
+        lam = run.dng.lam_at(pend["step"], pend["first_eval"], x, sigma, pos, neg, probes)
         return dng_correction(denoised, pos, neg, lam.to(denoised.device))

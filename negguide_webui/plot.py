@@ -57,12 +57,13 @@ def plot_records(records, width: int = 640):
     half = width // 2
     for k, r in enumerate(runs):
         top = 30 + row_h * k + 20
-        n_img = len(r.steps_log[0][2])
-        ps = [(f"img {i}", [s[2][i] for s in r.steps_log]) for i in range(n_img)]
-        ls = [(f"img {i}", [s[3][i] for s in r.steps_log]) for i in range(n_img)]
+        n_img = len(r.steps_log[0]["p"])
+        ps = [(f"img {i}", [s["p"][i] for s in r.steps_log]) for i in range(n_img)]
+        ls = [(f"img {i}", [s["lambda"][i] for s in r.steps_log]) for i in range(n_img)]
         lam_max = max((max(v) for _, v in ls), default=1.0) or 1.0
         tag = ("hires" if r.is_hr else "pass 1") + f", batch {r.batch_number + 1}, {r.tracker}"
-        _panel(draw, (44, top, half - 10, top + row_h - 50), ps, f"p(t)  [{tag}]", 1.0, font)
+        p_max = min(1.0, max(0.02, 1.1 * max((max(v) for _, v in ps), default=1.0)))
+        _panel(draw, (44, top, half - 10, top + row_h - 50), ps, f"p(t)  [{tag}]", p_max, font)
         _panel(draw, (half + 40, top, width - 10, top + row_h - 50), ls, "lambda(t)", lam_max, font)
         draw.text((44, top + row_h - 46), f"step 1 .. {len(r.steps_log)}", fill=(0, 0, 0), font=font)
     return img

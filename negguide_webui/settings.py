@@ -31,7 +31,7 @@ HR_NONE = "Not in hires pass"
 HR_MODES = (HR_SAME, HR_CUSTOM, HR_WHOLE, HR_NONE)
 
 TRACKER_AUTO = "auto"
-TRACKERS = (TRACKER_AUTO, "transition", "ode")
+TRACKERS = (TRACKER_AUTO, "transition", "flow-moment", "flow-hutchinson")  # negguide.dng.TRACKERS
 
 PAPER_START_STEP, PAPER_END_STEP, PAPER_STEPS = 5, 15, 30
 
@@ -49,7 +49,7 @@ class NegGuideSettings:
     prior: float = 0.01
     temperature: float = 0.2
     offset: float = 0.003
-    p_max: float = 0.9
+    p_max: float = 0.8
     tracker: str = TRACKER_AUTO
     plot: bool = False
 
@@ -185,6 +185,21 @@ def validate(
             errors.append(f"Negative guidance: prior ({s.prior}) is above p_max ({s.p_max}).")
         if s.tracker not in TRACKERS:
             errors.append(f"Negative guidance: tracker must be one of {TRACKERS}, got {s.tracker!r}.")
+        if not errors:
+            from negguide.dng import DNGConfig
+
+            try:  # whatever else the core rejects
+                DNGConfig(
+                    scale=float(s.lambda0),
+                    prior=float(s.prior),
+                    temperature=float(s.temperature),
+                    offset=float(s.offset),
+                    p_max=float(s.p_max),
+                    p_min=min(1e-6, float(s.prior)),
+                    tracker=s.tracker,
+                )
+            except ValueError as e:
+                errors.append(f"Negative guidance: {e}.")
     return errors
 
 

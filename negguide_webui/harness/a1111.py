@@ -359,7 +359,8 @@ class CFGDenoiser(torch.nn.Module):
         tensor, uncond = params.text_cond, params.text_uncond
         skip_uncond = False
 
-        if self.step / self.total_steps <= opts.skip_early_cond:
+        # (the 1.10 release guards this with ``skip_early_cond != 0``; the dev commit above did not)
+        if opts.skip_early_cond != 0.0 and self.step / self.total_steps <= opts.skip_early_cond:
             skip_uncond = True
             x_in, sigma_in = x_in[:-batch_size], sigma_in[:-batch_size]
         if (self.step % 2 or opts.s_min_uncond_all) and s_min_uncond > 0 and sigma[0] < s_min_uncond:
