@@ -86,6 +86,13 @@ class ForgeAdapter:
         job = self.job
         is_hr = self._is_hr()
         run = job.run_for(d, is_hr, self._schedule_steps(is_hr))
+        run.pending = None
+        if params.text_uncond is None:  # Forge drops uncond at CFG 1 before the callback
+            if job.settings.mode_key in ("dng", "dns"):
+                job.warn(
+                    f"{job.settings.mode_key.upper()} skipped on steps without a negative branch (CFG 1)"
+                )
+            return
         step, first = step_of_eval(run.last_call, run.steps, run.total_steps)
         mode = job.settings.mode_key
         if mode == "windowed":

@@ -531,8 +531,8 @@ class Sampler:
                 s_up = min(float(s_next), float((s_next**2 * (s**2 - s_next**2) / s**2) ** 0.5))
                 s_down = (float(s_next) ** 2 - s_up**2) ** 0.5
                 x = x + (x - d0) / s * (s_down - s)
-                if s_next > 0:
-                    x = x + torch.randn(x.shape, generator=gen).to(x) * s_up
+                if s_next > 0:  # per-image generators, like the WebUI's ImageRNG
+                    x = x + torch.stack([torch.randn(x.shape[1:], generator=g) for g in gen]).to(x) * s_up
             elif self.second_order and s_next > 0:
                 dx = (x - d0) / s
                 x2 = x + dx * (s_next - s)
@@ -556,9 +556,19 @@ class Sampler:
             self.callback_state(i)
         return x
 
+    def _extra_args(self, p, c, uc, image_cond):
+        self.sampler_extra_args = {
+            "cond": c,
+            "image_cond": image_cond,
+            "uncond": uc,
+            "cond_scale": p.cfg_scale,
+            "s_min_uncond": getattr(p, "s_min_uncond", 0.0),
+        }
+
     def sample(self, p, x, c, uc, steps, image_cond):
         self.initialize(p)
-        gen = torch.Generator().manual_seed(int(p.seed) + 7)
+        self._extra_args(p, c, uc, image_cond)
+        gen = [torch.Generator().manual_seed(int(sd) + 7) for sd in p.seeds]
         if self.kind == "k":
             sigmas = self._sigmas(steps)
             return self.launch_sampling(
@@ -569,7 +579,8 @@ class Sampler:
 
     def sample_img2img(self, p, x, noise, c, uc, steps, image_cond):
         self.initialize(p)
-        gen = torch.Generator().manual_seed(int(p.seed) + 11)
+        self._extra_args(p, c, uc, image_cond)
+        gen = [torch.Generator().manual_seed(int(sd) + 11) for sd in p.seeds]
         full, t_enc = setup_img2img_steps(p, self.webui.opts, steps)
         if self.kind == "k":
             sigmas = self._sigmas(full)

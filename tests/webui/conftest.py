@@ -1,0 +1,47 @@
+"""Fixtures for the WebUI extension tests: a tiny random SD model (built once per module) and harness helpers.
+
+Tests skip with a reason when the CLIP tokenizer files of ``../shared`` are absent (a user's machine)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from negguide_webui.harness.tinysd import find_tokenizer_dir  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the tiny UNet is ~50x slower with 2 threads on a busy 2-core machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _need_tokenizer():
+    if find_tokenizer_dir() is None:
+        pytest.skip("CLIP tokenizer files (../shared/tokenizers/clip-vit-l-14) not present")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd():
+    _need_tokenizer()
+    from negguide_webui.harness.tinysd import TinySD
+
+    return TinySD(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl():
+    _need_tokenizer()
+    from negguide_webui.harness.tinysd import TinySD
+
+    return TinySD(seed=1, sdxl=True)
