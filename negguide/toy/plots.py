@@ -27,7 +27,7 @@ def histograms(arrays: dict, path: Path) -> None:
              ("sld", "safe latent diffusion"), ("dng_exact", "DNG, exact posterior"),
              ("dng_tracked", "DNG, tracked posterior")]
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharex=True, sharey=True)
-    for ax, (key, title) in zip(axes.flat, names):
+    for ax, (key, title) in zip(axes.flat, names, strict=False):
         m = removal["methods"][key]
         ax.hist(removal["samples"][key].reshape(-1).numpy(), bins=160, range=(-4.5, 5.0), density=True,
                 color="#4c72b0", alpha=0.75)
@@ -49,7 +49,7 @@ def posterior_tracking(arrays: dict, path: Path) -> None:
               ("ddim", "20", "transition-beta_tilde"), ("ddim", "20", "flow-hutchinson-1"),
               ("dpmpp_2m", "20", "flow-hutchinson-1"), ("euler_a", "20", "transition-sampler")]
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharey=True)
-    for ax, (sampler, steps, spec) in zip(axes.flat, panels):
+    for ax, (sampler, steps, spec) in zip(axes.flat, panels, strict=False):
         r = arrays["tracking"][sampler][steps]["by_tracker"][spec]
         c = r["curves"]
         x = range(len(c["exact_forbidden"]))
@@ -85,7 +85,7 @@ def lambda_curve(arrays: dict, path: Path) -> None:
 def high_dimensional(arrays: dict, path: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, dim in zip(axes, sorted({r["dim"] for r in arrays["high_d"]})):
+    for ax, dim in zip(axes, sorted({r["dim"] for r in arrays["high_d"]}), strict=False):
         for sampler, marker in (("ddim", "o"), ("dpmpp_2m", "s"), ("euler_a", "^")):
             rows = [r for r in arrays["high_d"] if r["dim"] == dim and r["sampler"] == sampler]
             for r in rows:

@@ -6,7 +6,7 @@ import time
 
 from ..posterior import PosteriorConfig
 from . import experiments as E
-from .mixture import three_modes_1d, three_modes_2d, latent_like
+from .mixture import latent_like, three_modes_1d, three_modes_2d
 
 # Scales swept for the class-removal comparisons (the DNG paper uses ~0.5 for NP/SLD and ~5 for DNG).
 NP_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
