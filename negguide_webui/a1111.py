@@ -91,15 +91,11 @@ class A1111Adapter:
 
     def _sampler_name(self, is_hr: bool) -> str:
         p = self.p
-        return (
-            (getattr(p, "hr_sampler_name", None) if is_hr else None) or getattr(p, "sampler_name", "") or ""
-        )
+        return (getattr(p, "hr_sampler_name", None) if is_hr else None) or getattr(p, "sampler_name", "") or ""
 
     @staticmethod
     def param_kind(denoiser) -> str:
-        return (
-            "timestep" if hasattr(denoiser, "alphas") or "Timesteps" in type(denoiser).__name__ else "sigma"
-        )
+        return "timestep" if hasattr(denoiser, "alphas") or "Timesteps" in type(denoiser).__name__ else "sigma"
 
     # --- callbacks ----------------------------------------------------------------------------------------
     def on_cfg_denoiser(self, params):
@@ -115,16 +111,12 @@ class A1111Adapter:
             active = run.window_active(step)
             run.record.active_log.append((step, active))
             if not active:
-                params.text_uncond = empty_rows_like(
-                    job, is_hr, params.text_uncond, C.rows(params.text_uncond)
-                )
+                params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond))
         elif mode == "dns":
             if C.rows(params.text_cond) != C.rows(params.text_uncond):
                 job.warn("DNS skipped: the prompt has several AND parts")
                 return
-            params.text_cond, params.text_uncond = swap_for_dns(
-                job, is_hr, params.text_cond, params.text_uncond
-            )
+            params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond)
         elif mode == "dng":
             self._inject(params, run, step, first, is_hr)
 
@@ -169,9 +161,7 @@ class A1111Adapter:
         v = pts = None
         if k:
             v, pts_ve = run.dng.ctl.probe_points(x_ve, s_ve)  # [K, B, ...] in the VE frame
-            pts = to_backend_state(
-                pts_ve.reshape(k * b, *x_img.shape[1:]), None if ab is None else ab.repeat(k)
-            )
+            pts = to_backend_state(pts_ve.reshape(k * b, *x_img.shape[1:]), None if ab is None else ab.repeat(k))
             pos_rows = C.select(tc2, first_rows)
             xs += [pts, pts]
             sig += [s_img.repeat(k), s_img.repeat(k)]
@@ -206,9 +196,7 @@ class A1111Adapter:
         x_out = params.x
         nc, b, k = pend["nc"], pend["b"], pend["k"]
         if x_out.shape[0] != nc + 2 * b + 2 * k * b:
-            self.job.warn(
-                f"DNG skipped: the UNet output has {x_out.shape[0]} rows, expected {nc + 2 * b + 2 * k * b}"
-            )
+            self.job.warn(f"DNG skipped: the UNet output has {x_out.shape[0]} rows, expected {nc + 2 * b + 2 * k * b}")
             run.pending = None
             return
         pos = x_out[pend["first"]].clone()

@@ -63,9 +63,7 @@ class DNGRun:
     step (at its first model evaluation; Heun's second evaluation reuses the step's lambda)."""
 
     def __init__(self, s: NegGuideSettings, batch: int, stochastic: bool, eta: float = 1.0, device=None):
-        self.ctl = DynamicNegativeGuidance(
-            dng_config(s), batch, stochastic, eta=eta if eta > 0 else 1.0, device=device
-        )
+        self.ctl = DynamicNegativeGuidance(dng_config(s), batch, stochastic, eta=eta if eta > 0 else 1.0, device=device)
         self.last_step = -1
 
     @property

@@ -96,9 +96,7 @@ class NegGuideAlwaysOn:
         job = Job(s, lambda is_hr: backend.encode_empty(p, is_hr), p)
         cls = ForgeAdapter if is_forge(p) else A1111Adapter
         adapter = (
-            cls(job, p, backend.callbacks)
-            if cls is A1111Adapter
-            else cls(job, p, backend.callbacks, backend.forge_api)
+            cls(job, p, backend.callbacks) if cls is A1111Adapter else cls(job, p, backend.callbacks, backend.forge_api)
         )
         adapter.register()
         self._ng_job, self._ng_adapter = job, adapter

@@ -89,9 +89,7 @@ class ForgeAdapter:
         run.pending = None
         if params.text_uncond is None:  # Forge drops uncond at CFG 1 before the callback
             if job.settings.mode_key in ("dng", "dns"):
-                job.warn(
-                    f"{job.settings.mode_key.upper()} skipped on steps without a negative branch (CFG 1)"
-                )
+                job.warn(f"{job.settings.mode_key.upper()} skipped on steps without a negative branch (CFG 1)")
             return
         step, first = step_of_eval(run.last_call, run.steps, run.total_steps)
         mode = job.settings.mode_key
@@ -99,23 +97,17 @@ class ForgeAdapter:
             active = run.window_active(step)
             run.record.active_log.append((step, active))
             if not active:
-                params.text_uncond = empty_rows_like(
-                    job, is_hr, params.text_uncond, C.rows(params.text_uncond)
-                )
+                params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond))
         elif mode == "dns":
             if C.rows(params.text_cond) != C.rows(params.text_uncond):
                 job.warn("DNS skipped: the prompt has several AND parts")
                 return
-            params.text_cond, params.text_uncond = swap_for_dns(
-                job, is_hr, params.text_cond, params.text_uncond
-            )
+            params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond)
         elif mode == "dng":
             b = C.rows(params.text_uncond)
             if run.dng is None:
                 p = self.p
-                name = (getattr(p, "hr_sampler_name", None) if is_hr else None) or getattr(
-                    p, "sampler_name", ""
-                )
+                name = (getattr(p, "hr_sampler_name", None) if is_hr else None) or getattr(p, "sampler_name", "")
                 eta = float(getattr(p, "eta", None) or 1.0)
                 run.dng = DNGRun(job.settings, b, is_ancestral(name), eta, params.x.device)
                 run.record.tracker = run.dng.name
@@ -151,8 +143,7 @@ class ForgeAdapter:
                 adapter.errors += 1
                 if adapter.errors == 1:
                     adapter.job.warn(
-                        "DNG post-CFG function failed, Forge's own prediction is kept:\n"
-                        + traceback.format_exc()
+                        "DNG post-CFG function failed, Forge's own prediction is kept:\n" + traceback.format_exc()
                     )
                 return args["denoised"]
 
@@ -172,12 +163,7 @@ class ForgeAdapter:
         neg_c = api["compile_conditions"](pend["neg"])
         ic = pend["image_cond"]
         cond_cls = api.get("Condition")
-        if (
-            cond_cls is not None
-            and hasattr(ic, "shape")
-            and ic.shape[0] == x.shape[0]
-            and ic.shape[2:] == x.shape[2:]
-        ):
+        if cond_cls is not None and hasattr(ic, "shape") and ic.shape[0] == x.shape[0] and ic.shape[2:] == x.shape[2:]:
             for h in neg_c:
                 h["model_conds"]["c_concat"] = cond_cls(ic)
         control = getattr(unet, "controlnet_linked_list", None)

@@ -40,11 +40,11 @@ PAPER_START_STEP, PAPER_END_STEP, PAPER_STEPS = 5, 15, 30
 class NegGuideSettings:
     mode: str = MODE_OFF
     window_unit: str = UNIT_STEPS
-    window_start: float = PAPER_START_STEP
-    window_end: float = PAPER_END_STEP
+    window_start: float = float(PAPER_START_STEP)
+    window_end: float = float(PAPER_END_STEP)
     hr_window: str = HR_SAME
-    hr_start: float = PAPER_START_STEP
-    hr_end: float = PAPER_END_STEP
+    hr_start: float = float(PAPER_START_STEP)
+    hr_end: float = float(PAPER_END_STEP)
     lambda0: float = 5.0
     prior: float = 0.01
     temperature: float = 0.2
@@ -136,9 +136,7 @@ def validate(
         "p_max",
     ):
         if not _finite(getattr(s, name)):
-            errors.append(
-                f"Negative guidance: {name.replace('_', ' ')} must be a number, got {getattr(s, name)!r}."
-            )
+            errors.append(f"Negative guidance: {name.replace('_', ' ')} must be a number, got {getattr(s, name)!r}.")
     if errors:
         return errors
     if not isinstance(s.plot, bool):
@@ -207,9 +205,7 @@ def _check_window(label: str, unit: str, a: float, b: float, n: int | None, chec
     out = []
     if unit == UNIT_STEPS:
         if a != int(a) or b != int(b):
-            out.append(
-                f"Negative guidance: {label} bounds are steps and must be whole numbers, got {a:g}-{b:g}."
-            )
+            out.append(f"Negative guidance: {label} bounds are steps and must be whole numbers, got {a:g}-{b:g}.")
         elif a < 1:
             out.append(f"Negative guidance: {label} start must be step 1 or later, got {a:g}.")
         elif b < a:

@@ -167,9 +167,7 @@ def _stack(rows):
     return torch.stack(rows)
 
 
-def get_learned_conditioning(
-    model: TinySD, prompts: list[str], steps: int, width: int, height: int, marker=None
-):
+def get_learned_conditioning(model: TinySD, prompts: list[str], steps: int, width: int, height: int, marker=None):
     """Per prompt a schedule. Whole-prompt editing ``[a:b:N]``: ``a`` up to step N, then ``b``."""
     out = []
     for pr in prompts:
@@ -571,9 +569,7 @@ class Sampler:
         gen = [torch.Generator().manual_seed(int(sd) + 7) for sd in p.seeds]
         if self.kind == "k":
             sigmas = self._sigmas(steps)
-            return self.launch_sampling(
-                steps, lambda: self._run_k(x * sigmas[0], sigmas, c, uc, image_cond, gen)
-            )
+            return self.launch_sampling(steps, lambda: self._run_k(x * sigmas[0], sigmas, c, uc, image_cond, gen))
         ts = self._timesteps(steps)
         return self.launch_sampling(steps, lambda: self._run_ddim(x, ts, c, uc, image_cond))
 
@@ -790,9 +786,7 @@ def _hires(p: Processing, samples, mk):
         if p.scripts is not None:
             p.scripts.process_before_every_sampling(p, x=up, noise=noise, c=hr_c, uc=hr_uc)
         image_cond = up.new_zeros(up.shape[0], 5, 1, 1)
-        return p.sampler.sample_img2img(
-            p, up, noise, hr_c, hr_uc, p.hr_second_pass_steps or p.steps, image_cond
-        )
+        return p.sampler.sample_img2img(p, up, noise, hr_c, hr_uc, p.hr_second_pass_steps or p.steps, image_cond)
     finally:
         p.is_hr_pass = False
 

@@ -30,11 +30,7 @@ def webui(tiny_sd):
 
 def _uncond_is(entry, target):
     u = entry["uncond"]
-    return (
-        same(u, target.expand(u.shape[0], *target.shape[1:]), 1e-6)
-        if u.shape[1] == target.shape[1]
-        else False
-    )
+    return same(u, target.expand(u.shape[0], *target.shape[1:]), 1e-6) if u.shape[1] == target.shape[1] else False
 
 
 # --- windowed negative ------------------------------------------------------------------------------------
@@ -44,9 +40,7 @@ def _uncond_is(entry, target):
 def test_window_exact_steps_then_empty(webui, sampler):
     m = webui.sd_model
     s = NegGuideSettings(mode=MODE_WINDOWED, window_start=3, window_end=5)
-    res, p, script, spy = run(
-        webui, s, spy=True, steps=8, sampler_name=sampler, batch_size=2, negative_prompt="a dog"
-    )
+    res, p, script, spy = run(webui, s, spy=True, steps=8, sampler_name=sampler, batch_size=2, negative_prompt="a dog")
     neg, empty = encode(m, "a dog"), encode(m, "")
     per_step = {}
     for e in spy.den:
@@ -65,9 +59,7 @@ def test_window_exact_steps_then_empty(webui, sampler):
 
 def test_window_as_fraction_and_paper_default(webui):
     m = webui.sd_model
-    s = NegGuideSettings(
-        mode=MODE_WINDOWED, window_unit=UNIT_FRACTION, window_start=4 / 30, window_end=15 / 30
-    )
+    s = NegGuideSettings(mode=MODE_WINDOWED, window_unit=UNIT_FRACTION, window_start=4 / 30, window_end=15 / 30)
     res, p, script, spy = run(webui, s, spy=True, steps=30, negative_prompt="a dog")
     neg = encode(m, "a dog")
     active = [i for i, e in enumerate(spy.den) if _uncond_is(e, neg)]
@@ -173,9 +165,7 @@ def test_dng_posteriors_are_per_image(webui):
 
 def test_dng_fresh_state_per_batch_iteration_and_hires_pass(webui):
     s = NegGuideSettings(mode=MODE_DNG, plot=True)
-    res, p, script, _ = run(
-        webui, s, steps=4, n_iter=2, enable_hr=True, hr_second_pass_steps=3, denoising_strength=0.6
-    )
+    res, p, script, _ = run(webui, s, steps=4, n_iter=2, enable_hr=True, hr_second_pass_steps=3, denoising_strength=0.6)
     runs = script.last_job.runs
     assert [(r.record.batch_number, r.is_hr) for r in runs] == [(0, False), (0, True), (1, False), (1, True)]
     assert [len(r.dng.records) for r in runs] == [4, 3, 4, 3]
@@ -186,9 +176,7 @@ def test_dng_fresh_state_per_batch_iteration_and_hires_pass(webui):
 
 def test_hires_pass_gets_its_own_window(webui):
     m = webui.sd_model
-    s = NegGuideSettings(
-        mode=MODE_WINDOWED, window_start=2, window_end=3, hr_window=HR_CUSTOM, hr_start=1, hr_end=1
-    )
+    s = NegGuideSettings(mode=MODE_WINDOWED, window_start=2, window_end=3, hr_window=HR_CUSTOM, hr_start=1, hr_end=1)
     res, p, script, spy = run(
         webui, s, spy=True, steps=5, enable_hr=True, hr_second_pass_steps=4, negative_prompt="a dog"
     )
@@ -240,9 +228,7 @@ def test_sdxl_dict_conditionings(tiny_sdxl):
     w = H.WebUI(tiny_sdxl)
     for mode in (MODE_WINDOWED, MODE_DNS, MODE_DNG):
         s = NegGuideSettings(mode=mode, window_start=1, window_end=2)
-        res, p, script, spy = run(
-            w, s, spy=True, steps=3, batch_size=2, enable_hr=True, hr_second_pass_steps=2
-        )
+        res, p, script, spy = run(w, s, spy=True, steps=3, batch_size=2, enable_hr=True, hr_second_pass_steps=2)
         assert w.callbacks.errors == []
         for e in spy.den:
             assert isinstance(e["cond"], dict) and isinstance(e["uncond"], dict)

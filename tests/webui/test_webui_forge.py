@@ -36,8 +36,7 @@ def test_windowed_on_b_rows(webui):
 
 def test_dns_swap(webui):
     m = webui.sd_model
-    res, p, script, spy = run(webui, NegGuideSettings(mode=MODE_DNS), spy=True, forge=True, steps=3,
-                              prompt="a red car")
+    res, p, script, spy = run(webui, NegGuideSettings(mode=MODE_DNS), spy=True, forge=True, steps=3, prompt="a red car")
     for e in spy.den:
         assert same(e["cond"], encode(m, "")) and same(e["uncond"], encode(m, "a red car"))
 
@@ -46,8 +45,18 @@ def test_dns_swap(webui):
 def test_dng_post_cfg_matches_separate_calls(webui, tracker):
     m = webui.sd_model
     s = NegGuideSettings(mode=MODE_DNG, tracker=tracker, lambda0=3.0)
-    res, p, script, spy = run(webui, s, spy=True, forge=True, steps=4, batch_size=2, cfg_scale=6.0,
-                              prompt="a red car", negative_prompt="rust", sampler_name="Euler a")
+    res, p, script, spy = run(
+        webui,
+        s,
+        spy=True,
+        forge=True,
+        steps=4,
+        batch_size=2,
+        cfg_scale=6.0,
+        prompt="a red car",
+        negative_prompt="rust",
+        sampler_name="Euler a",
+    )
     ctl = script.last_job.runs[0].dng
     assert ctl.name == tracker and len(ctl.records) == 4
     lams = {r["step"]: torch.tensor(r["lambda"]) for r in ctl.records}
@@ -96,7 +105,14 @@ def test_dng_hires_cfg1_and_failures_never_raise(webui):
     adapter = ForgeAdapter(job, p, webui.callbacks, api={"compile_conditions": None})
     fn = adapter.make_post_cfg(p.sd_model.forge_objects.unet)
     job.current.pending = {"neg": None, "image_cond": None, "step": 0, "first_eval": True, "b": 1}
-    args = {"denoised": torch.ones(1, 4, 8, 8), "input": torch.zeros(1, 4, 8, 8), "sigma": torch.ones(1),
-            "cond_denoised": torch.zeros(1, 4, 8, 8), "model": None, "model_options": {}, "cond": []}
+    args = {
+        "denoised": torch.ones(1, 4, 8, 8),
+        "input": torch.zeros(1, 4, 8, 8),
+        "sigma": torch.ones(1),
+        "cond_denoised": torch.zeros(1, 4, 8, 8),
+        "model": None,
+        "model_options": {},
+        "cond": [],
+    }
     out = fn(args)  # the broken API raises inside: Forge must get its own prediction back, not an exception
     assert torch.equal(out, args["denoised"]) and adapter.errors == 1

@@ -1,0 +1,143 @@
+"""The "Negative guidance" panel, built with the gradio API shared by gradio 3.41 (A1111 1.10) and 4.x
+(Forge): ``Accordion``, ``Radio``, ``Dropdown``, ``Number``, ``Slider``, ``Checkbox``, ``Markdown``,
+``.change`` and ``gr.update``. Nothing here imports torch at import time.
+
+The components are returned in :data:`negguide_webui.settings.ARG_NAMES` order: that is the order of the
+script's args in the WebUI and of ``alwayson_scripts["negative guidance"]["args"]`` in API requests.
+"""
+
+from __future__ import annotations
+
+from . import settings as S
+
+ELEM = "negguide"
+
+MODE_HELP = {
+    S.MODE_OFF: "Negative guidance is off: the WebUI's own negative prompt behaviour.",
+    S.MODE_WINDOWED: "The negative prompt acts only inside the step window (Ban et al. 2024: steps 5-15 of 30); "
+    "elsewhere the unconditional branch gets the empty prompt. A window over the first steps only "
+    "shows the 'reverse activation' effect.",
+    S.MODE_DNG: "Dynamic Negative Guidance (Koulischer et al. 2025): the negative term is scaled per image by "
+    "lambda0 p/(1-p), p the tracked posterior that the image shows the negative prompt. One extra "
+    "UNet row per image (more with the Hutchinson tracker).",
+    S.MODE_DNS: "Diffusion-negative sample (Desai & Vasconcelos 2024, Eq. 19): samples what the model finds "
+    "least like your prompt, with s = CFG scale - 1. Use it to see what to write as a negative prompt.",
+}
+
+
+def status_text(s: S.NegGuideSettings) -> str:
+    """The panel's live status line: what the mode does, the tracker and its cost, or what is invalid."""
+    errors = S.validate(s, negative_prompt="x", prompt="")
+    lines = [MODE_HELP.get(s.mode, "")]
+    if s.mode_key == "dng" and not errors:
+        try:
+            from negguide.dng import describe_tracker
+
+            from .engine import dng_config
+
+            cfg = dng_config(s)
+            lines.append(f"Tracker, ancestral/SDE samplers: {describe_tracker(cfg, True)}.")
+            lines.append(f"Tracker, deterministic samplers: {describe_tracker(cfg, False)}.")
+        except ImportError:  # standalone rendering without torch
+            pass
+    if errors:
+        lines += [f"**{e}**" for e in errors]
+    return "\n\n".join(x for x in lines if x)
+
+
+def build(is_img2img: bool = False, open_panel: bool = False):
+    """Create the panel inside the current gradio Blocks context. Returns ``(components, status)``."""
+    import gradio as gr
+
+    tab = "img2img" if is_img2img else "txt2img"
+    d = S.NegGuideSettings()
+
+    def eid(name):
+        return f"{ELEM}_{tab}_{name}"
+
+    with gr.Accordion("Negative guidance", open=open_panel, elem_id=eid("accordion")):
+        mode = gr.Radio(list(S.MODES), value=d.mode, label="Mode", elem_id=eid("mode"))
+        with gr.Group():
+            with gr.Row():
+                window_unit = gr.Radio(
+                    list(S.UNITS), value=d.window_unit, label="Window in", elem_id=eid("window_unit")
+                )
+                window_start = gr.Number(
+                    value=d.window_start, label="Negative prompt from (step, 1-based)", elem_id=eid("window_start")
+                )
+                window_end = gr.Number(value=d.window_end, label="to (inclusive)", elem_id=eid("window_end"))
+            with gr.Row():
+                hr_window = gr.Dropdown(
+                    list(S.HR_MODES), value=d.hr_window, label="Hires pass window", elem_id=eid("hr_window")
+                )
+                hr_start = gr.Number(value=d.hr_start, label="Hires from", elem_id=eid("hr_start"))
+                hr_end = gr.Number(value=d.hr_end, label="Hires to", elem_id=eid("hr_end"))
+        with gr.Row():
+            lambda0 = gr.Slider(
+                minimum=0.1, maximum=30.0, step=0.1, value=d.lambda0, label="DNG lambda0", elem_id=eid("lambda0")
+            )
+            prior = gr.Number(value=d.prior, label="DNG prior p0", elem_id=eid("prior"))
+        with gr.Accordion("Advanced DNG settings", open=False, elem_id=eid("advanced")):
+            with gr.Row():
+                temperature = gr.Number(value=d.temperature, label="Temperature tau", elem_id=eid("temperature"))
+                offset = gr.Number(value=d.offset, label="Offset delta", elem_id=eid("offset"))
+                p_max = gr.Number(value=d.p_max, label="p_max", elem_id=eid("p_max"))
+                tracker = gr.Dropdown(
+                    list(S.TRACKERS), value=d.tracker, label="Posterior tracker", elem_id=eid("tracker")
+                )
+        plot = gr.Checkbox(value=d.plot, label="Add lambda(t) / p(t) plot to the outputs", elem_id=eid("plot"))
+        status = gr.Markdown(status_text(d), elem_id=eid("status"))
+
+    comps = [
+        mode,
+        window_unit,
+        window_start,
+        window_end,
+        hr_window,
+        hr_start,
+        hr_end,
+        lambda0,
+        prior,
+        temperature,
+        offset,
+        p_max,
+        tracker,
+        plot,
+    ]
+    assert len(comps) == len(S.ARG_NAMES)
+
+    def refresh(*vals):
+        try:
+            s = S.NegGuideSettings.from_args(*vals)
+        except (TypeError, ValueError) as e:
+            return f"**Negative guidance: {e}**"
+        return status_text(s)
+
+    for c in comps:
+        c.change(fn=refresh, inputs=comps, outputs=[status])
+    return comps, status
+
+
+def infotext_fields(comps) -> list:
+    """``(component, key or function)`` pairs for the WebUI's paste of generation parameters. A pasted
+    infotext without negguide keys switches the panel off."""
+    by_name = dict(zip(S.ARG_NAMES, comps, strict=True))
+
+    def mode_from(params):
+        v = params.get(S.INFOTEXT_KEYS["mode"])
+        return S.MODE_OFF if v is None else S.MODE_FROM_KEY.get(str(v).lower(), str(v))
+
+    out = [(by_name["mode"], mode_from)]
+    for name, key in S.INFOTEXT_KEYS.items():
+        if name != "mode":
+            out.append((by_name[name], key))
+    return out
+
+
+def render_standalone(is_img2img: bool = False, open_panel: bool = True, advanced_open: bool = False):
+    """The panel alone in a Blocks app (for screenshots and the gradio compatibility test)."""
+    import gradio as gr
+
+    with gr.Blocks(title="negguide panel") as demo:
+        comps, status = build(is_img2img, open_panel=open_panel)
+    return demo, comps, status

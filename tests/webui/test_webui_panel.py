@@ -1,0 +1,152 @@
+"""The panel under both gradio majors (3.41.2 as in A1111 1.10, 4.x as in Forge), settings <-> infotext <-> API
+args. Each gradio lives in its own venv (the WebUIs pin different majors); the test runs the panel there in a
+subprocess. Venvs: ``NEGGUIDE_GRADIO_PYTHONS`` (``:``-separated python paths), default
+``../venvs/gr3/bin/python`` and ``../venvs/gr4/bin/python`` next to the checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from negguide_webui import settings as S
+from negguide_webui import ui
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def _pythons():
+    env = os.environ.get("NEGGUIDE_GRADIO_PYTHONS")
+    if env:
+        return [p for p in env.split(":") if p]
+    return [str(ROOT.parent / "venvs" / v / "bin" / "python") for v in ("gr3", "gr4")]
+
+
+@pytest.mark.parametrize("python", _pythons(), ids=lambda p: Path(p).parents[1].name)
+def test_panel_builds_under_gradio(python):
+    if not Path(python).exists():
+        pytest.skip(f"no gradio venv at {python} (see .ci/run for how CI makes them)")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}"}
+    r = subprocess.run(
+        [python, str(HERE / "panel_probe.py")], capture_output=True, text=True, env=env, timeout=240, cwd=str(ROOT)
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["n"] == len(S.ARG_NAMES)
+    assert [
+        float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in out["values"]
+    ] == S.NegGuideSettings().to_args()
+    assert len(set(out["elem_ids"])) == 2 * len(S.ARG_NAMES)  # txt2img and img2img ids never clash
+    assert out["fields"][0] == "fn" and set(out["fields"][1:]) == set(S.INFOTEXT_KEYS.values()) - {"NegGuide mode"}
+    assert out["paste_mode"] == [S.MODE_DNG, S.MODE_OFF]
+    assert "before its start" in out["status_bad"] and "**" in out["status_bad"]
+    assert "Ban et al." in out["status_ok"]
+    assert out["dependencies"] >= 2 * len(S.ARG_NAMES)  # every input refreshes the status line
+    print(out["gradio"])
+
+
+def test_api_args_order_is_ui_order():
+    assert S.ARG_NAMES == (
+        "mode",
+        "window_unit",
+        "window_start",
+        "window_end",
+        "hr_window",
+        "hr_start",
+        "hr_end",
+        "lambda0",
+        "prior",
+        "temperature",
+        "offset",
+        "p_max",
+        "tracker",
+        "plot",
+    )
+    payload_args = [
+        "Dynamic negative guidance (DNG)",
+        "steps",
+        5,
+        15,
+        "Same as first pass",
+        5,
+        15,
+        7.5,
+        0.01,
+        0.2,
+        0.003,
+        0.8,
+        "auto",
+        True,
+    ]
+    s = S.NegGuideSettings.from_args(*payload_args)
+    assert s.mode_key == "dng" and s.lambda0 == 7.5 and s.plot is True
+    assert S.NegGuideSettings.from_args("dng").mode == S.MODE_DNG  # short names from the API
+    assert S.NegGuideSettings.from_args(*payload_args[:3]).window_end == 15.0  # trailing defaults
+    with pytest.raises(ValueError):
+        S.NegGuideSettings.from_args(*payload_args, "extra")
+
+
+@pytest.mark.parametrize(
+    "s",
+    [
+        S.NegGuideSettings(
+            mode=S.MODE_WINDOWED, window_start=3, window_end=12, hr_window=S.HR_CUSTOM, hr_start=1, hr_end=4
+        ),
+        S.NegGuideSettings(mode=S.MODE_WINDOWED, window_unit=S.UNIT_FRACTION, window_start=4 / 30, window_end=0.5),
+        S.NegGuideSettings(
+            mode=S.MODE_DNG, lambda0=7.5, prior=0.02, temperature=0.3, offset=0.004, p_max=0.9, tracker="flow-moment"
+        ),
+        S.NegGuideSettings(mode=S.MODE_DNS),
+    ],
+)
+def test_infotext_round_trip(s):
+    params = S.infotext_params(s)
+    text = ", ".join(f"{k}: {v}" for k, v in params.items())
+    from negguide_webui.harness.a1111 import parse_infotext
+
+    back = S.settings_from_infotext(parse_infotext(f"a cat\nNegative prompt: dog\nSteps: 20, {text}"))
+    for name in S.ARG_NAMES:
+        if S.INFOTEXT_KEYS.get(name) in params:
+            a, b = getattr(back, name), getattr(s, name)
+            assert (abs(a - b) < 1e-5 * max(1, abs(b))) if isinstance(b, float) else a == b, name
+    assert S.settings_from_infotext({"Steps": "20"}) is None
+    assert S.infotext_params(S.NegGuideSettings()) == {}
+
+
+def test_status_line_names_tracker_and_cost():
+    text = ui.status_text(S.NegGuideSettings(mode=S.MODE_DNG))
+    assert "transition likelihood" in text and "Hutchinson" in text and "rows per image" in text
+    assert "**" not in text
+
+
+def test_xyz_axes_write_overrides():
+    from negguide_webui import xyz
+
+    class AxisOption:
+        def __init__(self, label, type, apply, choices=None):
+            self.label, self.type, self.apply, self.choices = label, type, apply, choices
+
+    class Module:
+        axis_options = []
+
+    Module.AxisOption = AxisOption
+    assert xyz.add_axes(Module) == 4 and xyz.add_axes(Module) == 0
+    p = type("P", (), {})()
+    by = {a.label: a for a in Module.axis_options}
+    by["[NegGuide] Window start"].apply(p, "7", None)
+    by["[NegGuide] DNG lambda0"].apply(p, 2.5, None)
+    assert p.negguide_overrides == {"window_start": 7.0, "lambda0": 2.5}
+    assert S.MODE_DNG in by["[NegGuide] Mode"].choices()
+
+
+def test_scripts_are_thin_and_py310_clean():
+    for f in (ROOT / "scripts").glob("negguide*.py"):
+        src = f.read_text()
+        assert len(src.splitlines()) < 80, f"{f.name} should stay a thin wrapper"
+        compile(src, str(f), "exec")
+    assert sys.version_info >= (3, 10)
