@@ -34,6 +34,26 @@ setup() {
   echo "$want" > "$stamp"
 }
 
+# The panel must build under both gradio majors the WebUIs pin (A1111 1.10: 3.41.2, Forge: 4.x). Each lives in
+# its own small venv (gradio only, no torch); tests/webui/test_webui_panel.py drives them in a subprocess.
+gradio_venvs() {
+  local pythons=() spec name
+  for spec in "gr3:gradio==3.41.2" "gr4:gradio==4.40.0 huggingface_hub==0.26.5"; do
+    name="${spec%%:*}"
+    local dir="$root/.venv-$name"
+    if [ ! -f "$dir/.ok" ]; then
+      rm -rf "$dir"
+      python3 -m venv "$dir"
+      # shellcheck disable=SC2086
+      "$dir/bin/python" -m pip install -q ${spec#*:}
+      touch "$dir/.ok"
+    fi
+    pythons+=("$dir/bin/python")
+  done
+  NEGGUIDE_GRADIO_PYTHONS="$(IFS=:; echo "${pythons[*]}")"
+  export NEGGUIDE_GRADIO_PYTHONS
+}
+
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -46,6 +66,7 @@ case "$cmd" in
     ;;
   test)
     setup
+    [ -n "${NEGGUIDE_GRADIO_PYTHONS:-}" ] || gradio_venvs
     ruff check .
     set +e
     python -m pytest "$@"
