@@ -111,12 +111,12 @@ class A1111Adapter:
             active = run.window_active(step)
             run.record.active_log.append((step, active))
             if not active:
-                params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond))
+                params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond), run)
         elif mode == "dns":
             if C.rows(params.text_cond) != C.rows(params.text_uncond):
                 job.warn("DNS skipped: the prompt has several AND parts")
                 return
-            params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond)
+            params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond, run)
         elif mode == "dng":
             self._inject(params, run, step, first, is_hr)
 
@@ -149,7 +149,7 @@ class A1111Adapter:
             eta = float(getattr(p, "eta", None) or 1.0)
             run.dng = DNGRun(job.settings, b, is_ancestral(self._sampler_name(is_hr)), eta, x_img.device)
             run.record.tracker = run.dng.name
-        tc2, neg2 = match_tokens(tc, tu, job.empty(is_hr))
+        tc2, neg2 = match_tokens(tc, tu, job.empty(is_hr), run)
         x_ve, s_ve, ab = sigma_frame(kind, x_img, s_img, alphas)
         k = run.dng.probes if run.dng.wants_update(step, first) else 0
         xs, sig, ics, cs = (
@@ -171,7 +171,7 @@ class A1111Adapter:
         params.x = torch.cat(xs + [x_in[nc:]])
         params.sigma = torch.cat(sig + [params.sigma[nc:]])
         params.image_cond = torch.cat(ics + [params.image_cond[nc:]])
-        params.text_uncond = empty_rows_like(job, is_hr, tu, b)
+        params.text_uncond = empty_rows_like(job, is_hr, tu, b, run)
         run.pending = {
             "nc": nc,
             "b": b,

@@ -68,6 +68,11 @@ def strip_marker(c):
     return _map(c, lambda t: t[:, 1:]), m
 
 
+def strip_known(c, m: float):
+    """``c`` without its first token when its marker ``m`` is already known (0: unmarked)."""
+    return c if m == 0.0 else _map(c, lambda t: t[:, 1:])
+
+
 def with_marker(c, m: float):
     if m == 0.0:
         return c

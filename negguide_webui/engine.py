@@ -123,6 +123,7 @@ class Run:
         self.dng_stochastic = False
         self.pending = None  # DNG evaluation in flight (A1111: between on_cfg_denoiser and after_cfg)
         self.last_call = -1
+        self.cache: dict = {}
 
     def window_active(self, step: int, sigma: float | None = None) -> bool:
         if self.window is None:
@@ -183,31 +184,48 @@ class Job:
 # --- conditioning builders shared by the adapters ---------------------------------------------------------
 
 
-def empty_rows_like(job: Job, is_hr: bool, slot, n: int, like: torch.Tensor | None = None):
-    """``n`` rows of the empty prompt, carrying the marker of conditioning ``slot`` (ControlNet)."""
-    e = job.empty(is_hr)
+def slot_marker(run: Run | None, key: str, c) -> float:
+    """The ControlNet marker of conditioning slot ``key`` ("cond" / "uncond"), read once per run (reading it
+    costs a device sync; markers do not change within a run)."""
+    if run is None:
+        return C.marker_of(c)
+    k = ("marker", key)
+    if k not in run.cache:
+        run.cache[k] = C.marker_of(c)
+    return run.cache[k]
+
+
+def empty_rows_like(job: Job, is_hr: bool, slot, n: int, run: Run | None = None, key: str = "uncond"):
+    """``n`` rows of the empty prompt, carrying the marker of conditioning ``slot`` (ControlNet); built once
+    per run and reused."""
     ref = C._ctx(slot)
-    e = C.to_device(e, ref)
+    ck = ("empty", key, n, ref.dtype, ref.device, isinstance(slot, dict))
+    if run is not None and ck in run.cache:
+        return run.cache[ck]
+    e = C.to_device(job.empty(is_hr), ref)
     if isinstance(slot, dict) and not isinstance(e, dict):
         raise TypeError("the model gives dict conditionings but the empty prompt encoded to a tensor")
-    return C.like_slot(C.repeat_rows(e, n), slot)
+    out = C.with_marker(C.repeat_rows(e, n), slot_marker(run, key, slot))
+    if run is not None:
+        run.cache[ck] = out
+    return out
 
 
-def swap_for_dns(job: Job, is_hr: bool, text_cond, text_uncond):
+def swap_for_dns(job: Job, is_hr: bool, text_cond, text_uncond, run: Run | None = None):
     """DNS (Desai Eq. 19 via 2-term CFG, s = w - 1): cond <- empty prompt, uncond <- the positive prompt.
     Row counts stay; each slot keeps its own ControlNet marker."""
     if C.rows(text_cond) != C.rows(text_uncond):
         raise ValueError("DNS needs one positive row per image (no AND prompts)")
-    pos_body, _ = C.strip_marker(text_cond)
-    new_uncond = C.like_slot(pos_body, text_uncond)
-    new_cond = empty_rows_like(job, is_hr, text_cond, C.rows(text_cond))
+    pos_body = C.strip_known(text_cond, slot_marker(run, "cond", text_cond))
+    new_uncond = C.with_marker(pos_body, slot_marker(run, "uncond", text_uncond))
+    new_cond = empty_rows_like(job, is_hr, text_cond, C.rows(text_cond), run, key="cond")
     return new_cond, new_uncond
 
 
-def match_tokens(a, b, empty_chunk):
-    """Pad the shorter of two (marked alike or unmarked) conditionings on the token axis."""
-    a_body, am = C.strip_marker(a)
-    b_body, bm = C.strip_marker(b)
+def match_tokens(a, b, empty_chunk, run: Run | None = None):
+    """Pad the shorter of the cond (``a``) and negative (``b``) conditionings on the token axis."""
+    am, bm = slot_marker(run, "cond", a), slot_marker(run, "uncond", b)
+    a_body, b_body = C.strip_known(a, am), C.strip_known(b, bm)
     n = max(C.tokens(a_body), C.tokens(b_body))
     a_body = C.pad_tokens(a_body, n, empty_chunk)
     b_body = C.pad_tokens(b_body, n, empty_chunk)

@@ -97,12 +97,12 @@ class ForgeAdapter:
             active = run.window_active(step)
             run.record.active_log.append((step, active))
             if not active:
-                params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond))
+                params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond), run)
         elif mode == "dns":
             if C.rows(params.text_cond) != C.rows(params.text_uncond):
                 job.warn("DNS skipped: the prompt has several AND parts")
                 return
-            params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond)
+            params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond, run)
         elif mode == "dng":
             b = C.rows(params.text_uncond)
             if run.dng is None:
@@ -118,7 +118,7 @@ class ForgeAdapter:
                 "first_eval": first,
                 "b": b,
             }
-            params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, b)
+            params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, b, run)
 
     # --- the UNet patch -----------------------------------------------------------------------------------
     def install(self, p):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -87,6 +88,7 @@ class Callbacks:
     def __init__(self):
         self.lists = {"cfg_denoiser": [], "cfg_denoised": [], "cfg_after_cfg": []}
         self.errors: list[str] = []
+        self.seconds = 0.0  # time spent in callbacks (benchmarks read it)
 
     def on_cfg_denoiser(self, fn):
         self.lists["cfg_denoiser"].append(fn)
@@ -106,6 +108,13 @@ class Callbacks:
         return sum(len(v) for v in self.lists.values())
 
     def _fire(self, name, params):
+        t0 = time.perf_counter()
+        try:
+            self._fire_all(name, params)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _fire_all(self, name, params):
         for fn in list(self.lists[name]):
             try:
                 fn(params)
@@ -255,7 +264,7 @@ class CompVisDenoiser(torch.nn.Module):
         self.sigmas = model.schedule.sigmas.to(torch.float32)
 
     def sigma_to_t(self, sigma):
-        return self.schedule.sigma_to_t(sigma.to(torch.float64)).to(torch.float32)
+        return self.schedule.sigma_to_t(sigma.detach().cpu().to(torch.float64)).to(sigma.device, torch.float32)
 
     def forward(self, x, sigma, cond):
         c_in = 1.0 / (sigma**2 + 1.0) ** 0.5
@@ -502,7 +511,7 @@ class Sampler:
     def _sigmas(self, n):
         from negguide.schedules import evenly_spaced_sigmas
 
-        return evenly_spaced_sigmas(self.webui.sd_model.schedule, n).to(torch.float32)
+        return evenly_spaced_sigmas(self.webui.sd_model.schedule, n).to(self.webui.sd_model.device, torch.float32)
 
     def _timesteps(self, n):
         return (torch.arange(0, 1000, 1000 // n)[:n] + 1).flip(0)
@@ -544,7 +553,7 @@ class Sampler:
     def _run_ddim(self, x, ts, c, uc, image_cond):
         ac = self.webui.sd_model.alphas_cumprod
         for i, t in enumerate(ts):
-            tv = t.repeat(x.shape[0]).to(torch.float32)
+            tv = t.repeat(x.shape[0]).to(x.device, torch.float32)
             eps = self._model(x, tv, c, uc, image_cond)
             a = ac[int(t)]
             a_prev = ac[int(ts[i + 1])] if i + 1 < len(ts) else torch.tensor(1.0)
@@ -738,7 +747,7 @@ def _process_images(p: Processing) -> Processed:
         c = get_multicond_learned_conditioning(model, p.prompts, p.steps, p.width, p.height, mk[0])
         uc = get_learned_conditioning(model, p.negative_prompts, p.steps, p.width, p.height, mk[1])
         lat = (p.height // 8, p.width // 8)
-        x = _noise(p, p.seeds, (4, *lat))
+        x = _noise(p, p.seeds, (4, *lat)).to(model.device)
         image_cond = x.new_zeros(x.shape[0], 5, 1, 1)
         p.sampler = Sampler(p.sampler_name, w)
         if p.scripts is not None:
@@ -781,7 +790,7 @@ def _hires(p: Processing, samples, mk):
             model, p.negative_prompts, p.steps, p.hr_upscale_to_x, p.hr_upscale_to_y, mk[1]
         )
         up = torch.nn.functional.interpolate(samples, scale_factor=p.hr_scale, mode="nearest")
-        noise = _noise(p, [s + 100 for s in p.seeds], tuple(up.shape[1:]))
+        noise = _noise(p, [s + 100 for s in p.seeds], tuple(up.shape[1:])).to(up.device)
         p.sampler = Sampler(p.hr_sampler_name or p.sampler_name, w)
         if p.scripts is not None:
             p.scripts.process_before_every_sampling(p, x=up, noise=noise, c=hr_c, uc=hr_uc)

@@ -52,6 +52,8 @@ class TinySD:
         device: str = "cpu",
         sample_size: int = 8,
         block_out_channels=(32, 64),
+        size: str = "tiny",
+        dtype=torch.float32,
     ):
         from diffusers import UNet2DConditionModel
         from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -63,6 +65,8 @@ class TinySD:
             raise FileNotFoundError("CLIP tokenizer files (../shared/tokenizers/clip-vit-l-14) not found")
         self.tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"))
         torch.manual_seed(seed)
+        if size == "sd":  # Stable Diffusion 1.x UNet width (random weights), 64x64 latents
+            dim, sample_size = 768, 64
         tcfg = CLIPTextConfig(
             vocab_size=self.tokenizer.vocab_size,
             hidden_size=dim,
@@ -78,23 +82,35 @@ class TinySD:
         kw = {}
         if sdxl:
             kw = dict(class_embed_type="projection", projection_class_embeddings_input_dim=vector_dim)
+        if size == "sd":
+            kw.update(
+                block_out_channels=(320, 640, 1280, 1280),
+                layers_per_block=2,
+                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                norm_num_groups=32,
+            )
+        else:
+            kw.update(
+                block_out_channels=tuple(block_out_channels),
+                layers_per_block=1,
+                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                norm_num_groups=min(32, block_out_channels[0]),
+            )
         self.unet = (
             UNet2DConditionModel(
                 sample_size=sample_size,
                 in_channels=4,
                 out_channels=4,
-                layers_per_block=1,
-                block_out_channels=tuple(block_out_channels),
-                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
                 cross_attention_dim=dim,
                 attention_head_dim=8,
-                norm_num_groups=min(32, block_out_channels[0]),
                 **kw,
             )
             .eval()
-            .to(device)
+            .to(device=device, dtype=dtype)
         )
+        self.dtype = dtype
         # diffusers zero-initialises conv_out: make it random so predictions depend on the conditioning
         with torch.no_grad():
             for p in self.unet.conv_out.parameters():
@@ -168,10 +184,13 @@ class TinySD:
             if vec is None:
                 raise AssertionError("SDXL conditioning reached the UNet without its vector")
             kw["class_labels"] = vec
-        t = t.to(x.dtype)
+        t = t.to(torch.float32)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        return self.unet(x, t, encoder_hidden_states=ctx.to(x.dtype), **kw).sample
+        if "class_labels" in kw:
+            kw["class_labels"] = kw["class_labels"].to(self.dtype)
+        out = self.unet(x.to(self.dtype), t, encoder_hidden_states=ctx.to(self.dtype), **kw).sample
+        return out.to(x.dtype)
 
     def reset_logs(self):
         self.rows_log.clear()
