@@ -293,7 +293,8 @@ def train_ddpm(
         done = step + 1
         progress.update(1)
         if done % log_every == 0 or done == preset.max_steps:
-            mean_loss = loss_sum.item() / window_steps  # one host sync per window, not per step
+            # One host sync per window, not per step; averaged over processes (all log at the same step).
+            mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / window_steps
             rate = window_steps * preset.batch_size * world / (time.perf_counter() - window_start)
             progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.0f}")
             if accelerator.is_main_process:

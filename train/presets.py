@@ -5,8 +5,8 @@ UNet configs:
   blocks per level, self-attention at 16x16), 35.7 M parameters.
 * `mnist`: sized for native 28x28 (no padding): three levels 28 -> 14 -> 7 (a fourth would give 7 -> 4 -> 8,
   which does not upsample back to 7), channels 64/128/128, attention at 14x14, 6.6 M parameters.
-* `mnist-cpu`: the same shape at 32/64/64 with one res block per level (1.1 M parameters) for a laptop CPU.
-* `mnist-tiny`: 16/32 channels, for tests only.
+* `mnist-cpu`: the same shape at 16/32/32 with one res block per level (0.28 M parameters), for a CPU.
+* `mnist-tiny`: 8/16/16 channels, for tests only.
 
 Recipes: `ours` = AdamW, linear warm-up then constant LR, EMA of the weights (what diffusers' examples do);
 `authors` = RAdam, linear warm-up then cosine decay, no EMA (the recipe of gabrielraya/ddpm-mnist used by the
@@ -138,10 +138,10 @@ DDPM_PRESETS: dict[str, DDPMPreset] = {
         DDPMPreset(
             "mnist-cpu",
             "mnist",
-            mnist_unet((32, 64, 64), 1),
+            mnist_unet((16, 32, 32), 1),
             batch_size=64,
-            max_steps=4000,
-            lr=5e-4,
+            max_steps=6000,
+            lr=1e-3,
             warmup_steps=200,
             ema_decay=0.995,
             checkpoint_every=500,
@@ -150,7 +150,7 @@ DDPM_PRESETS: dict[str, DDPMPreset] = {
         DDPMPreset(
             "mnist-tiny",
             "mnist",
-            mnist_unet((16, 32, 32), 1),
+            mnist_unet((8, 16, 16), 1),
             batch_size=8,
             max_steps=20,
             lr=1e-3,
