@@ -149,6 +149,7 @@ class A1111Adapter:
             eta = float(getattr(p, "eta", None) or 1.0)
             run.dng = DNGRun(job.settings, b, is_ancestral(self._sampler_name(is_hr)), eta, x_img.device)
             run.record.tracker = run.dng.name
+        empty_u = empty_rows_like(job, is_hr, tu, b, run)  # first: it may refuse (model switched mid-run)
         tc2, neg2 = match_tokens(tc, tu, job.empty(is_hr), run)
         x_ve, s_ve, ab = sigma_frame(kind, x_img, s_img, alphas)
         k = run.dng.probes if run.dng.wants_update(step, first) else 0
@@ -171,7 +172,7 @@ class A1111Adapter:
         params.x = torch.cat(xs + [x_in[nc:]])
         params.sigma = torch.cat(sig + [params.sigma[nc:]])
         params.image_cond = torch.cat(ics + [params.image_cond[nc:]])
-        params.text_uncond = empty_rows_like(job, is_hr, tu, b, run)
+        params.text_uncond = empty_u
         run.pending = {
             "nc": nc,
             "b": b,

@@ -203,8 +203,9 @@ def empty_rows_like(job: Job, is_hr: bool, slot, n: int, run: Run | None = None,
     if run is not None and ck in run.cache:
         return run.cache[ck]
     e = C.to_device(job.empty(is_hr), ref)
-    if isinstance(slot, dict) and not isinstance(e, dict):
-        raise TypeError("the model gives dict conditionings but the empty prompt encoded to a tensor")
+    if isinstance(slot, dict) != isinstance(e, dict) or C._ctx(e).shape[-1] != ref.shape[-1]:
+        # e.g. the SDXL refiner took over mid-run: its conditionings differ from the base model's
+        raise TypeError("negguide: the conditioning changed shape mid-run (refiner switch?); left unchanged")
     out = C.with_marker(C.repeat_rows(e, n), slot_marker(run, key, slot))
     if run is not None:
         run.cache[ck] = out
