@@ -4,7 +4,7 @@ UNet configs:
 * `cifar10`: the `google/ddpm-cifar10-32` UNet (Ho et al. 2020; block_out_channels 128/256/256/256, two res
   blocks per level, self-attention at 16x16), 35.7 M parameters.
 * `mnist`: sized for native 28x28 (no padding): three levels 28 -> 14 -> 7 (a fourth would give 7 -> 4 -> 8,
-  which does not upsample back to 7), channels 64/128/128, attention at 14x14, 6.6 M parameters.
+  which does not upsample back to 7), channels 64/128/128, attention at 14x14, 6.5 M parameters.
 * `mnist-cpu`: the same shape at 16/32/32 with one res block per level (0.28 M parameters), for a CPU.
 * `mnist-tiny`: 8/16/16 channels, for tests only.
 

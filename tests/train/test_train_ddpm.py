@@ -23,7 +23,7 @@ def _no_pickles(run: Path) -> None:
     assert not suffixes & {".pt", ".pth", ".bin", ".pkl", ".ckpt"}, suffixes
 
 
-def test_smoke_single_class_model_dir_and_grid(mnist_dir, tmp_path):
+def test_smoke_single_class_model_dir_and_grid(mnist_dir, tmp_path, capsys):
     from diffusers import DDPMScheduler, UNet2DModel
 
     out = tmp_path / "run"
@@ -40,6 +40,12 @@ def test_smoke_single_class_model_dir_and_grid(mnist_dir, tmp_path):
     _no_pickles(out)
     # Same output dir again without --resume: refused rather than overwritten.
     assert main([*TINY, *args, "--output-dir", str(out)]) == 2
+    # Resuming with a different learning rate or class: refused, naming the difference.
+    assert main([*TINY, *args, "--max-steps", "6", "--lr", "0.01", "--resume", str(out)]) == 2
+    assert "lr: checkpoint has 0.001, this run has 0.01" in capsys.readouterr().err
+    args[args.index("--only-class") + 1] = "1"
+    assert main([*TINY, *args, "--max-steps", "6", "--resume", str(out)]) == 2
+    assert "only_class" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
