@@ -228,6 +228,7 @@ def train_ddpm(
             lr_schedule.load_state_dict(state["lr_schedule"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
+                ema.to(device)  # the checkpoint's shadow weights arrive on the CPU
         except (RuntimeError, KeyError, ValueError) as err:
             raise UsageError(f"checkpoint {ckpt} does not fit this model: {err}") from err
     # The LR schedule stays outside prepare(): accelerate would step it once per process per step.
