@@ -226,6 +226,10 @@ def train_ddpm(
             model.load_state_dict(model_state, strict=True)
             optimizer.load_state_dict(state["optimizer"])
             lr_schedule.load_state_dict(state["lr_schedule"])
+            # Not needed for exactness (every step reseeds), but anything drawing outside steps continues too.
+            torch.set_rng_state(state["rng"]["torch_cpu"])
+            if device.type == "cuda" and "torch_cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["torch_cuda"], device)
             if ema is not None:
                 ema.load_state_dict(state["ema"])
                 ema.to(device)  # the checkpoint's shadow weights arrive on the CPU
