@@ -61,6 +61,10 @@ class DNGConfig:
             return self.tracker
         return "transition" if stochastic_sampler else "flow-hutchinson"
 
+    def rows_per_image(self, stochastic_sampler: bool) -> int:
+        """Model rows per image and step beyond plain CFG's two: the negative branch, plus two per probe."""
+        return 1 + (2 * self.probes if self.resolved_tracker(stochastic_sampler) == "flow-hutchinson" else 0)
+
     def max_scale(self) -> float:
         return self.scale * self.p_max / (1 - self.p_max)
 
@@ -94,7 +98,7 @@ class DynamicNegativeGuidance:
         else:
             self.tracker = FlowTracker(config.posterior, batch_size, device, divergence="hutchinson",
                                        probes=config.probes, generator=generator)
-        self.records: list[dict] = []
+        self._records: list[tuple] = []  # tensors stay on device: no host sync inside the sampling loop
         self._scale = self._scale_from_posterior()
 
     @property
@@ -121,13 +125,15 @@ class DynamicNegativeGuidance:
         else:
             self.tracker.observe(x, sigma, denoised_ref, denoised_neg)
         self._scale = self._scale_from_posterior()
-        self.records.append({
-            "step": int(step_index),
-            "sigma": float(torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)[0]),
-            "p": self.tracker.posterior().tolist(),
-            "lambda": self._scale.tolist(),
-        })
+        sigma0 = sigma.detach().reshape(-1)[0] if torch.is_tensor(sigma) else sigma
+        self._records.append((int(step_index), sigma0, self.tracker.posterior(), self._scale))
         return self._scale
+
+    @property
+    def records(self) -> list[dict]:
+        """Per step: ``{"step", "sigma", "p": [per image], "lambda": [per image]}`` (converted on read)."""
+        return [{"step": i, "sigma": float(s), "p": p.tolist(), "lambda": lam.tolist()}
+                for i, s, p, lam in self._records]
 
     def finish(self, x: torch.Tensor, sigma_final=0.0) -> torch.Tensor:
         """Account for the last step (no evaluation follows it); returns the final posterior per image."""

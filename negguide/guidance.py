@@ -93,6 +93,13 @@ def dng_text(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, scale, l
     return _finish(e + _scale(scale, e) * (p - e) - _scale(lam, e) * (n - p), empty)
 
 
+def dng_term(pos: torch.Tensor, neg: torch.Tensor, lam) -> torch.Tensor:
+    """DNG's negative term alone, ``-lambda (eps_- - eps_+)``, for backends that combine CFG themselves
+    (the WebUI's AND prompts and inpainting blends, Forge's cfg function) and only add this on top."""
+    p, n = _lift(pos, neg)
+    return _finish(-_scale(lam, p) * (n - p), pos)
+
+
 def _per_image_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).flatten(1).sum(1)
 

@@ -102,7 +102,7 @@ def step_beta_vp(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
 
 
 class _Tracker:
-    """Shared per-image log-posterior state and its record."""
+    """Shared per-image log-posterior state (float64, on the device of the predictions)."""
 
     extra_rows_per_image = 0
     name = "tracker"
@@ -111,7 +111,6 @@ class _Tracker:
         self.config = config
         self.log_p = torch.full((batch_size,), math.log(config.prior), dtype=torch.float64, device=device)
         self._log_lo, self._log_hi = math.log(config.p_min), math.log(config.p_max)
-        self.history: list[torch.Tensor] = [self.posterior().cpu()]
 
     def posterior(self) -> torch.Tensor:
         return self.log_p.exp()
@@ -124,7 +123,6 @@ class _Tracker:
         # NaN evidence (a broken prediction) must not poison the state: treat it as no evidence.
         delta_log_p = torch.nan_to_num(delta_log_p, nan=0.0, posinf=1e6, neginf=-1e6)
         self.log_p = (self.log_p + delta_log_p).clamp(self._log_lo, self._log_hi)
-        self.history.append(self.posterior().cpu())
 
     def _offset_term(self, sigma, sigma_next) -> torch.Tensor:
         if self.config.offset == 0.0:

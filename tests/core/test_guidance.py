@@ -136,3 +136,9 @@ def test_sld_warmup_delays_the_correction_but_not_the_momentum():
 def test_sld_rejects_bad_settings(bad):
     with pytest.raises(ValueError):
         SLDConfig(**bad)
+
+
+def test_dng_term_is_what_dng_text_adds_to_cfg():
+    e, p, n = preds()
+    lam = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(G.cfg(e, p, 7.0) + G.dng_term(p, n, lam), G.dng_text(e, p, n, 7.0, lam))

@@ -133,6 +133,10 @@ def test_dng_controller_records_and_bounds_lambda():
         lam = dng.step(i, x, sigma, x, x + 0.01)
         assert (lam <= cfg.max_scale() + 1e-9).all()
     assert [r["step"] for r in dng.records] == [0, 1, 2] and len(dng.records[0]["p"]) == 2
+    assert isinstance(dng.records[0]["sigma"], float) and dng.records[2]["sigma"] == 1.0
+    assert DNGConfig().rows_per_image(stochastic_sampler=True) == 1
+    assert DNGConfig(probes=2).rows_per_image(stochastic_sampler=False) == 5
+    assert DNGConfig(tracker="flow-moment").rows_per_image(stochastic_sampler=False) == 1
     assert "Hutchinson" in describe_tracker(DNGConfig(), stochastic_sampler=False)
     assert "Alg. 2" in describe_tracker(DNGConfig(), stochastic_sampler=True)
 
