@@ -58,7 +58,7 @@ class Timer:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size", choices=("tiny", "sd"), default="tiny")
+    ap.add_argument("--size", choices=("tiny", "small", "sd"), default="tiny")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     ap.add_argument("--steps", type=int, default=20)
@@ -85,7 +85,7 @@ def main(argv=None):
                 lambda p, hr: p.sd_model.get_learned_conditioning([""], width=p.width, height=p.height),
             )
 
-    size = 512 if a.size == "sd" else 64
+    size = {"tiny": 64, "small": 256, "sd": 512}[a.size]
     per_mode = {name: [] for name, _ in MODES}
     cb_time = {name: [] for name, _ in MODES}
     rows = {}

@@ -183,9 +183,11 @@ def validate(
             errors.append(f"Negative guidance: prior ({s.prior}) is above p_max ({s.p_max}).")
         if s.tracker not in TRACKERS:
             errors.append(f"Negative guidance: tracker must be one of {TRACKERS}, got {s.tracker!r}.")
-        if not errors:
+        try:
             from negguide.dng import DNGConfig
-
+        except ImportError:  # the panel rendered without torch (standalone screenshots)
+            DNGConfig = None
+        if not errors and DNGConfig is not None:
             try:  # whatever else the core rejects
                 DNGConfig(
                     scale=float(s.lambda0),

@@ -45,12 +45,17 @@ def status_text(s: S.NegGuideSettings) -> str:
     return "\n\n".join(x for x in lines if x)
 
 
-def build(is_img2img: bool = False, open_panel: bool = False):
+def build(
+    is_img2img: bool = False,
+    open_panel: bool = False,
+    initial: S.NegGuideSettings | None = None,
+    advanced_open: bool = False,
+):
     """Create the panel inside the current gradio Blocks context. Returns ``(components, status)``."""
     import gradio as gr
 
     tab = "img2img" if is_img2img else "txt2img"
-    d = S.NegGuideSettings()
+    d = initial or S.NegGuideSettings()
 
     def eid(name):
         return f"{ELEM}_{tab}_{name}"
@@ -77,7 +82,7 @@ def build(is_img2img: bool = False, open_panel: bool = False):
                 minimum=0.1, maximum=30.0, step=0.1, value=d.lambda0, label="DNG lambda0", elem_id=eid("lambda0")
             )
             prior = gr.Number(value=d.prior, label="DNG prior p0", elem_id=eid("prior"))
-        with gr.Accordion("Advanced DNG settings", open=False, elem_id=eid("advanced")):
+        with gr.Accordion("Advanced DNG settings", open=advanced_open, elem_id=eid("advanced")):
             with gr.Row():
                 temperature = gr.Number(value=d.temperature, label="Temperature tau", elem_id=eid("temperature"))
                 offset = gr.Number(value=d.offset, label="Offset delta", elem_id=eid("offset"))
@@ -134,10 +139,15 @@ def infotext_fields(comps) -> list:
     return out
 
 
-def render_standalone(is_img2img: bool = False, open_panel: bool = True, advanced_open: bool = False):
+def render_standalone(
+    is_img2img: bool = False,
+    open_panel: bool = True,
+    advanced_open: bool = False,
+    initial: S.NegGuideSettings | None = None,
+):
     """The panel alone in a Blocks app (for screenshots and the gradio compatibility test)."""
     import gradio as gr
 
     with gr.Blocks(title="negguide panel") as demo:
-        comps, status = build(is_img2img, open_panel=open_panel)
+        comps, status = build(is_img2img, open_panel=open_panel, initial=initial, advanced_open=advanced_open)
     return demo, comps, status

@@ -67,6 +67,8 @@ class TinySD:
         torch.manual_seed(seed)
         if size == "sd":  # Stable Diffusion 1.x UNet width (random weights), 64x64 latents
             dim, sample_size = 768, 64
+        elif size == "small":  # a CPU-sized middle ground: 32x32 latents (256 px), wider blocks
+            dim, sample_size, block_out_channels = 64, 32, (64, 128)
         tcfg = CLIPTextConfig(
             vocab_size=self.tokenizer.vocab_size,
             hidden_size=dim,
