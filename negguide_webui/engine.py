@@ -264,13 +264,13 @@ def dng_correction(
     """Add DNG's negative term to the WebUI's combined prediction.
 
     The WebUI combined ``empty + w (pos - empty)`` (its uncond rows hold the empty prompt); the core's
-    ``guidance.dng_text`` is that plus ``-lambda (neg - pos)``: evaluated with a zero empty branch and w = 0
-    it gives exactly the missing term, which is added here (AND prompts and mask blending stay the WebUI's).
+    ``guidance.dng_text`` is that plus ``guidance.dng_term = -lambda (neg - pos)``, which is added here (AND
+    prompts and mask blending stay the WebUI's).
     ``mask`` (inpainting: 1 where the image may change) keeps the term off the kept region.
     """
     from negguide import guidance as G
 
-    term = G.dng_text(torch.zeros_like(pos), pos, neg, 0.0, lam.to(pos.dtype))  # = -lambda (neg - pos)
+    term = G.dng_term(pos, neg, lam.to(pos.dtype))
     if mask is not None:
         term = term * mask
     return denoised + term.to(denoised.dtype)
