@@ -25,6 +25,17 @@ MODE_HELP = {
 }
 
 
+UNIT_LABELS = {
+    False: ("Negative prompt from (step, 1-based)", "to (inclusive)", "Hires from (step)", "Hires to (inclusive)"),
+    True: (
+        "Negative prompt from (fraction of the run)",
+        "to (fraction, exclusive)",
+        "Hires from (fraction)",
+        "Hires to (fraction, exclusive)",
+    ),
+}
+
+
 def status_text(s: S.NegGuideSettings) -> str:
     """The panel's live status line: what the mode does, the tracker and its cost, or what is invalid."""
     errors = S.validate(s, negative_prompt="x", prompt="")
@@ -56,6 +67,7 @@ def build(
 
     tab = "img2img" if is_img2img else "txt2img"
     d = initial or S.NegGuideSettings()
+    frac0 = d.window_unit == S.UNIT_FRACTION
 
     def eid(name):
         return f"{ELEM}_{tab}_{name}"
@@ -67,16 +79,14 @@ def build(
                 window_unit = gr.Radio(
                     list(S.UNITS), value=d.window_unit, label="Window in", elem_id=eid("window_unit")
                 )
-                window_start = gr.Number(
-                    value=d.window_start, label="Negative prompt from (step, 1-based)", elem_id=eid("window_start")
-                )
-                window_end = gr.Number(value=d.window_end, label="to (inclusive)", elem_id=eid("window_end"))
+                window_start = gr.Number(value=d.window_start, label=UNIT_LABELS[frac0][0], elem_id=eid("window_start"))
+                window_end = gr.Number(value=d.window_end, label=UNIT_LABELS[frac0][1], elem_id=eid("window_end"))
             with gr.Row():
                 hr_window = gr.Dropdown(
                     list(S.HR_MODES), value=d.hr_window, label="Hires pass window", elem_id=eid("hr_window")
                 )
-                hr_start = gr.Number(value=d.hr_start, label="Hires from", elem_id=eid("hr_start"))
-                hr_end = gr.Number(value=d.hr_end, label="Hires to", elem_id=eid("hr_end"))
+                hr_start = gr.Number(value=d.hr_start, label=UNIT_LABELS[frac0][2], elem_id=eid("hr_start"))
+                hr_end = gr.Number(value=d.hr_end, label=UNIT_LABELS[frac0][3], elem_id=eid("hr_end"))
         with gr.Row():
             lambda0 = gr.Slider(
                 minimum=0.1, maximum=30.0, step=0.1, value=d.lambda0, label="DNG lambda0", elem_id=eid("lambda0")
@@ -120,6 +130,13 @@ def build(
 
     for c in comps:
         c.change(fn=refresh, inputs=comps, outputs=[status])
+
+    def unit_labels(unit):
+        frac = unit == S.UNIT_FRACTION
+        labels = UNIT_LABELS[frac]
+        return tuple(gr.update(label=lb) for lb in labels)
+
+    window_unit.change(fn=unit_labels, inputs=[window_unit], outputs=[window_start, window_end, hr_start, hr_end])
     return comps, status
 
 

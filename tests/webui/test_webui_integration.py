@@ -52,16 +52,31 @@ class Server:
         if not ext.exists():
             ext.symlink_to(ROOT, target_is_directory=True)
         python = os.environ.get("WEBUI_PYTHON", sys.executable)
-        args = ["launch.py", "--skip-install", "--skip-prepare-environment", "--skip-torch-cuda-test",
-                "--skip-version-check", "--no-download-sd-model", "--use-cpu", "all", "--no-half", "--api",
-                "--nowebui", "--server-name", "127.0.0.1", "--port", str(self.port)]
+        args = [
+            "launch.py",
+            "--skip-install",
+            "--skip-prepare-environment",
+            "--skip-torch-cuda-test",
+            "--skip-version-check",
+            "--no-download-sd-model",
+            "--use-cpu",
+            "all",
+            "--no-half",
+            "--api",
+            "--nowebui",
+            "--server-name",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         if os.environ.get("WEBUI_CKPT"):
             args += ["--ckpt", os.environ["WEBUI_CKPT"]]
         args += shlex.split(os.environ.get("WEBUI_ARGS", ""))
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1,localhost"}
         self.fh = open(self.log, "w")
-        self.proc = subprocess.Popen([python, *args], cwd=webui, stdout=self.fh, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [python, *args], cwd=webui, stdout=self.fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         deadline = time.time() + float(os.environ.get("WEBUI_START_TIMEOUT", "600"))
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -86,8 +101,9 @@ class Server:
             return json.loads(r.read())
 
     def post(self, path, payload):
-        req = urllib.request.Request(self.base + path, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=600) as r:
             return json.loads(r.read())
 
@@ -105,8 +121,18 @@ def server(tmp_path_factory):
 
 
 def txt2img(server, args=None, **kw):
-    payload = {"prompt": "a red car", "negative_prompt": "rust", "steps": 6, "width": 64, "height": 64,
-               "seed": 1234, "sampler_name": "Euler a", "cfg_scale": 6.0, "batch_size": 1, **kw}
+    payload = {
+        "prompt": "a red car",
+        "negative_prompt": "rust",
+        "steps": 6,
+        "width": 64,
+        "height": 64,
+        "seed": 1234,
+        "sampler_name": "Euler a",
+        "cfg_scale": 6.0,
+        "batch_size": 1,
+        **kw,
+    }
     if args is not None:
         payload["alwayson_scripts"] = {"negative guidance": {"args": args}}
     before = len(server.log_text())
@@ -156,8 +182,16 @@ def test_modes_run_clean(server, sampler):
 
 def test_dng_hires_batch_and_plot(server):
     args = [DNG, "steps", 5, 15, "Same as first pass", 5, 15, 5.0, 0.01, 0.2, 0.003, 0.8, "auto", True]
-    r, info, log = txt2img(server, args, batch_size=2, n_iter=2, enable_hr=True, hr_scale=1.5,
-                           hr_second_pass_steps=3, denoising_strength=0.5)
+    r, info, log = txt2img(
+        server,
+        args,
+        batch_size=2,
+        n_iter=2,
+        enable_hr=True,
+        hr_scale=1.5,
+        hr_second_pass_steps=3,
+        denoising_strength=0.5,
+    )
     _clean(log)
     assert len(r["images"]) >= 4 + 1  # four images (the API may add a grid) and the lambda/p plot
     assert "NegGuide tracker: transition" in info["infotexts"][0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,16 @@ def _pythons():
     return [str(ROOT.parent / "venvs" / v / "bin" / "python") for v in ("gr3", "gr4")]
 
 
+def _need(python):
+    if not Path(python).exists():
+        if os.environ.get("NEGGUIDE_GRADIO_PYTHONS"):
+            pytest.fail(f"NEGGUIDE_GRADIO_PYTHONS names {python}, which does not exist")
+        pytest.skip(f"no gradio venv at {python} (.ci/run makes them and sets NEGGUIDE_GRADIO_PYTHONS)")
+
+
 @pytest.mark.parametrize("python", _pythons(), ids=lambda p: Path(p).parents[1].name)
 def test_panel_builds_under_gradio(python):
-    if not Path(python).exists():
-        pytest.skip(f"no gradio venv at {python} (see .ci/run for how CI makes them)")
+    _need(python)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}"}
     r = subprocess.run(
         [python, str(HERE / "panel_probe.py")], capture_output=True, text=True, env=env, timeout=240, cwd=str(ROOT)
@@ -48,6 +55,38 @@ def test_panel_builds_under_gradio(python):
     assert "Ban et al." in out["status_ok"]
     assert out["dependencies"] >= 2 * len(S.ARG_NAMES)  # every input refreshes the status line
     print(out["gradio"])
+
+
+@pytest.mark.parametrize("python", _pythons(), ids=lambda p: Path(p).parents[1].name)
+def test_panel_renders_in_headless_chromium(python, tmp_path):
+    _need(python)
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        if os.environ.get("NEGGUIDE_REQUIRE_CHROMIUM"):
+            pytest.fail("NEGGUIDE_REQUIRE_CHROMIUM is set but no chromium is installed")
+        pytest.skip("no chromium (Debian: apt-get install chromium)")
+    port = 20000 + os.getpid() % 20000 + (0 if "3" in Path(python).parents[1].name else 1)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}", "NO_PROXY": "127.0.0.1,localhost"}
+    png = tmp_path / "panel.png"
+    r = subprocess.run(
+        [python, str(HERE / "panel_screenshot.py"), str(png), "dng", str(port)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=str(ROOT),
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    from PIL import Image
+
+    im = Image.open(png).convert("L")
+    assert im.size == (900, 900)
+    lo, hi = im.getextrema()
+    assert hi - lo > 100  # not a blank page
+    dom = png.with_suffix(".html").read_text()
+    assert "Negative guidance" in dom and "Advanced DNG settings" in dom
+    for name in S.ARG_NAMES:  # every component made it into the rendered page
+        assert f"negguide_txt2img_{name}" in dom, name
+    assert "Dynamic negative guidance (DNG)" in dom
 
 
 def test_api_args_order_is_ui_order():
