@@ -209,3 +209,21 @@ def test_long_prompt_and_ngms(server):
     r, info, log = txt2img(server, args, prompt=long, s_min_uncond=100.0, sampler_name="Euler")
     _clean(log)
     assert len(r["images"]) == 1
+
+
+def test_timing_sweep_script(server):
+    r, info, log = txt2img(server, None, script_name="negative prompt timing sweep",
+                           script_args=["1, 3", "2", True])
+    _clean(log)
+    assert len(r["images"]) == 1 + 2 + 2  # the grid, two references, two windows
+
+
+def test_dnp_script_manual_caption(server):
+    r, info, log = txt2img(server, None, script_name="diffusion-negative prompting",
+                           script_args=[4.0, "Manual: use my caption", "a blue boat", "BLIP (WebUI interrogator)"])
+    _clean(log)
+    assert len(r["images"]) == 1 and "DNP caption: a blue boat" in info["infotexts"][0]
+    r, info, log = txt2img(server, None, script_name="diffusion-negative prompting",
+                           script_args=[4.0, "Manual: only make the DNS images", "", "BLIP (WebUI interrogator)"])
+    _clean(log)
+    assert len(r["images"]) == 1 and "NegGuide mode: dns" in info["infotexts"][0]
