@@ -139,10 +139,11 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     preset = DDPM_PRESETS[args.preset or args.dataset]
     images = load_images(args)
+    ours = "ours: bf16 autocast" if device.type == "cuda" else "ours: fp32 (CPU)"
     runs = [
         ("diffusers recipe: fp32, batch 16, DataLoader", bench_baseline, 16),
-        ("ours: bf16, GPU-resident data, batch 16", bench_ours, 16),
-        (f"ours: bf16, GPU-resident data, batch {args.our_batch}", bench_ours, args.our_batch),
+        (f"{ours}, device-resident data, batch 16", bench_ours, 16),
+        (f"{ours}, device-resident data, batch {args.our_batch}", bench_ours, args.our_batch),
     ]
     results = {}
     for name, fn, batch in runs:
