@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 WEBUI_DIR = os.environ.get("WEBUI_DIR")
+IS_FORGE = bool(WEBUI_DIR) and (Path(WEBUI_DIR) / "backend" / "sampling").is_dir()
 pytestmark = pytest.mark.skipif(not WEBUI_DIR, reason="WEBUI_DIR is not set (no real WebUI to test against)")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,10 +59,6 @@ class Server:
             "--skip-prepare-environment",
             "--skip-torch-cuda-test",
             "--skip-version-check",
-            "--no-download-sd-model",
-            "--use-cpu",
-            "all",
-            "--no-half",
             "--api",
             "--nowebui",
             "--server-name",
@@ -69,10 +66,17 @@ class Server:
             "--port",
             str(self.port),
         ]
+        args += ["--always-cpu"] if IS_FORGE else ["--no-download-sd-model", "--use-cpu", "all", "--no-half"]
         if os.environ.get("WEBUI_CKPT"):
             args += ["--ckpt", os.environ["WEBUI_CKPT"]]
         args += shlex.split(os.environ.get("WEBUI_ARGS", ""))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1,localhost"}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+        }
         self.fh = open(self.log, "w")
         self.proc = subprocess.Popen(
             [python, *args], cwd=webui, stdout=self.fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -133,6 +137,11 @@ def txt2img(server, args=None, **kw):
         "batch_size": 1,
         **kw,
     }
+    if IS_FORGE and payload.get("enable_hr"):
+        # Forge's API needs these for a hires pass; hires CFG = CFG keeps the negative branch there (at Forge's
+        # default hires CFG 1 Forge drops the negative prompt, and negguide says so in the log)
+        payload.setdefault("hr_additional_modules", ["Use same choices"])
+        payload.setdefault("hr_cfg", payload["cfg_scale"])
     if args is not None:
         payload["alwayson_scripts"] = {"negative guidance": {"args": args}}
     before = len(server.log_text())
@@ -212,18 +221,25 @@ def test_long_prompt_and_ngms(server):
 
 
 def test_timing_sweep_script(server):
-    r, info, log = txt2img(server, None, script_name="negative prompt timing sweep",
-                           script_args=["1, 3", "2", True])
+    r, info, log = txt2img(server, None, script_name="negative prompt timing sweep", script_args=["1, 3", "2", True])
     _clean(log)
     assert len(r["images"]) == 1 + 2 + 2  # the grid, two references, two windows
 
 
 def test_dnp_script_manual_caption(server):
-    r, info, log = txt2img(server, None, script_name="diffusion-negative prompting",
-                           script_args=[4.0, "Manual: use my caption", "a blue boat", "BLIP (WebUI interrogator)"])
+    r, info, log = txt2img(
+        server,
+        None,
+        script_name="diffusion-negative prompting",
+        script_args=[4.0, "Manual: use my caption", "a blue boat", "BLIP (WebUI interrogator)"],
+    )
     _clean(log)
     assert len(r["images"]) == 1 and "DNP caption: a blue boat" in info["infotexts"][0]
-    r, info, log = txt2img(server, None, script_name="diffusion-negative prompting",
-                           script_args=[4.0, "Manual: only make the DNS images", "", "BLIP (WebUI interrogator)"])
+    r, info, log = txt2img(
+        server,
+        None,
+        script_name="diffusion-negative prompting",
+        script_args=[4.0, "Manual: only make the DNS images", "", "BLIP (WebUI interrogator)"],
+    )
     _clean(log)
     assert len(r["images"]) == 1 and "NegGuide mode: dns" in info["infotexts"][0]
