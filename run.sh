@@ -34,19 +34,24 @@ setup() {
   echo "$want" > "$stamp"
 }
 
-# The panel must build under both gradio majors the WebUIs pin (A1111 1.10: 3.41.2, Forge: 4.x). Each lives in
-# its own small venv (gradio only, no torch); tests/webui/test_webui_panel.py drives them in a subprocess.
+# The panel must build under both gradio majors the WebUIs pin, with the web stack they ship (A1111 1.10:
+# gradio 3.41.2 on fastapi 0.94 / pydantic 1; Forge: gradio 4.x on fastapi 0.104 / pydantic 2). Each lives in its
+# own small venv (no torch); tests/webui/test_webui_panel.py drives them in a subprocess.
+GRADIO_SPECS=(
+  "gr3:gradio==3.41.2 fastapi==0.94.0 httpx==0.24.1 pydantic==1.10.27"
+  "gr4:gradio==4.40.0 fastapi==0.104.1 httpx==0.24.1 pydantic==2.8.2 starlette==0.27.0 anyio==3.7.1 huggingface_hub==0.26.2"
+)
 gradio_venvs() {
-  local pythons=() spec name
-  for spec in "gr3:gradio==3.41.2" "gr4:gradio==4.40.0 huggingface_hub==0.26.5"; do
+  local pythons=() spec name dir
+  for spec in "${GRADIO_SPECS[@]}"; do
     name="${spec%%:*}"
-    local dir="$root/.venv-$name"
-    if [ ! -f "$dir/.ok" ]; then
+    dir="$root/.venv-$name"
+    if [ "$(cat "$dir/.ok" 2>/dev/null)" != "$spec" ]; then
       rm -rf "$dir"
       python3 -m venv "$dir"
       # shellcheck disable=SC2086
       "$dir/bin/python" -m pip install -q ${spec#*:}
-      touch "$dir/.ok"
+      echo "$spec" > "$dir/.ok"
     fi
     pythons+=("$dir/bin/python")
   done
