@@ -38,7 +38,7 @@ setup() {
 # gradio 3.41.2 on fastapi 0.94 / pydantic 1; Forge: gradio 4.x on fastapi 0.104 / pydantic 2). Each lives in its
 # own small venv (no torch); tests/webui/test_webui_panel.py drives them in a subprocess.
 GRADIO_SPECS=(
-  "gr3:gradio==3.41.2 fastapi==0.94.0 httpx==0.24.1 pydantic==1.10.27"
+  "gr3:gradio==3.41.2 gradio_client==0.5.0 fastapi==0.94.0 starlette==0.26.1 pydantic==1.10.27 httpx==0.24.1 huggingface_hub==0.26.2"
   "gr4:gradio==4.40.0 fastapi==0.104.1 httpx==0.24.1 pydantic==2.8.2 starlette==0.27.0 anyio==3.7.1 huggingface_hub==0.26.2"
 )
 gradio_venvs() {
@@ -59,6 +59,18 @@ gradio_venvs() {
   export NEGGUIDE_GRADIO_PYTHONS
 }
 
+# CI renders the panel in headless Chromium (Debian's package); elsewhere that test skips when it is absent.
+chromium_for_ci() {
+  command -v chromium >/dev/null 2>&1 && { export NEGGUIDE_REQUIRE_CHROMIUM=1; return 0; }
+  if [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; then
+      export NEGGUIDE_REQUIRE_CHROMIUM=1
+    else
+      echo "[run.sh] could not install chromium: the panel render test will skip" >&2
+    fi
+  fi
+}
+
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -72,6 +84,7 @@ case "$cmd" in
   test)
     setup
     [ -n "${NEGGUIDE_GRADIO_PYTHONS:-}" ] || gradio_venvs
+    chromium_for_ci
     ruff check .
     set +e
     python -m pytest "$@"
