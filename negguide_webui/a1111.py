@@ -28,7 +28,7 @@ from .engine import (
     match_tokens,
     sigma_frame,
     step_of_eval,
-    swap_for_dns,
+    swap_prompts_for_step,
     to_backend_state,
     to_denoised,
 )
@@ -106,18 +106,8 @@ class A1111Adapter:
         is_hr = self._is_hr()
         run = job.run_for(d, is_hr, self._schedule_steps(is_hr))
         step, first = step_of_eval(run.last_call, run.steps, run.total_steps)
-        mode = job.settings.mode_key
-        if mode == "windowed":
-            active = run.window_active(step)
-            run.record.active_log.append((step, active))
-            if not active:
-                params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond), run)
-        elif mode == "dns":
-            if C.rows(params.text_cond) != C.rows(params.text_uncond):
-                job.warn("DNS skipped: the prompt has several AND parts")
-                return
-            params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond, run)
-        elif mode == "dng":
+        swap_prompts_for_step(job, run, params, step, is_hr)
+        if job.settings.mode_key == "dng":
             self._inject(params, run, step, first, is_hr)
 
     def _inject(self, params, run, step: int, first: bool, is_hr: bool):

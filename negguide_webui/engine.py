@@ -223,6 +223,21 @@ def swap_for_dns(job: Job, is_hr: bool, text_cond, text_uncond, run: Run | None 
     return new_cond, new_uncond
 
 
+def swap_prompts_for_step(job: Job, run: Run, params, step: int, is_hr: bool) -> None:
+    """Windowed and DNS modes, identical on A1111 and Forge: they only rewrite this step's conditionings."""
+    mode = job.settings.mode_key
+    if mode == "windowed":
+        active = run.window_active(step)
+        run.record.active_log.append((step, active))
+        if not active:
+            params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond), run)
+    elif mode == "dns":
+        if C.rows(params.text_cond) != C.rows(params.text_uncond):
+            job.warn("DNS skipped: the prompt has several AND parts")
+            return
+        params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond, run)
+
+
 def match_tokens(a, b, empty_chunk, run: Run | None = None):
     """Pad the shorter of the cond (``a``) and negative (``b``) conditionings on the token axis."""
     am, bm = slot_marker(run, "cond", a), slot_marker(run, "uncond", b)

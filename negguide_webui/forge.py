@@ -19,7 +19,7 @@ import traceback
 import torch
 
 from . import conds as C
-from .engine import DNGRun, Job, dng_correction, empty_rows_like, is_ancestral, step_of_eval, swap_for_dns
+from .engine import DNGRun, Job, dng_correction, empty_rows_like, is_ancestral, step_of_eval, swap_prompts_for_step
 
 TAG = "_negguide_post_cfg"
 
@@ -92,18 +92,8 @@ class ForgeAdapter:
                 job.warn(f"{job.settings.mode_key.upper()} skipped on steps without a negative branch (CFG 1)")
             return
         step, first = step_of_eval(run.last_call, run.steps, run.total_steps)
-        mode = job.settings.mode_key
-        if mode == "windowed":
-            active = run.window_active(step)
-            run.record.active_log.append((step, active))
-            if not active:
-                params.text_uncond = empty_rows_like(job, is_hr, params.text_uncond, C.rows(params.text_uncond), run)
-        elif mode == "dns":
-            if C.rows(params.text_cond) != C.rows(params.text_uncond):
-                job.warn("DNS skipped: the prompt has several AND parts")
-                return
-            params.text_cond, params.text_uncond = swap_for_dns(job, is_hr, params.text_cond, params.text_uncond, run)
-        elif mode == "dng":
+        swap_prompts_for_step(job, run, params, step, is_hr)
+        if job.settings.mode_key == "dng":
             b = C.rows(params.text_uncond)
             if run.dng is None:
                 p = self.p

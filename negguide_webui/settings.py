@@ -184,20 +184,12 @@ def validate(
         if s.tracker not in TRACKERS:
             errors.append(f"Negative guidance: tracker must be one of {TRACKERS}, got {s.tracker!r}.")
         try:
-            from negguide.dng import DNGConfig
+            from .engine import dng_config
         except ImportError:  # the panel rendered without torch (standalone screenshots)
-            DNGConfig = None
-        if not errors and DNGConfig is not None:
+            dng_config = None
+        if not errors and dng_config is not None:
             try:  # whatever else the core rejects
-                DNGConfig(
-                    scale=float(s.lambda0),
-                    prior=float(s.prior),
-                    temperature=float(s.temperature),
-                    offset=float(s.offset),
-                    p_max=float(s.p_max),
-                    p_min=min(1e-6, float(s.prior)),
-                    tracker=s.tracker,
-                )
+                dng_config(s)
             except ValueError as e:
                 errors.append(f"Negative guidance: {e}.")
     return errors
