@@ -72,11 +72,12 @@ class DNGConfig:
 def describe_tracker(config: DNGConfig, stochastic_sampler: bool) -> str:
     """One line for a UI: which tracker runs and what it costs in model rows per image and step."""
     name = config.resolved_tracker(stochastic_sampler)
+    rows = config.rows_per_image(stochastic_sampler)
     if name == "transition":
-        return "transition likelihood (paper Alg. 2): +1 row per image (the negative branch)"
+        return f"transition likelihood (paper Alg. 2): +{rows} row per image (the negative branch)"
     if name == "flow-moment":
-        return "probability-flow, moment closure: +1 row per image (the negative branch)"
-    return (f"probability-flow, Hutchinson x{config.probes}: +{1 + 2 * config.probes} rows per image "
+        return f"probability-flow, moment closure: +{rows} row per image (the negative branch)"
+    return (f"probability-flow, Hutchinson x{config.probes}: +{rows} rows per image "
             f"(negative branch + {config.probes} probe pair{'s' if config.probes > 1 else ''})")
 
 

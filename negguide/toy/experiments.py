@@ -45,9 +45,7 @@ def run_sampler(sampler: str, model, x, sigmas, gen):
 
 # ------------------------------------------------------------------------------------------------- 3b / 3d
 def _exact_odds(mix: GaussianMixture, x, sigma, p_max: float = 1 - 1e-12) -> torch.Tensor:
-    log_comp, _ = mix._log_resp(x, sigma)
-    log_odds = torch.logsumexp(log_comp[:, mix.forbidden], 1) - torch.logsumexp(log_comp[:, ~mix.forbidden], 1)
-    return log_odds.clamp(max=math.log(p_max / (1 - p_max))).exp()
+    return mix.log_odds_forbidden(x, sigma).clamp(max=math.log(p_max / (1 - p_max))).exp()
 
 
 def guided_model(mix: GaussianMixture, method: str, scale: float, n: int, dng_config: PosteriorConfig | None = None,

@@ -62,6 +62,11 @@ class GaussianMixture:
         log_comp, _ = self._log_resp(x, sigma)
         return (torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp, 1)).exp()
 
+    def log_odds_forbidden(self, x, sigma) -> torch.Tensor:
+        """Exact ``log p / (1 - p)``, finite even where p rounds to 1 in floating point."""
+        log_comp, _ = self._log_resp(x, sigma)
+        return torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp[:, ~self.forbidden], 1)
+
     def _component_means(self, x, sigma):
         s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1) ** 2
         shrink = self.variances[None, :, None] / (self.variances[None, :, None] + s2)  # [N or 1, K, 1]
