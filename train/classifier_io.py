@@ -44,6 +44,22 @@ def save_classifier(model: NormalizedClassifier, config: dict[str, Any], out_dir
     return out_dir
 
 
+def tta_logits(model: nn.Module, images: torch.Tensor, hflip: bool, translate: int) -> torch.Tensor:
+    """Test-time augmentation: average the logits over the mirror image and, with `translate` > 0, give half the
+    weight to copies shifted by `translate` pixels up-left and down-right (reflect-padded), as airbench does."""
+
+    def mean_over_flips(x: torch.Tensor) -> torch.Tensor:
+        return (model(x) + model(x.flip(3))) / 2 if hflip else model(x)
+
+    logits = mean_over_flips(images)
+    if translate > 0:
+        t, (h, w) = translate, images.shape[2:]
+        padded = torch.nn.functional.pad(images, (t, t, t, t), mode="reflect")
+        shifted = (mean_over_flips(padded[:, :, :h, :w]) + mean_over_flips(padded[:, :, 2 * t :, 2 * t :])) / 2
+        logits = (logits + shifted) / 2
+    return logits
+
+
 class LoadedClassifier(nn.Module):
     """`clf(images)` -> class probabilities (N, num_classes); `images` in [-1, 1], shape (N, C, H, W)."""
 
@@ -53,6 +69,7 @@ class LoadedClassifier(nn.Module):
         self.config = config
         self.classes: list[str] = config["classes"]
         self.tta_hflip: bool = bool(config.get("tta_hflip", False))
+        self.tta_translate: int = int(config.get("tta_translate", 0))
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -61,10 +78,7 @@ class LoadedClassifier(nn.Module):
         if tuple(images.shape[1:]) != expected:
             raise ValueError(f"classifier expects images of shape (N, {expected}), got {tuple(images.shape)}")
         images = images.to(device=p.device, dtype=p.dtype)
-        logits = self.model(images)
-        if self.tta_hflip:
-            logits = (logits + self.model(images.flip(3))) / 2
-        return logits
+        return tta_logits(self.model, images, self.tta_hflip, self.tta_translate)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.logits(images).softmax(dim=1)

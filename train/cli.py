@@ -22,9 +22,7 @@ Data: the offline copies in ../shared/datasets are used when present; otherwise 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="mnist or cifar10")
     p.add_argument("--data-dir", help="folder with an existing copy (default: ../shared/datasets/<dataset>)")
-    p.add_argument(
-        "--download", action="store_true", help="fetch the dataset with torchvision into --data-dir"
-    )
+    p.add_argument("--download", action="store_true", help="fetch the dataset with torchvision into --data-dir")
     p.add_argument("--limit", type=int, help="a fixed random subset of N images (after class filters)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--seed", type=int, help="seed of weights, batch order, noise (default 0)")
@@ -59,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sample-every", type=int, help="steps between PNG sample grids (0: only at the end)")
     d.add_argument("--sample-steps", type=int, help="DDIM steps of the preview grids")
     d.add_argument("--grid-size", type=int, help="images per preview grid")
-    d.add_argument(
-        "--time-budget", type=float, help="stop after this many seconds (checkpoint + model/ saved)"
-    )
+    d.add_argument("--time-budget", type=float, help="stop after this many seconds (checkpoint + model/ saved)")
     d.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
     d.add_argument(
         "--mixed-precision",
@@ -70,11 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: bf16 autocast on a GPU, fp32 on the CPU",
     )
 
-    c = sub.add_parser("classifier", help="train the MNIST CNN or the CIFAR-10 ResNet-9")
+    c = sub.add_parser("classifier", help="train the MNIST CNN or the CIFAR-10 whitened CNN")
     _data_args(c)
     c.add_argument("--epochs", type=float)
     c.add_argument("--test-limit", type=int, help="evaluate on a fixed random subset of N test images")
     c.add_argument("--time-budget", type=float, help="stop training after this many seconds")
+    c.add_argument(
+        "--mixed-precision",
+        default="auto",
+        choices=["auto", "no", "bf16"],
+        help="auto: bf16 autocast on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32",
+    )
 
     s = sub.add_parser("sample", help="sample a trained model/ and label the samples with a classifier")
     s.add_argument("--model", required=True, help="the model/ folder of a ddpm run")
@@ -117,6 +119,7 @@ def run(argv: list[str] | None = None) -> int:
             args.test_limit,
             args.cpu,
             args.time_budget,
+            args.mixed_precision,
         )
         return 0
 

@@ -37,6 +37,7 @@ class DeviceBatches:
         world_size: int = 1,
         hflip: bool = False,
         crop_padding: int = 0,
+        pad_mode: str = "constant",
     ):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("images must be uint8 (N, C, H, W)")
@@ -49,6 +50,7 @@ class DeviceBatches:
         self.world_size = world_size
         self.hflip = hflip
         self.crop_padding = crop_padding
+        self.pad_mode = pad_mode
         self.steps_per_epoch = len(self.labels) // (batch_size * world_size)
         if self.steps_per_epoch < 1:
             raise ValueError(
@@ -70,12 +72,17 @@ class DeviceBatches:
         idx = self._permutation(epoch)[start : start + self.batch_size]
         x = self.images[idx].float().div_(127.5).sub_(1.0)
         g = step_generator(self.seed, step, self.rank, self.device, salt=1)
-        x = augment(x, g, self.hflip, self.crop_padding)
+        x = augment(x, g, self.hflip, self.crop_padding, self.pad_mode)
         return x, self.labels[idx]
 
 
-def augment(x: torch.Tensor, g: torch.Generator, hflip: bool, crop_padding: int) -> torch.Tensor:
-    """Random horizontal flips and random translations (pad-and-crop), per image, on x's device."""
+def augment(
+    x: torch.Tensor, g: torch.Generator, hflip: bool, crop_padding: int, pad_mode: str = "constant"
+) -> torch.Tensor:
+    """Random horizontal flips and random translations (pad-and-crop), per image, on x's device.
+
+    `pad_mode` "constant" pads with -1 (black: digits sit on black), "reflect" mirrors the border (natural images).
+    """
     n = x.shape[0]
     if hflip:
         flip = torch.rand(n, generator=g, device=x.device) < 0.5
@@ -83,8 +90,10 @@ def augment(x: torch.Tensor, g: torch.Generator, hflip: bool, crop_padding: int)
     if crop_padding > 0:
         p = crop_padding
         h, w = x.shape[2:]
-        # Pad with -1 (black) rather than reflect: digits sit on black; airbench pads CIFAR likewise.
-        padded = torch.nn.functional.pad(x, (p, p, p, p), value=-1.0)
+        if pad_mode == "reflect":
+            padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
+        else:
+            padded = torch.nn.functional.pad(x, (p, p, p, p), value=-1.0)
         dy = torch.randint(0, 2 * p + 1, (n,), generator=g, device=x.device)
         dx = torch.randint(0, 2 * p + 1, (n,), generator=g, device=x.device)
         rows = (dy[:, None] + torch.arange(h, device=x.device)[None])[:, None, :, None]

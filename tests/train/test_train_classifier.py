@@ -61,3 +61,38 @@ def test_mnist_cnn_reaches_97_percent_in_a_short_cpu_budget(mnist_dir, tmp_path)
     x = test.images.float() / 127.5 - 1
     acc = (clf(x).argmax(1) == test.labels).float().mean().item()
     assert abs(acc - config["test_accuracy"]) < 1e-3
+
+
+def test_whitening_layer_decorrelates_training_patches():
+    from train.classifier_nets import WhitenedCNN
+
+    torch.manual_seed(0)
+    # Correlated "images": smooth colour fields, as natural images are, so the raw patch covariance is far from I.
+    images = torch.nn.functional.interpolate(torch.randn(256, 3, 8, 8), size=16, mode="bilinear")
+    net = WhitenedCNN(widths=(8, 8, 8))
+    net.init_whitening(images, eps=0.0)
+    out = torch.nn.functional.conv2d(images, net.whiten.weight)  # no bias: the covariance is what matters
+    half = out[:, :12].permute(0, 2, 3, 1).reshape(-1, 12).double()
+    cov = torch.cov(half.T)
+    assert torch.allclose(cov, torch.eye(12, dtype=torch.float64), atol=1e-3)
+    assert torch.equal(out[:, 12:], -out[:, :12])  # both signs, so the GELU after it loses nothing
+    assert not net.whiten.weight.requires_grad
+
+
+def test_test_time_augmentation_averages_mirrors_and_shifts():
+    from train.classifier_io import tta_logits
+
+    seen = []
+
+    def model(x):
+        seen.append(x.clone())
+        return x.mean(dim=(1, 2, 3))[:, None]
+
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    assert torch.equal(tta_logits(model, x, hflip=False, translate=0), model(x))
+    seen.clear()
+    tta_logits(model, x, hflip=True, translate=1)
+    assert len(seen) == 6  # (original, up-left, down-right) x (as is, mirrored)
+    assert torch.equal(seen[1], x.flip(3))
+    assert torch.equal(seen[2][..., 1:, 1:], x[..., :3, :3])  # shifted by one pixel down-right in content
+    assert torch.equal(seen[4][..., :3, :3], x[..., 1:, 1:])

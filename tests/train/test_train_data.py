@@ -85,3 +85,17 @@ def test_device_batches_are_a_function_of_step_and_shard_by_rank():
     r0 = DeviceBatches(images, labels, 4, torch.device("cpu"), seed=1, rank=0, world_size=2)
     r1 = DeviceBatches(images, labels, 4, torch.device("cpu"), seed=1, rank=1, world_size=2)
     assert not set(r0.batch(2)[1].tolist()) & set(r1.batch(2)[1].tolist())
+
+
+def test_translations_pad_black_or_mirror_the_border():
+    from train.device_loader import augment
+
+    x = torch.linspace(-0.5, 0.5, 16).view(1, 1, 4, 4).repeat(64, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    black = augment(x, g, hflip=False, crop_padding=2, pad_mode="constant")
+    mirrored = augment(x, torch.Generator().manual_seed(0), hflip=False, crop_padding=2, pad_mode="reflect")
+    assert (black == -1).any() and not (mirrored == -1).any()
+    # Same offsets from the same generator: where the black copy shows the image, the mirrored one agrees.
+    inside = black != -1
+    assert torch.equal(black[inside], mirrored[inside])
+    assert set(mirrored.unique().tolist()) <= set(x.unique().tolist())
