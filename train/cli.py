@@ -10,6 +10,7 @@ from train.presets import CLASSIFIER_PRESETS, DDPM_PRESETS, DEFAULT_DDPM_PRESET,
 
 EPILOG = """examples:
   python -m train classifier --dataset mnist                       # CNN, >= 99.3%% test accuracy
+  python -m train classifier --dataset cifar10 --preset cifar10-wide   # whitened CNN, wider and longer
   python -m train ddpm --dataset mnist --preset mnist-cpu          # laptop CPU
   python -m train ddpm --dataset mnist --only-class 0              # the single-class "to-forget" model
   accelerate launch -m train ddpm --dataset cifar10                # one or many GPUs, same command
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("classifier", help="train the MNIST CNN or the CIFAR-10 whitened CNN")
     _data_args(c)
+    c.add_argument("--preset", choices=sorted(CLASSIFIER_PRESETS), help="default: the dataset's name")
     c.add_argument("--epochs", type=float)
     c.add_argument("--test-limit", type=int, help="evaluate on a fixed random subset of N test images")
     c.add_argument("--time-budget", type=float, help="stop training after this many seconds")
@@ -103,8 +105,11 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "classifier":
         from train.classifier import train_classifier
 
+        preset = CLASSIFIER_PRESETS[args.preset or args.dataset]
+        if preset.dataset != args.dataset:
+            raise UsageError(f"preset {preset.name} is for {preset.dataset}, not {args.dataset}")
         preset = override(
-            CLASSIFIER_PRESETS[args.dataset],
+            preset,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,

@@ -44,6 +44,8 @@ def test_bad_hyper_parameters_are_refused(capsys):
     assert main(["classifier", "--dataset", "mnist", "--epochs", "0"]) == 2
     assert "--epochs must be > 0" in capsys.readouterr().err
     assert main(["classifier", "--dataset", "imagenet"]) == 2
+    assert main(["classifier", "--dataset", "mnist", "--preset", "cifar10-wide"]) == 2
+    assert "preset cifar10-wide is for cifar10, not mnist" in capsys.readouterr().err
 
 
 @pytest.mark.slow
