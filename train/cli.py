@@ -32,6 +32,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", help="run folder (default runs/<command>-<preset>)")
 
 
+def _mixed_precision_arg(p: argparse.ArgumentParser, auto_means: str) -> None:
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"], help=auto_means)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train",
@@ -60,12 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--grid-size", type=int, help="images per preview grid")
     d.add_argument("--time-budget", type=float, help="stop after this many seconds (checkpoint + model/ saved)")
     d.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
-    d.add_argument(
-        "--mixed-precision",
-        default="auto",
-        choices=["auto", "no", "bf16"],
-        help="auto: bf16 autocast on a GPU, fp32 on the CPU",
-    )
+    _mixed_precision_arg(d, "auto: bf16 autocast on a GPU, fp32 on the CPU")
 
     c = sub.add_parser("classifier", help="train the MNIST CNN or the CIFAR-10 whitened CNN")
     _data_args(c)
@@ -73,12 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", type=float)
     c.add_argument("--test-limit", type=int, help="evaluate on a fixed random subset of N test images")
     c.add_argument("--time-budget", type=float, help="stop training after this many seconds")
-    c.add_argument(
-        "--mixed-precision",
-        default="auto",
-        choices=["auto", "no", "bf16"],
-        help="auto: bf16 autocast on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32",
-    )
+    _mixed_precision_arg(c, "auto: bf16 autocast on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32")
 
     s = sub.add_parser("sample", help="sample a trained model/ and label the samples with a classifier")
     s.add_argument("--model", required=True, help="the model/ folder of a ddpm run")

@@ -21,6 +21,14 @@ from typing import Any
 
 from train.errors import UsageError
 
+
+def raise_first_failed(checks: list[tuple[bool, str]]) -> None:
+    """Bad hyper-parameters end the command with the first failed check's message, before any work."""
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
 CIFAR10_UNET: dict[str, Any] = {
     "sample_size": 32,
     "in_channels": 3,
@@ -102,9 +110,7 @@ class DDPMPreset:
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(message)
+        raise_first_failed(checks)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -216,9 +222,7 @@ class ClassifierPreset:
             (self.tta_translate >= 0, f"tta_translate must be >= 0, got {self.tta_translate}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(message)
+        raise_first_failed(checks)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
