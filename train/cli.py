@@ -36,6 +36,13 @@ def _mixed_precision_arg(p: argparse.ArgumentParser, auto_means: str) -> None:
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"], help=auto_means)
 
 
+def _preset_for(preset, dataset: str):
+    """A preset chosen with --preset must belong to the --dataset of the command."""
+    if preset.dataset != dataset:
+        raise UsageError(f"preset {preset.name} is for {preset.dataset}, not {dataset}")
+    return preset
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train",
@@ -99,11 +106,8 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "classifier":
         from train.classifier import train_classifier
 
-        preset = CLASSIFIER_PRESETS[args.preset or args.dataset]
-        if preset.dataset != args.dataset:
-            raise UsageError(f"preset {preset.name} is for {preset.dataset}, not {args.dataset}")
         preset = override(
-            preset,
+            _preset_for(CLASSIFIER_PRESETS[args.preset or args.dataset], args.dataset),
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
@@ -126,11 +130,8 @@ def run(argv: list[str] | None = None) -> int:
 
     check_class(args.dataset, args.only_class, "--only-class")
     check_class(args.dataset, args.drop_class, "--drop-class")
-    preset = DDPM_PRESETS[args.preset or DEFAULT_DDPM_PRESET[args.dataset]]
-    if preset.dataset != args.dataset:
-        raise UsageError(f"preset {preset.name} is for {preset.dataset}, not {args.dataset}")
     preset = override(
-        preset,
+        _preset_for(DDPM_PRESETS[args.preset or DEFAULT_DDPM_PRESET[args.dataset]], args.dataset),
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
