@@ -126,9 +126,7 @@ def save_checkpoint(
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    found = (
-        [p for p in Path(run_dir).iterdir() if p.is_dir() and _CKPT.match(p.name)] if run_dir.is_dir() else []
-    )
+    found = [p for p in Path(run_dir).iterdir() if p.is_dir() and _CKPT.match(p.name)] if run_dir.is_dir() else []
     return sorted(found, key=lambda p: int(_CKPT.match(p.name).group(1)))
 
 
@@ -143,6 +141,23 @@ def find_checkpoint(path: Path) -> Path:
     if not found:
         raise UsageError(f"--resume {path}: no checkpoint-<step>/ folder in it (nothing to resume)")
     return found[-1]
+
+
+def resolve_run(resume: str | Path | None, output_dir: str | Path | None, default: Path) -> tuple[Path | None, Path]:
+    """(checkpoint to resume or None, run folder). A resumed run stays in its folder unless told otherwise; a new
+    run refuses a folder that already holds checkpoints rather than mixing two runs in it."""
+    ckpt = find_checkpoint(Path(resume)) if resume is not None else None
+    run_dir = Path(output_dir or (ckpt.parent if ckpt else default))
+    if ckpt is None and list_checkpoints(run_dir):
+        raise UsageError(
+            f"{run_dir} already holds checkpoints: pass --resume {run_dir} to continue, or choose another --output-dir"
+        )
+    return ckpt, run_dir
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    for ckpt in list_checkpoints(run_dir):
+        shutil.rmtree(ckpt, ignore_errors=True)
 
 
 def load_checkpoint(

@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from train.checkpoint import load_checkpoint, remove_checkpoints, resolve_run, save_checkpoint
 from train.classifier_io import NormalizedClassifier, load_classifier, save_classifier, tta_logits
 from train.classifier_nets import build
 from train.data import load_dataset
-from train.device_loader import DeviceBatches, eval_batches
+from train.device_loader import DeviceBatches, eval_batches, reseed_global_rng
 from train.errors import UsageError
 from train.lookahead import Lookahead
 from train.presets import ClassifierPreset
@@ -70,6 +71,26 @@ def make_optimizer(model: torch.nn.Module, preset: ClassifierPreset) -> torch.op
     return torch.optim.SGD(groups, momentum=preset.momentum, nesterov=preset.momentum > 0)
 
 
+# What may not change between a checkpoint and --resume: the whole preset except how often it checkpoints.
+def _resume_config(preset: ClassifierPreset, limit: int | None, num_images: int) -> dict:
+    config = preset.to_dict() | {"limit": limit, "num_images": num_images}
+    del config["checkpoint_every"]
+    return config
+
+
+def build_model(preset: ClassifierPreset, train_images: torch.Tensor, device: torch.device) -> NormalizedClassifier:
+    """The network with its input normalisation (per-channel statistics of the training images in [-1, 1])
+    and, for the whitened CNN, its whitening filters fitted to 5,000 training images."""
+    x = train_images.float().div(127.5).sub(1)
+    mean, std = x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).tolist()
+    torch.manual_seed(preset.seed)
+    net = build(preset.arch, **preset.arch_kwargs)
+    if hasattr(net, "init_whitening"):
+        sample = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(preset.seed))[:5000]]
+        net.init_whitening((sample - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1))
+    return NormalizedClassifier(net, mean, std).to(device, memory_format=torch.channels_last)
+
+
 def train_classifier(
     preset: ClassifierPreset,
     output_dir: str | Path | None = None,
@@ -80,17 +101,21 @@ def train_classifier(
     cpu: bool = False,
     time_budget_s: float | None = None,
     mixed_precision: str = "auto",
+    resume: str | Path | None = None,
 ) -> dict:
     """Train, evaluate on the test split, save; return the metrics (also in classifier.json).
 
     `mixed_precision`: "auto" = bf16 autocast where the hardware has it natively (see `use_bf16`), "bf16", "no".
+    Checkpoints (`checkpoint-<step>/` in the run folder) let `resume` continue a killed run exactly: batches and
+    dropout are functions of (seed, step). They are deleted once the finished classifier is saved; a run stopped
+    by `time_budget_s` saves its classifier so far and keeps its checkpoint, to be resumed to the full schedule.
     """
     preset.validate()
     if mixed_precision not in ("auto", "no", "bf16"):
         raise UsageError(f"--mixed-precision must be auto, no or bf16, got {mixed_precision!r}")
     if time_budget_s is not None and time_budget_s <= 0:
         raise UsageError(f"--time-budget must be > 0 seconds, got {time_budget_s}")
-    output_dir = Path(output_dir or Path("runs") / f"classifier-{preset.name}")
+    ckpt, output_dir = resolve_run(resume, output_dir, Path("runs") / f"classifier-{preset.name}")
     device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
     train_set = load_dataset(preset.dataset, "train", data_dir, download, limit=limit)
     test_set = load_dataset(preset.dataset, "test", data_dir, download, limit=test_limit)
@@ -108,18 +133,7 @@ def train_classifier(
     except ValueError as err:
         raise UsageError(str(err)) from err
 
-    # Normalisation statistics of the training images in [-1, 1], per channel; stored with the model.
-    x = train_set.images.float().div(127.5).sub(1)
-    mean = x.mean(dim=(0, 2, 3)).tolist()
-    std = x.std(dim=(0, 2, 3)).tolist()
-    torch.manual_seed(preset.seed)
-    net = build(preset.arch, **preset.arch_kwargs)
-    if hasattr(net, "init_whitening"):
-        whitening_sample = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(preset.seed))[:5000]]
-        net.init_whitening(
-            (whitening_sample - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
-        )
-    model = NormalizedClassifier(net, mean, std).to(device, memory_format=torch.channels_last)
+    model = build_model(preset, train_set.images, device)
     bf16 = use_bf16(device) if mixed_precision == "auto" else mixed_precision == "bf16"
     optimizer = make_optimizer(model, preset)
     total_steps = max(1, math.ceil(preset.epochs * loader.steps_per_epoch))
@@ -130,13 +144,38 @@ def train_classifier(
         if preset.lookahead_every
         else None
     )
+    run_config = _resume_config(preset, limit, len(train_set))
+    start_step, seconds_before = 0, 0.0
+    if ckpt is not None:
+        start_step, model_state, state = load_checkpoint(ckpt, run_config, tuple(run_config))
+        try:
+            model.load_state_dict(model_state, strict=True)
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["lr_schedule"])
+            if lookahead:
+                lookahead.load_state_dict(state["lookahead"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise UsageError(f"checkpoint {ckpt} does not fit this model: {err}") from err
+        seconds_before = state["train_seconds"]
 
+    def checkpoint(steps_done: int) -> None:
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "lr_schedule": schedule.state_dict(),
+            "train_seconds": seconds_before + time.perf_counter() - started,
+        }
+        if lookahead:
+            state["lookahead"] = lookahead.state_dict()
+        save_checkpoint(output_dir, steps_done, model.state_dict(), state, run_config)
+
+    checkpoint_every = preset.checkpoint_every or loader.steps_per_epoch
     started = time.perf_counter()
     model.train()
-    steps_done = 0
-    progress = tqdm(range(total_steps), desc=f"classifier {preset.name}", dynamic_ncols=True)
-    for step in progress:
+    steps_done = start_step
+    progress = tqdm(total=total_steps, initial=start_step, desc=f"classifier {preset.name}", dynamic_ncols=True)
+    for step in range(start_step, total_steps):
         images, labels = loader.batch(step)
+        reseed_global_rng(preset.seed, step)  # dropout
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = loss_fn(model(images.contiguous(memory_format=torch.channels_last)).float(), labels)
         optimizer.zero_grad(set_to_none=True)
@@ -146,15 +185,20 @@ def train_classifier(
         steps_done = step + 1
         if lookahead:
             lookahead.after_step(model, steps_done)
+        progress.update(1)
+        elapsed = time.perf_counter() - started
         if steps_done % 50 == 0:
-            elapsed = time.perf_counter() - started
-            progress.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{steps_done * preset.batch_size / elapsed:.0f}")
-            if time_budget_s is not None and elapsed > time_budget_s:
-                break
+            rate = (steps_done - start_step) * preset.batch_size / elapsed
+            progress.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
+        out_of_time = time_budget_s is not None and elapsed > time_budget_s
+        if steps_done % checkpoint_every == 0 or steps_done == total_steps or out_of_time:
+            checkpoint(steps_done)
+        if out_of_time:
+            break
     progress.close()
     if lookahead:
         lookahead.finish(model)
-    train_seconds = time.perf_counter() - started
+    train_seconds = seconds_before + time.perf_counter() - started
     test_acc = accuracy(model, test_set.images, test_set.labels, device, preset)
 
     config = {
@@ -164,8 +208,8 @@ def train_classifier(
         "classes": train_set.classes,
         "input_shape": list(train_set.images.shape[1:]),
         "input_range": [-1.0, 1.0],
-        "mean": mean,
-        "std": std,
+        "mean": model.mean.flatten().tolist(),
+        "std": model.std.flatten().tolist(),
         "tta_hflip": preset.tta_hflip,
         "tta_translate": preset.tta_translate,
         "preset": preset.to_dict(),
@@ -179,6 +223,8 @@ def train_classifier(
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
     save_classifier(model.float().to(memory_format=torch.contiguous_format), config, output_dir)
+    if steps_done == total_steps:
+        remove_checkpoints(output_dir)
     print(json.dumps({k: config[k] for k in ("test_accuracy", "epochs_done", "train_seconds", "device")}))
     return config
 

@@ -15,6 +15,7 @@ EPILOG = """examples:
   python -m train ddpm --dataset mnist --only-class 0              # the single-class "to-forget" model
   accelerate launch -m train ddpm --dataset cifar10                # one or many GPUs, same command
   python -m train ddpm --dataset mnist --resume runs/ddpm-mnist    # continue exactly after a crash
+  python -m train classifier --dataset cifar10 --resume runs/classifier-cifar10   # likewise
   python -m train sample --model runs/ddpm-mnist/model --classifier runs/classifier-mnist
 Data: the offline copies in ../shared/datasets are used when present; otherwise give --data-dir DIR
 (an existing copy) or --download (torchvision fetches it). See docs/training.md."""
@@ -32,8 +33,11 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", help="run folder (default runs/<command>-<preset>)")
 
 
-def _mixed_precision_arg(p: argparse.ArgumentParser, auto_means: str) -> None:
-    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"], help=auto_means)
+def _run_args(p: argparse.ArgumentParser, mixed_precision_auto_means: str) -> None:
+    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
+    p.add_argument("--time-budget", type=float, help="stop after this many seconds (checkpoint and model saved)")
+    p.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"], help=mixed_precision_auto_means)
 
 
 def _preset_for(preset, dataset: str):
@@ -65,21 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-steps", type=int, help="total optimizer steps")
     d.add_argument("--warmup-steps", type=int)
     d.add_argument("--ema-decay", type=float)
-    d.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     d.add_argument("--sample-every", type=int, help="steps between PNG sample grids (0: only at the end)")
     d.add_argument("--sample-steps", type=int, help="DDIM steps of the preview grids")
     d.add_argument("--grid-size", type=int, help="images per preview grid")
-    d.add_argument("--time-budget", type=float, help="stop after this many seconds (checkpoint + model/ saved)")
-    d.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
-    _mixed_precision_arg(d, "auto: bf16 autocast on a GPU, fp32 on the CPU")
+    _run_args(d, "auto: bf16 autocast on a GPU, fp32 on the CPU")
 
     c = sub.add_parser("classifier", help="train the MNIST CNN or the CIFAR-10 whitened CNN")
     _data_args(c)
     c.add_argument("--preset", choices=sorted(CLASSIFIER_PRESETS), help="default: the dataset's name")
     c.add_argument("--epochs", type=float)
     c.add_argument("--test-limit", type=int, help="evaluate on a fixed random subset of N test images")
-    c.add_argument("--time-budget", type=float, help="stop training after this many seconds")
-    _mixed_precision_arg(c, "auto: bf16 autocast on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32")
+    _run_args(c, "auto: bf16 autocast on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32")
 
     s = sub.add_parser("sample", help="sample a trained model/ and label the samples with a classifier")
     s.add_argument("--model", required=True, help="the model/ folder of a ddpm run")
@@ -112,6 +112,7 @@ def run(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
         )
         train_classifier(
             preset,
@@ -123,6 +124,7 @@ def run(argv: list[str] | None = None) -> int:
             args.cpu,
             args.time_budget,
             args.mixed_precision,
+            args.resume,
         )
         return 0
 

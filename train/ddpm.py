@@ -25,9 +25,9 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from train.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from train.checkpoint import load_checkpoint, resolve_run, save_checkpoint
 from train.data import load_dataset
-from train.device_loader import DeviceBatches, step_generator
+from train.device_loader import DeviceBatches, reseed_global_rng, step_generator
 from train.errors import UsageError
 from train.presets import DDPMPreset
 from train.sampling import sample, save_grid
@@ -84,17 +84,13 @@ def make_optimizer(preset: DDPMPreset, params, fused: bool = False) -> torch.opt
 
 def make_lr_schedule(preset: DDPMPreset, optimizer):
     name = "cosine" if preset.recipe == "authors" else "constant_with_warmup"
-    return get_scheduler(
-        name, optimizer, num_warmup_steps=preset.warmup_steps, num_training_steps=preset.max_steps
-    )
+    return get_scheduler(name, optimizer, num_warmup_steps=preset.warmup_steps, num_training_steps=preset.max_steps)
 
 
 def ddpm_loss(model, noise_scheduler, x: torch.Tensor, g: torch.Generator, autocast) -> torch.Tensor:
     """Epsilon-prediction MSE at uniformly drawn timesteps (Ho et al. 2020, L_simple)."""
     noise = torch.randn(x.shape, generator=g, device=x.device)
-    t = torch.randint(
-        0, noise_scheduler.config.num_train_timesteps, (x.shape[0],), generator=g, device=x.device
-    )
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x.shape[0],), generator=g, device=x.device)
     noisy = noise_scheduler.add_noise(x, noise, t)
     with autocast():
         pred = model(noisy, t).sample
@@ -106,11 +102,6 @@ def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     if device.type == "cuda":
         state["torch_cuda"] = torch.cuda.get_rng_state(device)
     return state
-
-
-def _seed_step(seed: int, step: int, rank: int) -> None:
-    # Dropout draws from the global RNG: reseed it per step so it, too, depends on (seed, step, rank) only.
-    torch.manual_seed((seed * 1_000_003 + step) * 4099 + rank)
 
 
 def build_training(preset: DDPMPreset, device: torch.device):
@@ -138,7 +129,7 @@ def train_step(step, preset, loader, model, noise_scheduler, optimizer, lr_sched
     """One optimizer step on the batch of `step`; returns the (device) loss without syncing."""
     rank = accelerator.process_index
     x, _ = loader.batch(step)
-    _seed_step(preset.seed, step, rank)
+    reseed_global_rng(preset.seed, step, rank)
     g = step_generator(preset.seed, step, rank, x.device)
     loss = ddpm_loss(model, noise_scheduler, x, g, accelerator.autocast)
     accelerator.backward(loss)
@@ -167,16 +158,7 @@ def train_ddpm(
         raise UsageError(f"--time-budget must be > 0 seconds, got {time_budget_s}")
     if mixed_precision not in ("auto", "no", "bf16"):
         raise UsageError(f"--mixed-precision must be auto, no or bf16, got {mixed_precision!r}")
-    ckpt = None
-    if resume is not None:
-        ckpt = find_checkpoint(Path(resume))
-        output_dir = output_dir or ckpt.parent
-    output_dir = Path(output_dir or default_run_dir(preset, data))
-    if ckpt is None and list_checkpoints(output_dir):
-        raise UsageError(
-            f"{output_dir} already holds checkpoints: pass --resume {output_dir} to continue, "
-            "or choose another --output-dir"
-        )
+    ckpt, output_dir = resolve_run(resume, output_dir, default_run_dir(preset, data))
 
     if mixed_precision == "auto":
         mixed_precision = "bf16" if torch.cuda.is_available() and not cpu else "no"
@@ -189,8 +171,7 @@ def train_ddpm(
     expected = (preset.unet["in_channels"], preset.unet["sample_size"], preset.unet["sample_size"])
     if tuple(images.images.shape[1:]) != expected:
         raise UsageError(
-            f"preset {preset.name} expects images {expected}, {preset.dataset} has "
-            f"{tuple(images.images.shape[1:])}"
+            f"preset {preset.name} expects images {expected}, {preset.dataset} has {tuple(images.images.shape[1:])}"
         )
     try:
         loader = DeviceBatches(
@@ -271,9 +252,7 @@ def train_ddpm(
             net = accelerator.unwrap_model(model)
             with ema_weights(ema, net):
                 net.eval()
-                grid = sample(
-                    net, noise_scheduler, preset.grid_size, preset.sample_steps, preset.seed, device
-                )
+                grid = sample(net, noise_scheduler, preset.grid_size, preset.sample_steps, preset.seed, device)
                 net.train()
             save_grid(grid, output_dir / "samples" / name)
 
@@ -290,9 +269,7 @@ def train_ddpm(
     window_start, window_steps = time.perf_counter(), 0
     started = time.perf_counter()
     for step in range(start_step, preset.max_steps):
-        loss = train_step(
-            step, preset, loader, model, noise_scheduler, optimizer, lr_schedule, ema, accelerator
-        )
+        loss = train_step(step, preset, loader, model, noise_scheduler, optimizer, lr_schedule, ema, accelerator)
         loss_sum += loss.detach()
         window_steps += 1
         done = step + 1
@@ -352,9 +329,7 @@ def save_final_model(net: UNet2DModel, ema, noise_scheduler, config, model_dir: 
     with ema_weights(ema, net):
         net.save_pretrained(tmp, safe_serialization=True)
     noise_scheduler.save_pretrained(tmp)
-    (tmp / "training_config.json").write_text(
-        json.dumps(config | {"weights": "ema" if ema else "raw"}, indent=1)
-    )
+    (tmp / "training_config.json").write_text(json.dumps(config | {"weights": "ema" if ema else "raw"}, indent=1))
     if model_dir.exists():
         shutil.rmtree(model_dir)
     tmp.rename(model_dir)

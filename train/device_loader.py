@@ -23,6 +23,11 @@ def step_generator(seed: int, step: int, rank: int, device: torch.device, salt: 
     return g
 
 
+def reseed_global_rng(seed: int, step: int, rank: int = 0) -> None:
+    """Dropout draws from the global RNG: reseed it per step so it, too, depends on (seed, step, rank) only."""
+    torch.manual_seed((seed * _MIX + step) * 4099 + rank)
+
+
 class DeviceBatches:
     """Yields float batches in [-1, 1] of shape (B, C, H, W), sharded over `world_size` processes."""
 

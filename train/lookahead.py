@@ -33,6 +33,15 @@ class Lookahead:
         """End of training: the model takes the slow weights."""
         self._sync(model, 1.0)
 
+    def state_dict(self) -> dict:
+        return {"slow": self.slow}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["slow"]) != len(self.slow):
+            raise ValueError(f"Lookahead state has {len(state['slow'])} tensors, this model {len(self.slow)}")
+        for mine, saved in zip(self.slow, state["slow"], strict=True):
+            mine.copy_(saved)
+
     def _sync(self, model: nn.Module, decay: float) -> None:
         fast = self._tracked(model)
         torch._foreach_lerp_(self.slow, fast, 1.0 - decay)

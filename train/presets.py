@@ -196,6 +196,7 @@ class ClassifierPreset:
     pad_mode: str = "constant"  # of the random translations: "constant" (-1, black) or "reflect"
     tta_hflip: bool = False  # at test time, average the prediction over the image and its mirror
     tta_translate: int = 0  # ... and over copies shifted by this many pixels (0: off)
+    checkpoint_every: int = 0  # optimizer steps between resumable checkpoints (0: one per epoch)
     seed: int = 0
 
     def validate(self) -> None:
@@ -220,6 +221,7 @@ class ClassifierPreset:
             (self.crop_padding >= 0, f"crop_padding must be >= 0, got {self.crop_padding}"),
             (self.pad_mode in ("constant", "reflect"), f"pad_mode must be constant or reflect, got {self.pad_mode!r}"),
             (self.tta_translate >= 0, f"tta_translate must be >= 0, got {self.tta_translate}"),
+            (self.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
         ]
         raise_first_failed(checks)

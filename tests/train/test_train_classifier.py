@@ -1,10 +1,14 @@
 """`python -m train classifier` and `train.load_classifier`."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
+from train_run_helpers import REPO, assert_no_pickles, assert_same_tensors, kill_once_exists, last_checkpoint_step
 
 from train import load_classifier
 from train.classifier import train_classifier
@@ -99,3 +103,42 @@ def test_test_time_augmentation_averages_mirrors_and_shifts():
     assert torch.equal(seen[1], x.flip(3))
     assert torch.equal(seen[2][..., 1:, 1:], x[..., :3, :3])  # shifted by one pixel down-right in content
     assert torch.equal(seen[4][..., :3, :3], x[..., 1:, 1:])
+
+
+def _cifar_cmd(cifar_dir, out, *extra):
+    data = ["--data-dir", str(cifar_dir), "--limit", "1024", "--test-limit", "64", "--output-dir", str(out)]
+    schedule = ["--batch-size", "64", "--epochs", "2", "--checkpoint-every", "4"]  # 32 steps
+    return [sys.executable, "-m", "train", "classifier", "--dataset", "cifar10", "--cpu", *data, *schedule, *extra]
+
+
+@pytest.mark.slow
+def test_classifier_resume_after_sigkill_is_bitwise_identical(cifar_dir, tmp_path, capsys):
+    env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")  # same thread count in every run
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    kill_once_exists(_cifar_cmd(cifar_dir, killed), env, killed / "checkpoint-8")
+    last = last_checkpoint_step(killed)
+    assert last < 32 and not (killed / "classifier.safetensors").exists()
+    # A changed schedule would silently train another model: refused before any step.
+    assert main(_cifar_cmd(cifar_dir, killed, "--epochs", "3", "--resume", str(killed))[3:]) == 2
+    assert "epochs: checkpoint has 2.0, this run has 3.0" in capsys.readouterr().err
+    # A fresh run must not write into a folder that holds another run's checkpoints.
+    assert main(_cifar_cmd(cifar_dir, killed)[3:]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+
+    resumed = subprocess.Popen([*_cifar_cmd(cifar_dir, killed), "--resume", str(killed)], cwd=REPO, env=env)
+    subprocess.run(_cifar_cmd(cifar_dir, straight), cwd=REPO, env=env, check=True)
+    assert resumed.wait() == 0
+    name = "classifier.safetensors"
+    assert_same_tensors(killed / name, straight / name, f"after resume from step {last}")
+    assert json.loads((killed / "classifier.json").read_text())["steps"] == 32
+    assert sorted(p.name for p in killed.iterdir()) == ["classifier.json", name]  # checkpoints gone once done
+    assert_no_pickles(killed)
+
+
+def test_a_time_budget_keeps_its_checkpoint_for_resume(mnist_dir, tmp_path):
+    preset = override(CLASSIFIER_PRESETS["mnist"], epochs=2, batch_size=32)
+    args = dict(output_dir=tmp_path, data_dir=mnist_dir, limit=256, test_limit=64, cpu=True)
+    stopped = train_classifier(preset, time_budget_s=1e-9, **args)  # stops after its first step
+    assert stopped["steps"] == 1 and (tmp_path / "checkpoint-1").is_dir()
+    finished = train_classifier(preset, resume=tmp_path, **args)
+    assert finished["steps"] == 16 and not list(tmp_path.glob("checkpoint-*"))

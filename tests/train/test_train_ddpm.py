@@ -2,25 +2,15 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
+from train_run_helpers import REPO, assert_no_pickles, assert_same_tensors, kill_once_exists, last_checkpoint_step
 
 from train.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["ddpm", "--dataset", "mnist", "--preset", "mnist-tiny", "--cpu"]
-
-
-def _no_pickles(run: Path) -> None:
-    suffixes = {p.suffix for p in run.rglob("*") if p.is_file()}
-    assert not suffixes & {".pt", ".pth", ".bin", ".pkl", ".ckpt"}, suffixes
 
 
 def test_smoke_single_class_model_dir_and_grid(mnist_dir, tmp_path, capsys):
@@ -37,7 +27,7 @@ def test_smoke_single_class_model_dir_and_grid(mnist_dir, tmp_path, capsys):
     assert scheduler.config.beta_start == 1e-4 and scheduler.config.beta_end == 0.02
     assert (out / "samples" / "final.png").stat().st_size > 0
     assert [p.name for p in sorted(out.glob("checkpoint-*"))] == ["checkpoint-2", "checkpoint-4"]
-    _no_pickles(out)
+    assert_no_pickles(out)
     # Same output dir again without --resume: refused rather than overwritten.
     assert main([*TINY, *args, "--output-dir", str(out)]) == 2
     # Resuming with a different learning rate or class: refused, naming the difference.
@@ -82,25 +72,15 @@ def test_resume_after_sigkill_is_bitwise_identical(mnist_dir, tmp_path):
     steps = 40
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")  # same thread count in every run
     killed, straight = tmp_path / "killed", tmp_path / "straight"
-    proc = subprocess.Popen(_train_cmd(mnist_dir, killed, steps), cwd=REPO, env=env)
-    deadline = time.time() + 120
-    while not (killed / "checkpoint-5").exists():
-        assert proc.poll() is None, "training ended before its first checkpoint"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    assert proc.poll() is None, "too fast to kill mid-run"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    last = max(int(p.name.split("-")[1]) for p in killed.glob("checkpoint-*") if not p.name.endswith(".tmp"))
+    kill_once_exists(_train_cmd(mnist_dir, killed, steps), env, killed / "checkpoint-5")
+    last = last_checkpoint_step(killed)
     assert last < steps
     # Resume the killed run and run an uninterrupted one side by side.
     resumed = subprocess.Popen([*_train_cmd(mnist_dir, killed, steps), "--resume", str(killed)], cwd=REPO, env=env)
     subprocess.run(_train_cmd(mnist_dir, straight, steps), cwd=REPO, env=env, check=True)
     assert resumed.wait() == 0
     for name in ("model.safetensors", "state.safetensors"):
-        a = load_file(killed / f"checkpoint-{steps}" / name)
-        b = load_file(straight / f"checkpoint-{steps}" / name)
-        assert a.keys() == b.keys()
-        for key in a:
-            assert torch.equal(a[key], b[key]), f"{name}:{key} differs after resume from step {last}"
-    _no_pickles(killed)
+        assert_same_tensors(
+            killed / f"checkpoint-{steps}" / name, straight / f"checkpoint-{steps}" / name, f"after resume from {last}"
+        )
+    assert_no_pickles(killed)
