@@ -18,6 +18,7 @@ from train.device_loader import DeviceBatches, eval_batches, reseed_global_rng
 from train.errors import UsageError
 from train.lookahead import Lookahead
 from train.presets import ClassifierPreset
+from train.run_log import append_log
 
 
 def one_cycle(warmup_fraction: float, total_steps: int):
@@ -102,6 +103,7 @@ def train_classifier(
     time_budget_s: float | None = None,
     mixed_precision: str = "auto",
     resume: str | Path | None = None,
+    log_every: int = 25,
 ) -> dict:
     """Train, evaluate on the test split, save; return the metrics (also in classifier.json).
 
@@ -169,6 +171,9 @@ def train_classifier(
         save_checkpoint(output_dir, steps_done, model.state_dict(), state, run_config)
 
     checkpoint_every = preset.checkpoint_every or loader.steps_per_epoch
+    output_dir.mkdir(parents=True, exist_ok=True)
+    event = "resume" if ckpt else "start"
+    append_log(output_dir, {"event": event, "step": start_step, "device": str(device), "bf16_autocast": bf16})
     started = time.perf_counter()
     model.train()
     steps_done = start_step
@@ -187,9 +192,11 @@ def train_classifier(
             lookahead.after_step(model, steps_done)
         progress.update(1)
         elapsed = time.perf_counter() - started
-        if steps_done % 50 == 0:
+        if steps_done % log_every == 0 or steps_done == total_steps:
             rate = (steps_done - start_step) * preset.batch_size / elapsed
             progress.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
+            record = {"step": steps_done, "loss": loss.item(), "img_per_s": rate, "lr": schedule.get_last_lr()[0]}
+            append_log(output_dir, record)
         out_of_time = time_budget_s is not None and elapsed > time_budget_s
         if steps_done % checkpoint_every == 0 or steps_done == total_steps or out_of_time:
             checkpoint(steps_done)
@@ -225,7 +232,9 @@ def train_classifier(
     save_classifier(model.float().to(memory_format=torch.contiguous_format), config, output_dir)
     if steps_done == total_steps:
         remove_checkpoints(output_dir)
-    print(json.dumps({k: config[k] for k in ("test_accuracy", "epochs_done", "train_seconds", "device")}))
+    summary = {k: config[k] for k in ("test_accuracy", "epochs_done", "train_seconds", "device")}
+    append_log(output_dir, {"event": "saved", "step": steps_done} | summary)
+    print(json.dumps(summary))
     return config
 
 

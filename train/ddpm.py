@@ -30,6 +30,7 @@ from train.data import load_dataset
 from train.device_loader import DeviceBatches, reseed_global_rng, step_generator
 from train.errors import UsageError
 from train.presets import DDPMPreset
+from train.run_log import append_log
 from train.sampling import sample, save_grid
 
 # Changing any of these between a checkpoint and --resume would silently train a different model.
@@ -221,7 +222,7 @@ def train_ddpm(
     output_dir.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         (output_dir / "config.json").write_text(json.dumps(config, indent=1))
-        _log(
+        append_log(
             output_dir,
             {
                 "event": "resume" if ckpt else "start",
@@ -280,7 +281,7 @@ def train_ddpm(
             rate = window_steps * preset.batch_size * world / (time.perf_counter() - window_start)
             progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.0f}")
             if accelerator.is_main_process:
-                _log(
+                append_log(
                     output_dir,
                     {"step": done, "loss": mean_loss, "img_per_s": rate, "lr": lr_schedule.get_last_lr()[0]},
                 )
@@ -339,8 +340,3 @@ def default_run_dir(preset: DDPMPreset, data: DataOptions) -> Path:
     suffix = f"-only{data.only_class}" if data.only_class is not None else ""
     suffix += f"-drop{data.drop_class}" if data.drop_class is not None else ""
     return Path("runs") / f"ddpm-{preset.name}{suffix}"
-
-
-def _log(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / "log.jsonl", "a") as f:
-        f.write(json.dumps(record | {"time": round(time.time(), 3)}) + "\n")

@@ -23,7 +23,9 @@ def test_cifar_smoke_and_load_classifier_api(cifar_dir, tmp_path):
     args = ["--data-dir", str(cifar_dir), "--limit", "64", "--test-limit", "32", "--epochs", "1"]
     assert main(["classifier", "--dataset", "cifar10", "--cpu", "--batch-size", "16", *args,
                  "--output-dir", str(out)]) == 0  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == ["classifier.json", "classifier.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["classifier.json", "classifier.safetensors", "log.jsonl"]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "start" and log[-1]["event"] == "saved" and log[-2]["step"] == 4  # 64 / 16
     config = json.loads((out / "classifier.json").read_text())
     assert config["input_range"] == [-1.0, 1.0] and len(config["mean"]) == 3 and config["tta_hflip"]
     clf = load_classifier(out)
@@ -131,7 +133,7 @@ def test_classifier_resume_after_sigkill_is_bitwise_identical(cifar_dir, tmp_pat
     name = "classifier.safetensors"
     assert_same_tensors(killed / name, straight / name, f"after resume from step {last}")
     assert json.loads((killed / "classifier.json").read_text())["steps"] == 32
-    assert sorted(p.name for p in killed.iterdir()) == ["classifier.json", name]  # checkpoints gone once done
+    assert sorted(p.name for p in killed.iterdir()) == ["classifier.json", name, "log.jsonl"]  # no checkpoints
     assert_no_pickles(killed)
 
 
