@@ -34,7 +34,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser, mixed_precision_auto_means: str) -> None:
-    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
+    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default: the preset's)")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds (checkpoint and model saved)")
     p.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"], help=mixed_precision_auto_means)
