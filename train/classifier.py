@@ -194,8 +194,9 @@ def train_classifier(
         elapsed = time.perf_counter() - started
         if steps_done % log_every == 0 or steps_done == total_steps:
             rate = (steps_done - start_step) * preset.batch_size / elapsed
-            progress.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
-            record = {"step": steps_done, "loss": loss.item(), "img_per_s": rate, "lr": schedule.get_last_lr()[0]}
+            loss_value = loss.item()  # one host sync per log window
+            progress.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{rate:.0f}")
+            record = {"step": steps_done, "loss": loss_value, "img_per_s": rate, "lr": schedule.get_last_lr()[0]}
             append_log(output_dir, record)
         out_of_time = time_budget_s is not None and elapsed > time_budget_s
         if steps_done % checkpoint_every == 0 or steps_done == total_steps or out_of_time:
