@@ -1,13 +1,12 @@
 """Guidance rules as small pure functions over model predictions.
 
 Every rule here is an affine combination of predictions whose weights sum to one (Perp-Neg included, per
-image), so it is valid unchanged in noise (eps) space and in denoised (x0) space at the same ``x`` and noise
-level: the WebUI's k-diffusion samplers hand x0, its DDIM/PLMS/UniPC hand eps, and neither needs a
-conversion here.
+image), so it is valid unchanged for every parametrisation of :mod:`negguide.frames` (x0, eps, v, flow
+velocity) at the same state and noise level: no backend needs a conversion here.
 
-Scales are Python floats or per-image tensors of shape ``[B]``. Half-precision inputs are combined in
-float32 and the result is clamped to the input dtype's finite range, so huge scales never turn a finite
-prediction into inf or NaN.
+Scales (``cfg_scale`` w, ``dns_scale`` s, DNG's ``lam``, ``perp_neg_scale``) are Python floats or per-image
+tensors of shape ``[B]``. Half-precision inputs are combined in float32 and the result is clamped to the
+input dtype's finite range, so huge scales never turn a finite prediction into inf or NaN.
 """
 
 from __future__ import annotations
@@ -42,25 +41,25 @@ def _scale(v, like: torch.Tensor) -> torch.Tensor:
     return _per_image(v, like)
 
 
-def cfg(uncond: torch.Tensor, cond: torch.Tensor, scale) -> torch.Tensor:
-    """Classifier-free guidance ``uncond + w (cond - uncond)``."""
+def cfg(uncond: torch.Tensor, cond: torch.Tensor, cfg_scale) -> torch.Tensor:
+    """Classifier-free guidance ``uncond + w (cond - uncond)``, ``w = cfg_scale``."""
     u, c = _lift(uncond, cond)
-    return _finish(u + _scale(scale, u) * (c - u), uncond)
+    return _finish(u + _scale(cfg_scale, u) * (c - u), uncond)
 
 
-def negative_prompt(neg: torch.Tensor, pos: torch.Tensor, scale) -> torch.Tensor:
+def negative_prompt(neg: torch.Tensor, pos: torch.Tensor, cfg_scale) -> torch.Tensor:
     """Negative prompting, 2-term form ``eps_n + w (eps_p - eps_n)``: the negative replaces the
     unconditional branch (what the WebUI and diffusers do)."""
-    return cfg(neg, pos, scale)
+    return cfg(neg, pos, cfg_scale)
 
 
-def negative_prompt_3term(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, scale) -> torch.Tensor:
+def negative_prompt_3term(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, cfg_scale) -> torch.Tensor:
     """Negative prompting, 3-term form ``eps_empty + w (eps_p - eps_n)`` (Desai & Vasconcelos, Eq. 4)."""
     e, p, n = _lift(empty, pos, neg)
-    return _finish(e + _scale(scale, e) * (p - n), empty)
+    return _finish(e + _scale(cfg_scale, e) * (p - n), empty)
 
 
-def diffusion_negative(empty: torch.Tensor, pos: torch.Tensor, scale) -> torch.Tensor:
+def diffusion_negative(empty: torch.Tensor, pos: torch.Tensor, dns_scale) -> torch.Tensor:
     """Diffusion-negative sampling ``eps_empty + s (eps_empty - eps_p)`` (Desai & Vasconcelos, Eq. 19).
 
     Samples what the model considers least like the prompt. 2-term CFG with the prompts swapped
@@ -68,7 +67,7 @@ def diffusion_negative(empty: torch.Tensor, pos: torch.Tensor, scale) -> torch.T
     :func:`dns_scale_from_cfg`.
     """
     e, p = _lift(empty, pos)
-    return _finish(e + _scale(scale, e) * (e - p), empty)
+    return _finish(e + _scale(dns_scale, e) * (e - p), empty)
 
 
 def dns_scale_from_cfg(cfg_scale: float) -> float:
@@ -83,14 +82,14 @@ def dng(uncond: torch.Tensor, forbidden: torch.Tensor, lam) -> torch.Tensor:
     return _finish(u - _scale(lam, u) * (f - u), uncond)
 
 
-def dng_text(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, scale, lam) -> torch.Tensor:
+def dng_text(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, cfg_scale, lam) -> torch.Tensor:
     """DNG for text-to-image: ``eps_empty + w (eps_+ - eps_empty) - lambda (eps_- - eps_+)``.
 
     The positive prediction replaces the unconditional one in the negative term (DNG paper, Sec. 4.2), and
     the posterior that sets ``lambda`` compares the positive and negative branches.
     """
     e, p, n = _lift(empty, pos, neg)
-    return _finish(e + _scale(scale, e) * (p - e) - _scale(lam, e) * (n - p), empty)
+    return _finish(e + _scale(cfg_scale, e) * (p - e) - _scale(lam, e) * (n - p), empty)
 
 
 def dng_term(pos: torch.Tensor, neg: torch.Tensor, lam) -> torch.Tensor:
@@ -104,7 +103,7 @@ def _per_image_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).flatten(1).sum(1)
 
 
-def perp_neg(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, scale, neg_scale) -> torch.Tensor:
+def perp_neg(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, cfg_scale, perp_neg_scale) -> torch.Tensor:
     """Perp-Neg (Armandpour et al. 2023): only the part of the negative direction perpendicular to the
     positive one is subtracted, ``eps_e + w (d_p - w_n * perp(d_n, d_p))`` with ``d = eps - eps_e``.
 
@@ -117,4 +116,4 @@ def perp_neg(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, scale, n
     coef = torch.where(norm2 > 0, _per_image_dot(d_neg, d_pos) / norm2.clamp(min=torch.finfo(e.dtype).tiny),
                        torch.zeros_like(norm2))
     perp = d_neg - _per_image(coef, e) * d_pos
-    return _finish(e + _scale(scale, e) * (d_pos - _scale(neg_scale, e) * perp), empty)
+    return _finish(e + _scale(cfg_scale, e) * (d_pos - _scale(perp_neg_scale, e) * perp), empty)

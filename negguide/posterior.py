@@ -56,6 +56,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import raise_problems
+
 VARIANCES = ("beta", "beta_tilde", "sampler")
 DIVERGENCES = ("moment", "hutchinson", "exact")
 
@@ -69,7 +71,7 @@ class PosteriorConfig:
     p_max: float = 0.99
 
     def __post_init__(self):
-        checks = [
+        raise_problems([
             (0.0 < self.p_min < 1.0, f"p_min must be in (0, 1), got {self.p_min}"),
             (0.0 < self.p_max < 1.0, f"p_max must be in (0, 1) (p/(1-p) is infinite at 1), got {self.p_max}"),
             (self.p_min <= self.p_max, f"p_min ({self.p_min}) must not exceed p_max ({self.p_max})"),
@@ -77,10 +79,7 @@ class PosteriorConfig:
             (math.isfinite(self.temperature) and self.temperature >= 0,
              f"temperature must be a finite number >= 0, got {self.temperature}"),
             (math.isfinite(self.offset), f"offset must be finite, got {self.offset}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        ])
 
 
 def _flat64(t: torch.Tensor) -> torch.Tensor:
@@ -188,33 +187,33 @@ class FlowTracker(_Tracker):
     name = "flow"
 
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None, divergence: str = "moment",
-                 probes: int = 1, exact_divergence: Divergence | None = None, fd_scale: float = 1e-2,
+                 probe_pairs: int = 1, exact_divergence: Divergence | None = None, fd_scale: float = 1e-2,
                  generator: torch.Generator | None = None):
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if divergence == "exact" and exact_divergence is None:
             raise ValueError("divergence='exact' needs exact_divergence(x, sigma) -> div(D_neg - D_ref) per image")
-        if divergence == "hutchinson" and probes < 1:
-            raise ValueError(f"a Hutchinson estimate needs >= 1 probe, got {probes}")
+        if divergence == "hutchinson" and probe_pairs < 1:
+            raise ValueError(f"a Hutchinson estimate needs >= 1 probe pair, got {probe_pairs}")
         super().__init__(config, batch_size, device)
-        self.divergence, self.probes, self.fd_scale = divergence, probes, fd_scale
+        self.divergence, self.probe_pairs, self.fd_scale = divergence, probe_pairs, fd_scale
         self.exact_divergence, self.generator = exact_divergence, generator
-        self.extra_rows_per_image = 2 * probes if divergence == "hutchinson" else 0
-        self.name = f"flow-{divergence}" + (f"-{probes}" if divergence == "hutchinson" else "")
+        self.extra_rows_per_image = 2 * probe_pairs if divergence == "hutchinson" else 0
+        self.name = f"flow-{divergence}" + (f"-{probe_pairs}" if divergence == "hutchinson" else "")
         self._prev = None  # (x, sigma, g, h_fixed, between) at the previous evaluation
 
-    # -- Hutchinson probes: the adapter evaluates both branches at these points in the same batch --------
+    # -- Hutchinson probes: the backend evaluates both branches at these points in the same batch --------
     def probe_points(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(directions [K, B, ...], points [K, B, ...])`` to evaluate both models at."""
-        shape = (self.probes, *x.shape)
+        shape = (self.probe_pairs, *x.shape)
         v = torch.randint(0, 2, shape, generator=self.generator, device="cpu").to(x.device, x.dtype) * 2 - 1
         s = _sigma_vec(sigma, x.shape[0], x.device).to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 1)))
         return v, x.unsqueeze(0) + self.fd_scale * s * v
 
-    def _divergence(self, x, sigma, delta, probes) -> torch.Tensor:
+    def _divergence(self, x, sigma, delta, probe_predictions) -> torch.Tensor:
         if self.divergence == "exact":
             return self.exact_divergence(x, sigma).to(torch.float64).reshape(-1)
-        v, ref_at, neg_at = probes
+        v, ref_at, neg_at = probe_predictions
         k = v.shape[0]
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
         jv = (neg_at - ref_at).reshape(k, x.shape[0], -1).to(torch.float64) - delta.unsqueeze(0)
@@ -222,13 +221,13 @@ class FlowTracker(_Tracker):
         return (vv * jv).sum(2).mean(0) / (self.fd_scale * s)
 
     def observe(self, x: torch.Tensor, sigma, denoised_ref: torch.Tensor, denoised_neg: torch.Tensor,
-                probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
+                probe_predictions: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
         """Feed one model evaluation at the start of a step.
 
-        ``probes = (directions, D_ref at points, D_neg at points)`` from :meth:`probe_points`, required for the
-        Hutchinson estimator.
+        ``probe_predictions = (directions, D_ref at points, D_neg at points)`` from :meth:`probe_points`,
+        required for the Hutchinson estimator.
         """
-        if self.divergence == "hutchinson" and probes is None:
+        if self.divergence == "hutchinson" and probe_predictions is None:
             raise ValueError("the Hutchinson flow tracker needs the probe evaluations")
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
         xf, d_ref, d_neg = _flat64(x), _flat64(denoised_ref), _flat64(denoised_neg)
@@ -239,7 +238,7 @@ class FlowTracker(_Tracker):
         if self.divergence == "moment":
             h_fixed = cross
         else:
-            h_fixed = cross + self._divergence(x, sigma, delta, probes) / s  # sigma * div(D) / sigma^2
+            h_fixed = cross + self._divergence(x, sigma, delta, probe_predictions) / s  # sigma * div(D) / sigma^2
             between = torch.zeros_like(between)
         current = (xf, s, g, h_fixed, between)
         if self._prev is not None:

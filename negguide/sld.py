@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import is_finite_number, raise_problems
 from .guidance import _finish, _lift, _scale
 
 
@@ -29,12 +30,13 @@ class SLDConfig:
     warmup_steps: int = 0
 
     def __post_init__(self):
-        if not 0.0 <= self.beta_m < 1.0:
-            raise ValueError(f"SLD momentum decay beta_m must be in [0, 1), got {self.beta_m}")
-        if self.s_s < 0 or self.s_m < 0:
-            raise ValueError("SLD scales s_s and s_m must be >= 0")
-        if self.warmup_steps < 0:
-            raise ValueError("SLD warmup_steps must be >= 0")
+        raise_problems([
+            (all(is_finite_number(v) for v in (self.threshold, self.s_s, self.beta_m, self.s_m)),
+             "SLD threshold, s_s, beta_m and s_m must be finite numbers"),
+            (0.0 <= self.beta_m < 1.0, f"SLD momentum decay beta_m must be in [0, 1), got {self.beta_m}"),
+            (self.s_s >= 0 and self.s_m >= 0, f"SLD scales s_s and s_m must be >= 0, got {self.s_s}, {self.s_m}"),
+            (self.warmup_steps >= 0, f"SLD warmup_steps must be >= 0, got {self.warmup_steps}"),
+        ])
 
 
 def sld_correction(uncond: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, momentum: torch.Tensor | None,
@@ -53,17 +55,27 @@ def sld_correction(uncond: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, m
 
 
 class SafeLatentDiffusion:
-    """Stateful SLD guidance for one batch (the momentum is per pixel, hence per image)."""
+    """Stateful SLD guidance for one batch (the momentum is per pixel, hence per image).
+
+    The momentum moves once per sampler step: evaluations of the same ``step`` (second-order samplers) all
+    use the momentum from before that step, and the first of them sets the momentum for the next step.
+    Without ``step``, every call is a new step."""
 
     def __init__(self, cfg: SLDConfig | None = None):
         self.cfg = cfg or SLDConfig()
-        self.momentum: torch.Tensor | None = None
-        self.step = 0
+        self.momentum: torch.Tensor | None = None  # after the latest step
+        self._momentum_before: torch.Tensor | None = None  # before the current step
+        self._step = -1
 
-    def __call__(self, uncond: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, scale) -> torch.Tensor:
-        gamma, self.momentum = sld_correction(uncond, pos, neg, self.momentum, self.cfg)
-        active = self.step >= self.cfg.warmup_steps
-        self.step += 1
+    def __call__(self, uncond: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, cfg_scale,
+                 step: int | None = None) -> torch.Tensor:
+        step = self._step + 1 if step is None else step
+        new_step = step != self._step
+        if new_step:
+            self._momentum_before, self._step = self.momentum, step
+        gamma, momentum = sld_correction(uncond, pos, neg, self._momentum_before, self.cfg)
+        if new_step:
+            self.momentum = momentum
         u, p = _lift(uncond, pos)
-        guide = p - u - gamma if active else p - u
-        return _finish(u + _scale(scale, u) * guide, uncond)
+        guide = p - u - gamma if step >= self.cfg.warmup_steps else p - u
+        return _finish(u + _scale(cfg_scale, u) * guide, uncond)

@@ -18,6 +18,9 @@ A window has one of three units:
     noise level, both bounds inclusive, ``start`` the larger one: active while ``end <= sigma <= start``.
     Independent of the step count and the discretisation.
 
+A window that ends before it starts (steps ``6-5``, fractions ``0.5-0.5``, sigmas ``1-5``) is empty: the
+negative prompt acts on no step, exactly as if it were empty.
+
 Decisions are made per sampler step. Samplers that evaluate the model twice per step (Heun, DPM2,
 DPM++ 2S/SDE) use the decision of the step the evaluation belongs to, so both halves of a step agree.
 
@@ -29,8 +32,9 @@ step window keeps its position in the full schedule and steps the pass skipped a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from .checks import SettingsError, is_finite_number, raise_problems
 
 UNITS = ("step", "fraction", "sigma")
 
@@ -45,27 +49,31 @@ class StepWindow:
 
     def __post_init__(self):
         if self.unit not in UNITS:
-            raise ValueError(f"window unit must be one of {UNITS}, got {self.unit!r}")
-        if not (math.isfinite(self.start) and math.isfinite(self.end)):
-            raise ValueError("window bounds must be finite numbers")
+            raise SettingsError([f"window unit must be one of {UNITS}, got {self.unit!r}"])
+        if not (is_finite_number(self.start) and is_finite_number(self.end)):
+            raise SettingsError([f"window bounds must be finite numbers, got {self.start!r}-{self.end!r}"])
         if self.unit == "step":
-            if self.start != int(self.start) or self.end != int(self.end):
-                raise ValueError(f"step window bounds must be whole steps, got {self.start}-{self.end}")
-            if self.start < 1:
-                raise ValueError(f"step windows count from step 1, got start {self.start}")
-            if self.end < self.start:
-                raise ValueError(f"window end step {self.end} is before its start step {self.start}")
+            whole = self.start == int(self.start) and self.end == int(self.end)
+            raise_problems([
+                (whole, f"step window bounds must be whole steps, got {self.start:g}-{self.end:g}"),
+                (not whole or self.start >= 1, f"step windows count from step 1, got start {self.start:g}"),
+                (not whole or self.end >= 0, f"a step window cannot end before step 0, got end {self.end:g}"),
+            ])
         elif self.unit == "fraction":
-            if not 0.0 <= self.start <= 1.0 or not 0.0 <= self.end <= 1.0:
-                raise ValueError(f"fraction window bounds must be in [0, 1], got {self.start}-{self.end}")
-            if self.end <= self.start:
-                raise ValueError(f"fraction window is empty: end {self.end} <= start {self.start}")
+            raise_problems([(0.0 <= self.start <= 1.0 and 0.0 <= self.end <= 1.0,
+                             f"fraction window bounds must be in [0, 1], got {self.start:g}-{self.end:g}")])
         else:
-            if self.start < 0 or self.end < 0:
-                raise ValueError("sigma window bounds must be >= 0")
-            if self.end > self.start:
-                raise ValueError(f"sigma window start ({self.start}) must be the larger noise level, "
-                                 f"end ({self.end}) the smaller")
+            raise_problems([(self.start >= 0 and self.end >= 0, "sigma window bounds must be >= 0")])
+
+    @property
+    def is_empty(self) -> bool:
+        """A window that ends before it starts acts on no step (a well-defined setting: the negative prompt is
+        never used, the baseline of a sweep)."""
+        if self.unit == "step":
+            return self.end < self.start
+        if self.unit == "fraction":
+            return self.end <= self.start
+        return self.end > self.start
 
     @classmethod
     def paper_default(cls) -> StepWindow:
@@ -76,6 +84,10 @@ class StepWindow:
     def always(cls) -> StepWindow:
         return cls(0.0, 1.0, "fraction")
 
+    @classmethod
+    def never(cls) -> StepWindow:
+        return cls(0.0, 0.0, "fraction")
+
     def active(self, step_index: int, num_steps: int, sigma: float | None = None,
                schedule_steps: int | None = None) -> bool:
         """Whether the negative prompt acts at 0-based ``step_index`` of a pass of ``num_steps`` steps.
@@ -85,6 +97,8 @@ class StepWindow:
         """
         if num_steps < 1:
             raise ValueError("num_steps must be >= 1")
+        if self.is_empty:
+            return False
         if self.unit == "sigma":
             if sigma is None:
                 raise ValueError("a sigma window needs the step's noise level")
@@ -104,6 +118,8 @@ class StepWindow:
                 for i in range(num_steps)]
 
     def describe(self) -> str:
+        if self.is_empty:
+            return "no step (empty window)"
         if self.unit == "step":
             return f"steps {int(self.start)}-{int(self.end)}"
         if self.unit == "fraction":

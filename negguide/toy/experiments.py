@@ -12,11 +12,15 @@ import math
 
 import torch
 
-from .. import guidance
+from ..denoiser import GuidedDenoiser
+from ..dng import DNGConfig
+from ..frames import Frame
 from ..posterior import FlowTracker, PosteriorConfig, TransitionTracker
-from ..predictions import denoised_from_eps, eps_from_denoised
+from ..run import GuidanceRun
+from ..samplers import SamplerInfo
 from ..schedules import DiscreteSchedule, karras_sigmas
-from ..sld import SafeLatentDiffusion, SLDConfig
+from ..sld import SLDConfig
+from ..spec import GuidanceSpec
 from .mixture import GaussianMixture
 from .samplers import SAMPLERS, STOCHASTIC
 
@@ -44,54 +48,82 @@ def run_sampler(sampler: str, model, x, sigmas, gen):
 
 
 # ------------------------------------------------------------------------------------------------- 3b / 3d
-def _exact_odds(mix: GaussianMixture, x, sigma, p_max: float = 1 - 1e-12) -> torch.Tensor:
-    return mix.log_odds_forbidden(x, sigma).clamp(max=math.log(p_max / (1 - p_max))).exp()
+class ExactPosterior:
+    """An oracle DNG tracker: the exact ``p(forbidden | x_sigma)`` of the mixture at the current state."""
+
+    name = "exact"
+    extra_rows_per_image = 0
+
+    def __init__(self, mix: GaussianMixture, p_max: float = 1 - 1e-12):
+        self.mix, self.log_odds_max = mix, math.log(p_max / (1 - p_max))
+        self.log_odds = None
+
+    def observe(self, x, sigma, denoised_ref, denoised_neg):
+        self.log_odds = self.mix.log_odds_forbidden(x, sigma).clamp(max=self.log_odds_max)
+
+    def odds(self) -> torch.Tensor:
+        return self.log_odds.exp() if self.log_odds is not None else torch.tensor(0.0, dtype=torch.float64)
+
+    def posterior(self) -> torch.Tensor:
+        return torch.sigmoid(self.log_odds)
+
+    def finish(self, x, sigma_final=0.0):
+        self.observe(x, sigma_final, None, None)
 
 
-def guided_model(mix: GaussianMixture, method: str, scale: float, n: int, dng_config: PosteriorConfig | None = None,
-                 sld_config: SLDConfig | None = None):
-    """The denoiser a sampler calls for one guidance method, plus the state to read afterwards."""
-    forget, keep = mix.to_forget(), mix.remembered()
-    state: dict = {"lambda": [], "p": []}
-    tracker = TransitionTracker(dng_config, n, variance="beta") if method == "dng_tracked" else None
-    sld = SafeLatentDiffusion(sld_config) if method == "sld" else None
-    state["tracker"] = tracker
+def _spec(method: str, scale: float, dng_config: PosteriorConfig, sld_config: SLDConfig | None) -> GuidanceSpec:
+    """The core's spec of one method; ``scale`` is the method's own parameter (NP: lambda, SLD: its guidance
+    scale, DNG: lambda0, CFG toward the kept modes: w)."""
+    if method == "cfg":  # CFG toward the remaining modes (positive branch) away from the full model
+        return GuidanceSpec("np", cfg_scale=scale)
+    if method == "np":  # constant lambda: eps_u - lambda (eps_c - eps_u) is 2-term NP with w = 1 + lambda
+        return GuidanceSpec("np", cfg_scale=1.0 + scale, class_removal=True)
+    if method == "sld":
+        return GuidanceSpec("sld", cfg_scale=scale, sld=sld_config or SLDConfig(), class_removal=True)
+    dng = DNGConfig(lambda0=scale, prior=dng_config.prior, temperature=dng_config.temperature,
+                    offset=dng_config.offset, p_min=dng_config.p_min, p_max=dng_config.p_max,
+                    tracker="transition", variance="beta")
+    return GuidanceSpec("dng", cfg_scale=1.0, dng=dng, class_removal=True)
 
-    def model(x, sigma, step):
-        d_u = mix.denoise(x, sigma)
-        if method == "unguided":
-            return d_u
-        if method == "cfg":  # CFG toward the remaining modes: what negative guidance should achieve
-            return guidance.cfg(d_u, keep.denoise(x, sigma), scale)
-        d_c = forget.denoise(x, sigma)
-        if method == "np":
-            return guidance.dng(d_u, d_c, scale)  # constant lambda: plain negative prompting
-        if method == "sld":  # SLD's threshold lives in eps units
-            e_u, e_c = eps_from_denoised(x, d_u, sigma), eps_from_denoised(x, d_c, sigma)
-            return denoised_from_eps(x, sld(e_u, e_u, e_c, scale), sigma)
-        if method == "dng_exact":
-            lam = scale * _exact_odds(mix, x, sigma)
-        elif method == "dng_tracked":
-            tracker.observe(x, sigma, d_u, d_c)
-            lam = scale * tracker.odds()
-        else:
-            raise ValueError(f"unknown method {method!r}")
-        state["lambda"].append(lam.mean().item())
-        return guidance.dng(d_u, d_c, lam)
 
-    return model, state
+def guided_model(mix: GaussianMixture, method: str, scale: float, n: int, steps: int,
+                 dng_config: PosteriorConfig | None = None, sld_config: SLDConfig | None = None):
+    """The denoiser a sampler calls for one guidance method (through the core's :class:`GuidanceRun`),
+    and the run (None when unguided)."""
+    if method == "unguided":
+        return (lambda x, sigma, step: mix.denoise(x, sigma)), None
+    if method not in ("cfg", "np", "sld", "dng_exact", "dng_tracked"):
+        raise ValueError(f"unknown method {method!r}")
+    dng_config = dng_config or PosteriorConfig(prior=mix.prior_forbidden, p_max=0.99)
+    # class removal: "positive" is the unconditional model, "negative" the model of the forbidden modes;
+    # CFG toward the kept modes puts the kept modes in the positive slot and the full model in the negative
+    models = ({"positive": mix.remembered(), "negative": mix} if method == "cfg"
+              else {"positive": mix, "negative": mix.to_forget()})
+    oracle = ExactPosterior(mix) if method == "dng_exact" else None
+    run = GuidanceRun(_spec(method, scale, dng_config, sld_config), n, Frame.k_diffusion(), SamplerInfo(True),
+                      steps=steps, record="mean", tracker=oracle)
+
+    def branch_model(x, sigma, branches):
+        rows = x.shape[0] // len(branches)
+        return torch.cat([models[b].denoise(x[g * rows:(g + 1) * rows], sigma[g * rows:(g + 1) * rows])
+                          for g, b in enumerate(branches)])
+
+    return GuidedDenoiser(run, branch_model), run
 
 
 def guided_samples(mix: GaussianMixture, method: str, scale: float, n: int, seed: int, steps: int = 1000,
                    sampler: str = "ddpm", dng_config: PosteriorConfig | None = None,
                    sld_config: SLDConfig | None = None):
+    """Samples of one method and the mean lambda per step (DNG; empty otherwise)."""
     gen = torch.Generator().manual_seed(seed)
     sigmas = sigmas_for(sampler, steps)
-    model, state = guided_model(mix, method, scale, n, dng_config, sld_config)
+    model, run = guided_model(mix, method, scale, n, steps, dng_config, sld_config)
     x = run_sampler(sampler, model, initial_state(mix, float(sigmas[0]), n, gen), sigmas, gen)
-    if state["tracker"] is not None:
-        state["tracker"].finish(x)
-    return x, state
+    lambdas = []
+    if run is not None and run.dng is not None:
+        run.finish(x)
+        lambdas = [r["lambda"] for r in run.dng.records]
+    return x, {"lambda": lambdas}
 
 
 def w1_1d(samples: torch.Tensor, target: GaussianMixture, grid_points: int = 20001) -> float:
@@ -145,8 +177,8 @@ def make_tracker(spec: str, config: PosteriorConfig, n: int, mix: GaussianMixtur
             forget.divergence_of_denoiser(x, s) - mix.divergence_of_denoiser(x, s)))
     if rest == "moment":
         return FlowTracker(config, n, divergence="moment")
-    probes = int(rest.split("-")[1])
-    return FlowTracker(config, n, divergence="hutchinson", probes=probes,
+    probe_pairs = int(rest.split("-")[1])
+    return FlowTracker(config, n, divergence="hutchinson", probe_pairs=probe_pairs,
                        generator=torch.Generator().manual_seed(seed + 17))
 
 
@@ -163,15 +195,13 @@ def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_spec
 
     def model(x, sigma, step):
         d_u, d_c = mix.denoise(x, sigma), forget.denoise(x, sigma)
-        probes = None
         if tracker.extra_rows_per_image:
             v, pts = tracker.probe_points(x, sigma)
             flat = pts.reshape(-1, x.shape[1])
-            probes = (v, mix.denoise(flat, sigma).reshape(pts.shape), forget.denoise(flat, sigma).reshape(pts.shape))
-        if probes is None:
-            tracker.observe(x, sigma, d_u, d_c)
+            at = (v, mix.denoise(flat, sigma).reshape(pts.shape), forget.denoise(flat, sigma).reshape(pts.shape))
+            tracker.observe(x, sigma, d_u, d_c, probe_predictions=at)
         else:
-            tracker.observe(x, sigma, d_u, d_c, probes=probes)
+            tracker.observe(x, sigma, d_u, d_c)
         tracked.append(tracker.posterior())
         exact.append(mix.posterior_forbidden(x, sigma))
         return d_u

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from negguide import guidance as G
+from negguide.checks import SettingsError
 from negguide.dng import DNGConfig, DynamicNegativeGuidance, describe_tracker
 from negguide.posterior import FlowTracker, PosteriorConfig, TransitionTracker
 from negguide.predictions import eps_from_denoised, ve_from_vp, x0_from_eps_vp
+from negguide.samplers import SamplerInfo, is_stochastic_name
 from negguide.schedules import DiscreteSchedule
 from negguide.toy import experiments as E
 from negguide.toy.mixture import latent_like, three_modes_1d, three_modes_2d
@@ -125,27 +127,55 @@ def test_deterministic_samplers_need_the_flow_tracker_in_high_dimension():
 
 
 def test_dng_controller_records_and_bounds_lambda():
-    cfg = DNGConfig(scale=2.0, prior=0.1, temperature=1.0, offset=0.0, p_max=0.8, tracker="transition")
-    dng = DynamicNegativeGuidance(cfg, 2, stochastic_sampler=True)
-    torch.testing.assert_close(dng.current_scale(), torch.full((2,), 2.0 * 0.1 / 0.9, dtype=torch.float64))
+    cfg = DNGConfig(lambda0=2.0, prior=0.1, temperature=1.0, offset=0.0, p_max=0.8, tracker="transition")
+    dng = DynamicNegativeGuidance(cfg, 2, SamplerInfo(stochastic=True))
+    torch.testing.assert_close(dng.current_lambda(), torch.full((2,), 2.0 * 0.1 / 0.9, dtype=torch.float64))
     x = torch.zeros(2, 4, dtype=torch.float64)
     for i, sigma in enumerate((10.0, 5.0, 1.0)):
-        lam = dng.step(i, x, sigma, x, x + 0.01)
-        assert (lam <= cfg.max_scale() + 1e-9).all()
+        lam = dng.observe(i, x, sigma, x, x + 0.01)
+        assert (lam <= cfg.max_lambda() + 1e-9).all()
     assert [r["step"] for r in dng.records] == [0, 1, 2] and len(dng.records[0]["p"]) == 2
     assert isinstance(dng.records[0]["sigma"], float) and dng.records[2]["sigma"] == 1.0
-    assert DNGConfig().rows_per_image(stochastic_sampler=True) == 1
-    assert DNGConfig(probes=2).rows_per_image(stochastic_sampler=False) == 5
-    assert DNGConfig(tracker="flow-moment").rows_per_image(stochastic_sampler=False) == 1
-    assert "Hutchinson" in describe_tracker(DNGConfig(), stochastic_sampler=False)
-    assert "Alg. 2" in describe_tracker(DNGConfig(), stochastic_sampler=True)
+    stochastic, deterministic = SamplerInfo(stochastic=True), SamplerInfo(stochastic=False)
+    assert DNGConfig().extra_rows_per_image(stochastic) == 1
+    assert DNGConfig(probe_pairs=2).extra_rows_per_image(deterministic) == 5
+    assert DNGConfig(tracker="flow-moment").extra_rows_per_image(deterministic) == 1
+    assert DNGConfig(lambda0=0.0).extra_rows_per_image(deterministic) == 0
+    assert "Hutchinson" in describe_tracker(DNGConfig(), deterministic)
+    assert "Alg. 2" in describe_tracker(DNGConfig(), stochastic)
+
+
+def test_an_ancestral_sampler_at_eta_zero_is_deterministic():
+    """eta is decided once, in the core: Euler a at eta = 0 injects no noise, so it gets the flow tracker."""
+    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("Euler a", eta=0.0)) == "flow-hutchinson"
+    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("Euler a")) == "transition"
+    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("euler_ancestral", eta=0.5)) == "transition"
+
+
+@pytest.mark.parametrize("name, stochastic", [
+    ("Euler a", True), ("DPM++ 2S a", True), ("DPM++ 2M SDE", True), ("DDPM", True), ("LCM", True),
+    ("euler_ancestral", True), ("dpmpp_2m_sde_gpu", True), ("euler_a", True), ("EulerAncestralDiscreteScheduler", True),
+    ("DPMSolverSDEScheduler", True), ("DDPMScheduler", True),
+    ("Euler", False), ("DPM++ 2M", False), ("DDIM", False), ("UniPC", False), ("Heun", False), ("dpmpp_2m", False),
+    ("EulerDiscreteScheduler", False), ("DPMSolverMultistepScheduler", False), ("UniPCMultistepScheduler", False),
+    ("FlowMatchEulerDiscreteScheduler", False), ("DEISMultistepScheduler", False),
+])
+def test_sampler_families_by_name_in_every_program(name, stochastic):
+    assert is_stochastic_name(name) is stochastic
 
 
 @pytest.mark.parametrize("bad, message", [
     (dict(p_max=1.0), "p_max"), (dict(prior=0.0), "prior"), (dict(temperature=-1.0), "temperature"),
-    (dict(scale=float("inf")), "lambda0"), (dict(tracker="psychic"), "tracker"), (dict(probes=0), "probes"),
-    (dict(p_min=0.9, p_max=0.5), "exceed"), (dict(variance="huge"), "variance"),
+    (dict(lambda0=float("inf")), "lambda0"), (dict(lambda0=-1.0), "lambda0"), (dict(tracker="psychic"), "tracker"),
+    (dict(probe_pairs=0), "probe_pairs"), (dict(variance="huge"), "variance"), (dict(prior=0.5, p_max=0.3), "above p_max"),
+    (dict(temperature=0.0), "temperature"), (dict(offset=5.0), "offset"), (dict(lambda0="abc"), "must be a number"),
 ])
 def test_dng_config_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):
         DNGConfig(**bad)
+
+
+def test_dng_config_reports_every_problem_at_once():
+    with pytest.raises(SettingsError) as info:
+        DNGConfig(prior=2.0, temperature=0.0, tracker="x")
+    assert len(info.value.problems) == 3

@@ -1,0 +1,71 @@
+"""What one generation asks of negguide: the mode and its settings, validated in one place.
+
+Modes (each a rule of :mod:`negguide.guidance`; ``P``, ``N``, ``E`` = positive, negative, empty prompt
+predictions, ``w`` = ``cfg_scale``):
+
+==========  =====================================================  ==============================================
+mode        guided prediction                                      source
+==========  =====================================================  ==============================================
+``np``      ``N + w (P - N)`` inside ``window``, ``E + w (P - E)``  negative prompt, 2-term (what the WebUIs and
+            outside (no window: every step, i.e. stock)            diffusers do); Ban et al. 2024's windows
+``np3``     ``E + w (P - N)`` inside ``window``, CFG outside       3-term form, Desai & Vasconcelos Eq. 4
+``dns``     ``E + s (E - P)``, ``s = dns_scale`` (default w - 1)   Desai & Vasconcelos Eq. 19
+``dng``     ``E + w (P - E) - lambda (N - P)``, per-image lambda   Koulischer et al. 2025 (Sec. 4.2 / Eq. 10)
+``sld``     ``E + w (P - E - gamma)`` in eps units                 Safe Latent Diffusion (Schramowski et al.)
+``perp_neg``  ``E + w (P - E - w_n perp(N - E, P - E))``           Perp-Neg (Armandpour et al. 2023)
+==========  =====================================================  ==============================================
+
+``class_removal=True`` is the DNG paper's unconditional setting: the "positive" branch is the unconditional
+model, there is no prompt and no empty branch (``E`` is ``P``), so ``dng`` reads ``P - lambda (N - P)`` and
+``np`` reads ``P - (w - 1) (N - P)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .checks import SettingsError, is_finite_number, raise_problems
+from .dng import DNGConfig
+from .sld import SLDConfig
+from .windows import StepWindow
+
+MODES = ("np", "np3", "dns", "dng", "sld", "perp_neg")
+WINDOWED_MODES = ("np", "np3")
+MAX_CFG_SCALE = 100.0
+
+
+@dataclass(frozen=True)
+class GuidanceSpec:
+    mode: str = "np"
+    cfg_scale: float = 7.0
+    window: StepWindow | None = None  # np / np3: the steps where the negative acts (None: every step)
+    dns_scale: float | None = None  # dns: s; None means cfg_scale - 1, what CFG with swapped prompts realises
+    dng: DNGConfig = field(default_factory=DNGConfig)
+    sld: SLDConfig = field(default_factory=SLDConfig)
+    perp_neg_scale: float = 1.0
+    class_removal: bool = False
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise SettingsError([f"mode must be one of {MODES}, got {self.mode!r}"])
+        raise_problems([
+            (is_finite_number(self.cfg_scale) and 0 <= float(self.cfg_scale) <= MAX_CFG_SCALE,
+             f"CFG scale must be a number in [0, {MAX_CFG_SCALE:g}], got {self.cfg_scale!r}"),
+            (self.dns_scale is None or (is_finite_number(self.dns_scale) and 0 <= float(self.dns_scale) <= 100),
+             f"DNS scale must be a number in [0, 100], got {self.dns_scale!r}"),
+            (is_finite_number(self.perp_neg_scale) and float(self.perp_neg_scale) >= 0,
+             f"Perp-Neg scale must be a number >= 0, got {self.perp_neg_scale!r}"),
+            (self.window is None or self.mode in WINDOWED_MODES,
+             f"a step window applies to the modes {WINDOWED_MODES}, not to {self.mode!r}"),
+            (not self.class_removal or self.mode not in ("dns", "perp_neg"),
+             f"mode {self.mode!r} needs a prompt: it has no meaning for class removal"),
+        ])
+
+    @property
+    def empty_branch(self) -> str:
+        """The branch that plays the empty prompt's part (the unconditional model in class removal)."""
+        return "positive" if self.class_removal else "empty"
+
+    @property
+    def resolved_dns_scale(self) -> float:
+        return float(self.cfg_scale) - 1.0 if self.dns_scale is None else float(self.dns_scale)
