@@ -247,11 +247,13 @@ class GuidanceRun:
                                 frame.denoised(p[NEGATIVE], x, noise), probe_predictions)
 
     def _sld(self, plan: Plan, p: dict) -> torch.Tensor:
-        """SLD's threshold lives in eps units: convert, guide, convert back."""
-        frame, x, noise = self.frame, plan.x, plan.level
-        eps = {b: frame.eps(t, x, noise) for b, t in p.items()}
+        """SLD's threshold lives in eps units: convert, guide, convert back (in float32 at least: eps at a
+        small noise level overflows half precision)."""
+        frame, noise, like = self.frame, plan.level, p[POSITIVE]
+        x = plan.x.to(G._compute_dtype(like))
+        eps = {b: frame.eps(t.to(x.dtype), x, noise) for b, t in p.items()}
         guided = self.sld(eps[EMPTY], eps[POSITIVE], eps[NEGATIVE], self.spec.cfg_scale, step=plan.step)
-        return frame.from_eps(guided, x, noise).to(p[POSITIVE].dtype)
+        return G._finish(frame.from_eps(guided, x, noise), like)
 
     # --- finish and records ---------------------------------------------------------------------------------
     def finish(self, x: torch.Tensor, level=None) -> torch.Tensor | None:

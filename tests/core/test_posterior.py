@@ -167,7 +167,8 @@ def test_sampler_families_by_name_in_every_program(name, stochastic):
 @pytest.mark.parametrize("bad, message", [
     (dict(p_max=1.0), "p_max"), (dict(prior=0.0), "prior"), (dict(temperature=-1.0), "temperature"),
     (dict(lambda0=float("inf")), "lambda0"), (dict(lambda0=-1.0), "lambda0"), (dict(tracker="psychic"), "tracker"),
-    (dict(probe_pairs=0), "probe_pairs"), (dict(variance="huge"), "variance"), (dict(prior=0.5, p_max=0.3), "above p_max"),
+    (dict(probe_pairs=0), "probe_pairs"), (dict(variance="huge"), "variance"),
+    (dict(prior=0.5, p_max=0.3), "above p_max"),
     (dict(temperature=0.0), "temperature"), (dict(offset=5.0), "offset"), (dict(lambda0="abc"), "must be a number"),
 ])
 def test_dng_config_rejects_bad_values(bad, message):
