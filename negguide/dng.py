@@ -13,94 +13,11 @@ the guidance of the step is computed, so lambda for step t comes from the poster
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-from .checks import is_finite_number, raise_problems
-from .posterior import VARIANCES, FlowTracker, PosteriorConfig, TransitionTracker
+from .configs import TRACKERS, DNGConfig, describe_tracker  # noqa: F401  (re-exported: the DNG API in one place)
+from .posterior import FlowTracker, TransitionTracker
 from .samplers import SamplerInfo
-
-TRACKERS = ("auto", "transition", "flow-hutchinson", "flow-moment")
-MAX_LAMBDA0 = 1000.0  # beyond this lambda only saturates the prediction's range
-
-
-@dataclass(frozen=True)
-class DNGConfig:
-    """DNG hyper-parameters. Defaults follow the paper's text-to-image settings (App. D, Table 3: prior 0.01,
-    temperature 0.2-0.3, offset 0.002-0.004) with ``p_max = 0.8`` as in the authors' example run, which bounds
-    lambda at 4 lambda0. ``lambda0 = 0`` is valid: no negative guidance at all (the baseline of a sweep).
-    The posterior's lower clamp is ``min(p_min, prior)`` so that the prior itself is never clamped."""
-
-    lambda0: float = 5.0
-    prior: float = 0.01
-    temperature: float = 0.2
-    offset: float = 0.003
-    p_min: float = 1e-6
-    p_max: float = 0.8
-    tracker: str = "auto"
-    variance: str = "beta"  # transition tracker: "beta" (paper Alg. 2), "beta_tilde" (authors' code), "sampler"
-    probe_pairs: int = 1  # Hutchinson probes of the flow tracker: 2 extra model rows per image each
-    posterior: PosteriorConfig = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        numbers = ("lambda0", "prior", "temperature", "offset", "p_min", "p_max")
-        raise_problems([(is_finite_number(getattr(self, n)), f"{n} must be a number, got {getattr(self, n)!r}")
-                        for n in numbers])
-        raise_problems([
-            (0.0 <= self.lambda0 <= MAX_LAMBDA0, f"lambda0 must be in [0, {MAX_LAMBDA0:g}], got {self.lambda0:g}"),
-            (0.0 < self.prior < 1.0, f"prior must be strictly between 0 and 1, got {self.prior:g}"),
-            (0.0 < self.temperature <= 10.0, f"temperature must be in (0, 10], got {self.temperature:g}"),
-            (-1.0 <= self.offset <= 1.0, f"offset must be in [-1, 1], got {self.offset:g}"),
-            (0.0 < self.p_max < 1.0, f"p_max must be strictly between 0 and 1, got {self.p_max:g}"),
-            (0.0 < self.p_min < 1.0, f"p_min must be strictly between 0 and 1, got {self.p_min:g}"),
-            (not (0.0 < self.prior < 1.0 and 0.0 < self.p_max < 1.0) or self.prior <= self.p_max,
-             f"prior ({self.prior:g}) is above p_max ({self.p_max:g})"),
-            (self.tracker in TRACKERS, f"tracker must be one of {TRACKERS}, got {self.tracker!r}"),
-            (self.variance in VARIANCES, f"transition variance must be one of {VARIANCES}, got {self.variance!r}"),
-            (isinstance(self.probe_pairs, int) and 1 <= self.probe_pairs <= 16,
-             f"probe_pairs must be a whole number from 1 to 16, got {self.probe_pairs!r}"),
-        ])
-        object.__setattr__(self, "posterior", PosteriorConfig(
-            prior=self.prior, temperature=self.temperature, offset=self.offset, p_min=min(self.p_min, self.prior),
-            p_max=self.p_max))
-
-    @property
-    def active(self) -> bool:
-        """False at lambda0 = 0: the negative branch then changes nothing and is not evaluated."""
-        return self.lambda0 > 0
-
-    def resolved_tracker(self, sampler: SamplerInfo) -> str:
-        """``auto``: the transition likelihood where the sampler injects noise, else the flow tracker with
-        Hutchinson probes (the best measured deterministic tracker, see the README's tracking table)."""
-        if self.tracker != "auto":
-            return self.tracker
-        return "transition" if sampler.injects_noise else "flow-hutchinson"
-
-    def extra_rows_per_image(self, sampler: SamplerInfo) -> int:
-        """Model rows per image and step beyond plain CFG's two: the negative branch, plus two per probe pair."""
-        if not self.active:
-            return 0
-        return 1 + (2 * self.probe_pairs if self.resolved_tracker(sampler) == "flow-hutchinson" else 0)
-
-    def max_lambda(self) -> float:
-        return self.lambda0 * self.p_max / (1 - self.p_max)
-
-
-def describe_tracker(config: DNGConfig, sampler: SamplerInfo) -> str:
-    """One line for a UI: which tracker runs and what it costs in model rows per image and step."""
-    if not config.active:
-        return "lambda0 = 0: no negative guidance, no extra rows"
-    name = config.resolved_tracker(sampler)
-    rows = config.extra_rows_per_image(sampler)
-    if name == "transition":
-        return f"transition likelihood (paper Alg. 2): +{rows} row per image (the negative branch)"
-    if name == "flow-moment":
-        return f"probability-flow, moment closure: +{rows} row per image (the negative branch)"
-    pairs = config.probe_pairs
-    return (f"probability-flow, Hutchinson x{pairs}: +{rows} rows per image "
-            f"(negative branch + {pairs} probe pair{'s' if pairs > 1 else ''})")
-
 
 RECORDS = ("per_image", "mean", "none")
 

@@ -52,34 +52,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from .checks import raise_problems
+from .configs import VARIANCES, PosteriorConfig
 
-VARIANCES = ("beta", "beta_tilde", "sampler")
 DIVERGENCES = ("moment", "hutchinson", "exact")
-
-
-@dataclass(frozen=True)
-class PosteriorConfig:
-    prior: float = 0.01
-    temperature: float = 1.0
-    offset: float = 0.0
-    p_min: float = 1e-6
-    p_max: float = 0.99
-
-    def __post_init__(self):
-        raise_problems([
-            (0.0 < self.p_min < 1.0, f"p_min must be in (0, 1), got {self.p_min}"),
-            (0.0 < self.p_max < 1.0, f"p_max must be in (0, 1) (p/(1-p) is infinite at 1), got {self.p_max}"),
-            (self.p_min <= self.p_max, f"p_min ({self.p_min}) must not exceed p_max ({self.p_max})"),
-            (0.0 < self.prior < 1.0, f"prior must be in (0, 1), got {self.prior}"),
-            (math.isfinite(self.temperature) and self.temperature >= 0,
-             f"temperature must be a finite number >= 0, got {self.temperature}"),
-            (math.isfinite(self.offset), f"offset must be finite, got {self.offset}"),
-        ])
 
 
 def _flat64(t: torch.Tensor) -> torch.Tensor:

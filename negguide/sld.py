@@ -13,30 +13,10 @@ decay, s_m its weight.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .checks import is_finite_number, raise_problems
+from .configs import SLDConfig
 from .guidance import _finish, _lift, _scale
-
-
-@dataclass(frozen=True)
-class SLDConfig:
-    threshold: float = 0.04
-    s_s: float = 100.0
-    beta_m: float = 0.2
-    s_m: float = 0.1
-    warmup_steps: int = 0
-
-    def __post_init__(self):
-        raise_problems([
-            (all(is_finite_number(v) for v in (self.threshold, self.s_s, self.beta_m, self.s_m)),
-             "SLD threshold, s_s, beta_m and s_m must be finite numbers"),
-            (0.0 <= self.beta_m < 1.0, f"SLD momentum decay beta_m must be in [0, 1), got {self.beta_m}"),
-            (self.s_s >= 0 and self.s_m >= 0, f"SLD scales s_s and s_m must be >= 0, got {self.s_s}, {self.s_m}"),
-            (self.warmup_steps >= 0, f"SLD warmup_steps must be >= 0, got {self.warmup_steps}"),
-        ])
 
 
 def sld_correction(uncond: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, momentum: torch.Tensor | None,

@@ -25,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .checks import SettingsError, is_finite_number, raise_problems
-from .dng import DNGConfig
-from .sld import SLDConfig
+from .configs import DNGConfig, SLDConfig
 from .windows import StepWindow
 
 MODES = ("np", "np3", "dns", "dng", "sld", "perp_neg")

@@ -12,14 +12,13 @@ import math
 
 import torch
 
+from ..configs import DNGConfig, PosteriorConfig, SLDConfig
 from ..denoiser import GuidedDenoiser
-from ..dng import DNGConfig
 from ..frames import Frame
-from ..posterior import FlowTracker, PosteriorConfig, TransitionTracker
+from ..posterior import FlowTracker, TransitionTracker
 from ..run import GuidanceRun
 from ..samplers import SamplerInfo
 from ..schedules import DiscreteSchedule, karras_sigmas
-from ..sld import SLDConfig
 from ..spec import GuidanceSpec
 from .mixture import GaussianMixture
 from .samplers import SAMPLERS, STOCHASTIC

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..posterior import PosteriorConfig
+from ..configs import PosteriorConfig
 from . import experiments as E
 from .mixture import latent_like, three_modes_1d, three_modes_2d
 

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from negguide import guidance as G
+from negguide.configs import SLDConfig
 from negguide.predictions import denoised_from_eps, eps_from_denoised, eps_from_x0_vp, x0_from_eps_vp
-from negguide.sld import SafeLatentDiffusion, SLDConfig, sld_correction
+from negguide.sld import SafeLatentDiffusion, sld_correction
 
 
 def preds(n=3, shape=(2, 4, 8, 8), seed=0, dtype=torch.float64):

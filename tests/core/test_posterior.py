@@ -7,8 +7,9 @@ import torch
 
 from negguide import guidance as G
 from negguide.checks import SettingsError
+from negguide.configs import PosteriorConfig
 from negguide.dng import DNGConfig, DynamicNegativeGuidance, describe_tracker
-from negguide.posterior import FlowTracker, PosteriorConfig, TransitionTracker
+from negguide.posterior import FlowTracker, TransitionTracker
 from negguide.predictions import eps_from_denoised, ve_from_vp, x0_from_eps_vp
 from negguide.samplers import SamplerInfo, is_stochastic_name
 from negguide.schedules import DiscreteSchedule
@@ -150,6 +151,8 @@ def test_an_ancestral_sampler_at_eta_zero_is_deterministic():
     assert DNGConfig().resolved_tracker(SamplerInfo.from_name("Euler a", eta=0.0)) == "flow-hutchinson"
     assert DNGConfig().resolved_tracker(SamplerInfo.from_name("Euler a")) == "transition"
     assert DNGConfig().resolved_tracker(SamplerInfo.from_name("euler_ancestral", eta=0.5)) == "transition"
+    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("DDIM")) == "flow-hutchinson"  # eta 0 by default
+    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("DDIMScheduler", eta=1.0)) == "transition"
 
 
 @pytest.mark.parametrize("name, stochastic", [

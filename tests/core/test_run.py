@@ -8,13 +8,13 @@ import torch
 from negguide import guidance as G
 from negguide.checks import SettingsError
 from negguide.clock import EvaluationClock, ScheduleClock
+from negguide.configs import DNGConfig, SLDConfig
 from negguide.denoiser import GuidedDenoiser
-from negguide.dng import DNGConfig
 from negguide.frames import Frame
 from negguide.run import GuidanceRun, Rows
 from negguide.samplers import SamplerInfo
 from negguide.schedules import DiscreteSchedule
-from negguide.sld import SafeLatentDiffusion, SLDConfig
+from negguide.sld import SafeLatentDiffusion
 from negguide.spec import GuidanceSpec
 from negguide.toy import experiments as E
 from negguide.toy.mixture import latent_like, three_modes_2d

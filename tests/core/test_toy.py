@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from negguide.posterior import PosteriorConfig
+from negguide.configs import PosteriorConfig
 from negguide.toy import experiments as E
 from negguide.toy.__main__ import main
 from negguide.toy.mixture import three_modes_1d, three_modes_2d

@@ -1,0 +1,138 @@
+"""The settings of the core's guidance methods: plain dataclasses, validated on construction, no torch.
+
+Front-ends build these from their own inputs and show :class:`negguide.checks.SettingsError` problems to the
+user (the WebUI panel validates with them while the user types, in a process without torch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .checks import is_finite_number, raise_problems
+from .samplers import SamplerInfo
+
+VARIANCES = ("beta", "beta_tilde", "sampler")
+
+
+@dataclass(frozen=True)
+class PosteriorConfig:
+    """What every DNG posterior tracker shares (see :mod:`negguide.posterior`)."""
+
+    prior: float = 0.01
+    temperature: float = 1.0
+    offset: float = 0.0
+    p_min: float = 1e-6
+    p_max: float = 0.99
+
+    def __post_init__(self):
+        raise_problems([
+            (0.0 < self.p_min < 1.0, f"p_min must be in (0, 1), got {self.p_min}"),
+            (0.0 < self.p_max < 1.0, f"p_max must be in (0, 1) (p/(1-p) is infinite at 1), got {self.p_max}"),
+            (self.p_min <= self.p_max, f"p_min ({self.p_min}) must not exceed p_max ({self.p_max})"),
+            (0.0 < self.prior < 1.0, f"prior must be in (0, 1), got {self.prior}"),
+            (math.isfinite(self.temperature) and self.temperature >= 0,
+             f"temperature must be a finite number >= 0, got {self.temperature}"),
+            (math.isfinite(self.offset), f"offset must be finite, got {self.offset}"),
+        ])
+
+
+@dataclass(frozen=True)
+class SLDConfig:
+    """Safe Latent Diffusion (see :mod:`negguide.sld`); defaults are the DNG paper's (App. D.2)."""
+
+    threshold: float = 0.04
+    s_s: float = 100.0
+    beta_m: float = 0.2
+    s_m: float = 0.1
+    warmup_steps: int = 0
+
+    def __post_init__(self):
+        raise_problems([
+            (all(is_finite_number(v) for v in (self.threshold, self.s_s, self.beta_m, self.s_m)),
+             "SLD threshold, s_s, beta_m and s_m must be finite numbers"),
+            (0.0 <= self.beta_m < 1.0, f"SLD momentum decay beta_m must be in [0, 1), got {self.beta_m}"),
+            (self.s_s >= 0 and self.s_m >= 0, f"SLD scales s_s and s_m must be >= 0, got {self.s_s}, {self.s_m}"),
+            (self.warmup_steps >= 0, f"SLD warmup_steps must be >= 0, got {self.warmup_steps}"),
+        ])
+
+
+TRACKERS = ("auto", "transition", "flow-hutchinson", "flow-moment")
+MAX_LAMBDA0 = 1000.0  # beyond this lambda only saturates the prediction's range
+
+
+@dataclass(frozen=True)
+class DNGConfig:
+    """DNG hyper-parameters. Defaults follow the paper's text-to-image settings (App. D, Table 3: prior 0.01,
+    temperature 0.2-0.3, offset 0.002-0.004) with ``p_max = 0.8`` as in the authors' example run, which bounds
+    lambda at 4 lambda0. ``lambda0 = 0`` is valid: no negative guidance at all (the baseline of a sweep).
+    The posterior's lower clamp is ``min(p_min, prior)`` so that the prior itself is never clamped."""
+
+    lambda0: float = 5.0
+    prior: float = 0.01
+    temperature: float = 0.2
+    offset: float = 0.003
+    p_min: float = 1e-6
+    p_max: float = 0.8
+    tracker: str = "auto"
+    variance: str = "beta"  # transition tracker: "beta" (paper Alg. 2), "beta_tilde" (authors' code), "sampler"
+    probe_pairs: int = 1  # Hutchinson probes of the flow tracker: 2 extra model rows per image each
+    posterior: PosteriorConfig = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        numbers = ("lambda0", "prior", "temperature", "offset", "p_min", "p_max")
+        raise_problems([(is_finite_number(getattr(self, n)), f"{n} must be a number, got {getattr(self, n)!r}")
+                        for n in numbers])
+        raise_problems([
+            (0.0 <= self.lambda0 <= MAX_LAMBDA0, f"lambda0 must be in [0, {MAX_LAMBDA0:g}], got {self.lambda0:g}"),
+            (0.0 < self.prior < 1.0, f"prior must be strictly between 0 and 1, got {self.prior:g}"),
+            (0.0 < self.temperature <= 10.0, f"temperature must be in (0, 10], got {self.temperature:g}"),
+            (-1.0 <= self.offset <= 1.0, f"offset must be in [-1, 1], got {self.offset:g}"),
+            (0.0 < self.p_max < 1.0, f"p_max must be strictly between 0 and 1, got {self.p_max:g}"),
+            (0.0 < self.p_min < 1.0, f"p_min must be strictly between 0 and 1, got {self.p_min:g}"),
+            (not (0.0 < self.prior < 1.0 and 0.0 < self.p_max < 1.0) or self.prior <= self.p_max,
+             f"prior ({self.prior:g}) is above p_max ({self.p_max:g})"),
+            (self.tracker in TRACKERS, f"tracker must be one of {TRACKERS}, got {self.tracker!r}"),
+            (self.variance in VARIANCES, f"transition variance must be one of {VARIANCES}, got {self.variance!r}"),
+            (isinstance(self.probe_pairs, int) and 1 <= self.probe_pairs <= 16,
+             f"probe_pairs must be a whole number from 1 to 16, got {self.probe_pairs!r}"),
+        ])
+        object.__setattr__(self, "posterior", PosteriorConfig(
+            prior=self.prior, temperature=self.temperature, offset=self.offset, p_min=min(self.p_min, self.prior),
+            p_max=self.p_max))
+
+    @property
+    def active(self) -> bool:
+        """False at lambda0 = 0: the negative branch then changes nothing and is not evaluated."""
+        return self.lambda0 > 0
+
+    def resolved_tracker(self, sampler: SamplerInfo) -> str:
+        """``auto``: the transition likelihood where the sampler injects noise, else the flow tracker with
+        Hutchinson probes (the best measured deterministic tracker, see the README's tracking table)."""
+        if self.tracker != "auto":
+            return self.tracker
+        return "transition" if sampler.injects_noise else "flow-hutchinson"
+
+    def extra_rows_per_image(self, sampler: SamplerInfo) -> int:
+        """Model rows per image and step beyond plain CFG's two: the negative branch, plus two per probe pair."""
+        if not self.active:
+            return 0
+        return 1 + (2 * self.probe_pairs if self.resolved_tracker(sampler) == "flow-hutchinson" else 0)
+
+    def max_lambda(self) -> float:
+        return self.lambda0 * self.p_max / (1 - self.p_max)
+
+
+def describe_tracker(config: DNGConfig, sampler: SamplerInfo) -> str:
+    """One line for a UI: which tracker runs and what it costs in model rows per image and step."""
+    if not config.active:
+        return "lambda0 = 0: no negative guidance, no extra rows"
+    name = config.resolved_tracker(sampler)
+    rows = config.extra_rows_per_image(sampler)
+    if name == "transition":
+        return f"transition likelihood (paper Alg. 2): +{rows} row per image (the negative branch)"
+    if name == "flow-moment":
+        return f"probability-flow, moment closure: +{rows} row per image (the negative branch)"
+    pairs = config.probe_pairs
+    return (f"probability-flow, Hutchinson x{pairs}: +{rows} rows per image "
+            f"(negative branch + {pairs} probe pair{'s' if pairs > 1 else ''})")
