@@ -24,10 +24,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "webui"))  # the WebUI stand-ins
+
+from harness import a1111 as H  # noqa: E402
+from harness.tinysd import TinySD  # noqa: E402
 
 from negguide_webui.extension import Backend, NegGuideAlwaysOn  # noqa: E402
-from negguide_webui.harness import a1111 as H  # noqa: E402
-from negguide_webui.harness.tinysd import TinySD  # noqa: E402
 from negguide_webui.settings import ARG_NAMES, MODE_DNG, MODE_DNS, MODE_OFF, MODE_WINDOWED, NegGuideSettings  # noqa: E402
 
 MODES = [

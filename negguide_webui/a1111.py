@@ -1,14 +1,12 @@
 """AUTOMATIC1111 (1.8-1.10) wiring through the CFG callbacks of ``modules/script_callbacks.py``.
 
-* windowed negative: outside the window the uncond rows get the empty prompt (``text_uncond``), per image,
-  same row count;
-* DNS: ``text_cond`` <- empty prompt, ``text_uncond`` <- the positive prompt (2-term CFG with the prompts
-  swapped is Desai Eq. 19 with s = CFG scale - 1);
-* DNG: the B negative-prompt rows are appended to the *cond* part of the batch in ``on_cfg_denoiser`` (the
-  WebUI reads cond rows by index and the uncond rows from the end, so rows added between them are carried
-  through the one batched UNet call untouched), the uncond rows get the empty prompt; ``on_cfg_denoised``
-  reads the positive, negative and empty predictions, steps the posteriors; ``on_cfg_after_cfg`` adds
-  ``-lambda (neg - pos)`` per image.
+What A1111 forces: the only place to act is its CFG denoiser's callbacks, which see one batched UNet call.
+``on_cfg_denoiser`` puts the plan's branches into the cond / uncond slots (row counts unchanged) and appends
+the plan's extra rows (DNG's negative branch, Hutchinson probe rows) to the *cond* part of the batch: the
+WebUI reads cond rows by index and the uncond rows from the end, so rows added between them travel through
+the one UNet call untouched. ``on_cfg_denoised`` hands the predictions to the core, ``on_cfg_after_cfg``
+adds the core's correction to the WebUI's own CFG result. Row layout of the call:
+``[cond rows (nc)] [extra group 1 (B)] ... [extra group G (B)] [uncond rows (B)]``.
 
 The callbacks are registered per job (``process``) and removed in ``postprocess``; a callback that finds a
 denoiser of another job removes itself, so nothing leaks if a job dies before ``postprocess``.
@@ -18,20 +16,14 @@ from __future__ import annotations
 
 import torch
 
+from negguide.clock import EvaluationClock
+from negguide.frames import Frame
+from negguide.run import GuidanceRun, Rows
+
 from . import conds as C
-from .engine import (
-    DNGRun,
-    Job,
-    dng_correction,
-    empty_rows_like,
-    is_ancestral,
-    match_tokens,
-    sigma_frame,
-    step_of_eval,
-    swap_prompts_for_step,
-    to_backend_state,
-    to_denoised,
-)
+from .job import Job, PendingEvaluation
+from .pass_info import sampler_info, schedule_steps
+from .slots import Conditionings
 
 
 def _first_cond_rows(denoiser, batch: int, n_cond: int) -> list[int] | None:
@@ -39,39 +31,37 @@ def _first_cond_rows(denoiser, batch: int, n_cond: int) -> list[int] | None:
     if n_cond == batch:
         return list(range(batch))
     try:
-        c = denoiser.sampler.sampler_extra_args["cond"]
-        repeats = [len(b) for b in c.batch]
-    except Exception:
+        repeats = [len(b) for b in denoiser.sampler.sampler_extra_args["cond"].batch]
+    except (AttributeError, KeyError, TypeError):
         return None
     if len(repeats) != batch or sum(repeats) != n_cond:
         return None
-    out, pos = [], 0
-    for r in repeats:
-        out.append(pos)
-        pos += r
-    return out
+    return [sum(repeats[:i]) for i in range(batch)]
 
 
 class A1111Adapter:
-    def __init__(self, job: Job, p, callbacks):
-        self.job, self.p, self.callbacks = job, p, callbacks
+    def __init__(self, job: Job, p, backend):
+        self.job, self.p, self.backend = job, p, backend
+        self.callbacks = backend.callbacks
         self.registered = False
 
-    # --- registration -------------------------------------------------------------------------------------
+    # --- the adapter protocol ----------------------------------------------------------------------------
     def register(self):
-        if self.registered:
-            return
-        self.callbacks.on_cfg_denoiser(self.on_cfg_denoiser)
-        if self.job.settings.mode_key == "dng":
+        if not self.registered:
+            self.callbacks.on_cfg_denoiser(self.on_cfg_denoiser)
             self.callbacks.on_cfg_denoised(self.on_cfg_denoised)
             self.callbacks.on_cfg_after_cfg(self.on_cfg_after_cfg)
-        self.registered = True
+            self.registered = True
 
     def remove(self):
         for fn in (self.on_cfg_denoiser, self.on_cfg_denoised, self.on_cfg_after_cfg):
             self.callbacks.remove_callbacks_for_function(fn)
         self.registered = False
 
+    def before_sampling(self, p):
+        """Nothing to install: A1111's callbacks are registered for the whole job."""
+
+    # --- helpers ------------------------------------------------------------------------------------------
     def _foreign(self, denoiser) -> bool:
         owner = getattr(denoiser, "p", None)
         if owner is not None and owner is not self.p:
@@ -79,23 +69,21 @@ class A1111Adapter:
             return True
         return False
 
-    # --- helpers ------------------------------------------------------------------------------------------
-    def _is_hr(self) -> bool:
-        return bool(getattr(self.p, "is_hr_pass", False))
-
-    def _schedule_steps(self, is_hr: bool):
-        p = self.p
-        if is_hr or getattr(p, "init_latent", None) is None:
-            return None
-        return int(getattr(p, "steps", 0) or 0) or None
-
-    def _sampler_name(self, is_hr: bool) -> str:
-        p = self.p
-        return (getattr(p, "hr_sampler_name", None) if is_hr else None) or getattr(p, "sampler_name", "") or ""
-
     @staticmethod
-    def param_kind(denoiser) -> str:
-        return "timestep" if hasattr(denoiser, "alphas") or "Timesteps" in type(denoiser).__name__ else "sigma"
+    def frame(denoiser, p) -> Frame:
+        """k-diffusion denoisers hand x0 at sigma; the timestep ones (DDIM/PLMS/UniPC) eps at a timestep."""
+        if not (hasattr(denoiser, "alphas") or "Timesteps" in type(denoiser).__name__):
+            return Frame.k_diffusion()
+        alphas = getattr(denoiser, "alphas", None)
+        return Frame.discrete_vp(alphas if alphas is not None else p.sd_model.alphas_cumprod)
+
+    def _new_run(self, denoiser, batch: int, is_hr: bool) -> GuidanceRun:
+        p = self.p
+        steps = int(getattr(denoiser, "steps", None) or getattr(p, "steps", 1))
+        clock = EvaluationClock(steps, getattr(denoiser, "total_steps", None))
+        return GuidanceRun(self.job.settings.spec(float(p.cfg_scale), is_hr), batch, self.frame(denoiser, p),
+                           sampler_info(p, self.backend, is_hr), clock=clock,
+                           schedule_steps=schedule_steps(p, is_hr))
 
     # --- callbacks ----------------------------------------------------------------------------------------
     def on_cfg_denoiser(self, params):
@@ -103,125 +91,75 @@ class A1111Adapter:
         if d is None or self._foreign(d):
             return
         job = self.job
-        is_hr = self._is_hr()
-        run = job.run_for(d, is_hr, self._schedule_steps(is_hr))
-        step, first = step_of_eval(run.last_call, run.steps, run.total_steps)
-        swap_prompts_for_step(job, run, params, step, is_hr)
-        if job.settings.mode_key == "dng":
-            self._inject(params, run, step, first, is_hr)
-
-    def _inject(self, params, run, step: int, first: bool, is_hr: bool):
-        """Append the negative-prompt rows (and, for the Hutchinson tracker, the probe rows of both branches)
-        to the cond part of the batch; the uncond rows get the empty prompt. Row layout of the one UNet call:
-        ``[cond rows (nc)] [neg (B)] [pos at probes (K*B)] [neg at probes (K*B)] [empty (B)]``."""
-        job = self.job
-        run.pending = None
+        is_hr = bool(getattr(self.p, "is_hr_pass", False))
         tc, tu = params.text_cond, params.text_uncond
         b, nc = C.rows(tu), C.rows(tc)
-        x_in = params.x
-        if x_in.shape[0] != nc + b:
-            job.warn(
-                f"DNG skipped: the batch has {x_in.shape[0]} rows, expected {nc} cond + {b} uncond "
-                "(another extension changed it)"
-            )
+        sp = job.pass_for(d, is_hr, lambda: self._new_run(d, b, is_hr))
+        sp.pending = None
+        if params.x.shape[0] != nc + b:
+            job.warn(f"negguide skipped a step: the batch has {params.x.shape[0]} rows, expected {nc} cond + {b} "
+                     "uncond (another extension changed it)")
             return
-        first_rows = _first_cond_rows(params.denoiser, b, nc)
-        if first_rows is None:
-            job.warn("DNG skipped: cannot tell which cond row belongs to which image")
+        plan = sp.run.plan(params.x[nc:], params.sigma[nc:], evaluation=sp.last_call)
+        first_rows = _first_cond_rows(d, b, nc)
+        if first_rows is None and (plan.extra or plan.needs_correction):
+            job.warn("negguide skipped a step: cannot tell which cond row belongs to which image")
             return
-        kind = self.param_kind(params.denoiser)
-        alphas = getattr(params.denoiser, "alphas", None)
-        if kind == "timestep" and alphas is None:
-            alphas = getattr(self.p.sd_model, "alphas_cumprod", None)
-        x_img, s_img, ic_img = x_in[nc:], params.sigma[nc:], params.image_cond[nc:]
-        if run.dng is None:
-            p = self.p
-            eta = float(getattr(p, "eta", None) or 1.0)
-            run.dng = DNGRun(job.settings, b, is_ancestral(self._sampler_name(is_hr)), eta, x_img.device)
-            run.record.tracker = run.dng.name
-        empty_u = empty_rows_like(job, is_hr, tu, b, run)  # first: it may refuse (model switched mid-run)
-        tc2, neg2 = match_tokens(tc, tu, job.empty(is_hr), run)
-        x_ve, s_ve, ab = sigma_frame(kind, x_img, s_img, alphas)
-        k = run.dng.probes if run.dng.wants_update(step, first) else 0
-        xs, sig, ics, cs = (
-            [x_in[:nc], x_img],
-            [params.sigma[:nc], s_img],
-            [params.image_cond[:nc], ic_img],
-            [tc2, neg2],
-        )
-        v = pts = None
-        if k:
-            v, pts_ve = run.dng.ctl.probe_points(x_ve, s_ve)  # [K, B, ...] in the VE frame
-            pts = to_backend_state(pts_ve.reshape(k * b, *x_img.shape[1:]), None if ab is None else ab.repeat(k))
-            pos_rows = C.select(tc2, first_rows)
-            xs += [pts, pts]
-            sig += [s_img.repeat(k), s_img.repeat(k)]
-            ics += [ic_img.repeat(k, *([1] * (ic_img.ndim - 1)))] * 2
-            cs += [C.cat([pos_rows] * k), C.cat([neg2] * k)]
-        params.text_cond = C.cat(cs)
-        params.x = torch.cat(xs + [x_in[nc:]])
-        params.sigma = torch.cat(sig + [params.sigma[nc:]])
-        params.image_cond = torch.cat(ics + [params.image_cond[nc:]])
-        params.text_uncond = empty_u
-        run.pending = {
-            "nc": nc,
-            "b": b,
-            "k": k,
-            "first": first_rows,
-            "x": x_img,
-            "x_ve": x_ve,
-            "s_ve": s_ve,
-            "ab": ab,
-            "v": v,
-            "pts": pts,
-            "step": step,
-            "first_eval": first,
-            "nmask": getattr(params.denoiser, "nmask", None),
-        }
+        conds = Conditionings(job, sp, tc, tu, is_hr)
+        try:
+            uncond = conds.uncond_slot(plan.uncond_branch)
+            cond_part = conds.cond_part(plan.cond_branch, [r.branch for r in plan.extra], first_rows)
+        except (ValueError, TypeError) as e:
+            job.warn(f"negguide skipped a step: {e}")
+            return
+        params.text_uncond = uncond
+        params.text_cond = C.cat(cond_part)
+        if plan.extra:
+            self._append_extra_rows(params, plan, nc)
+        sp.pending = PendingEvaluation(plan, first_rows, nc, mask=getattr(d, "nmask", None))
+
+    @staticmethod
+    def _append_extra_rows(params, plan, nc: int):
+        x, sigma, ic = params.x, params.sigma, params.image_cond
+        img = slice(nc, None)
+        xs, sigmas, ics = [x[:nc]], [sigma[:nc]], [ic[:nc]]
+        for rows in plan.extra:
+            xs.append(plan.inputs(rows))
+            sigmas.append(sigma[img])
+            ics.append(ic[img])
+        params.x = torch.cat(xs + [x[img]])
+        params.sigma = torch.cat(sigmas + [sigma[img]])
+        params.image_cond = torch.cat(ics + [ic[img]])
 
     def on_cfg_denoised(self, params):
-        run = self.job.current
-        pend = run.pending if run is not None else None
-        if not pend or "lam" in pend:
+        sp = self.job.current
+        pend = sp.pending if sp is not None else None
+        if pend is None or not pend.plan.needs_correction:
             return
+        plan, nc, b = pend.plan, pend.cond_rows, pend.plan.x.shape[0]
         x_out = params.x
-        nc, b, k = pend["nc"], pend["b"], pend["k"]
-        if x_out.shape[0] != nc + 2 * b + 2 * k * b:
-            self.job.warn(f"DNG skipped: the UNet output has {x_out.shape[0]} rows, expected {nc + 2 * b + 2 * k * b}")
-            run.pending = None
+        expected = nc + (len(plan.extra) + 1) * b
+        if x_out.shape[0] != expected:
+            self.job.warn(f"negguide skipped a step: the UNet output has {x_out.shape[0]} rows, expected {expected}")
+            sp.pending = None
             return
-        pos = x_out[pend["first"]].clone()
-        neg = x_out[nc : nc + b].clone()
-        ab = pend["ab"]
-        probes = None
-        if k:
-            o = nc + b
-            abk = None if ab is None else ab.repeat(k)
-            ref_at = to_denoised(x_out[o : o + k * b], pend["pts"], abk).reshape(k, *pos.shape)
-            neg_at = to_denoised(x_out[o + k * b : o + 2 * k * b], pend["pts"], abk).reshape(k, *pos.shape)
-            probes = (pend["v"], ref_at, neg_at)
-        x = pend["x"]
-        lam = run.dng.lam_at(
-            pend["step"],
-            pend["first_eval"],
-            pend["x_ve"],
-            pend["s_ve"],
-            to_denoised(pos, x, ab),
-            to_denoised(neg, x, ab),
-            probes,
-        )
-        pend.update(pos=pos, neg=neg, lam=lam)
+        predictions = {Rows(plan.cond_branch): x_out[pend.first_cond_rows], Rows(plan.uncond_branch): x_out[-b:]}
+        for i, rows in enumerate(plan.extra):
+            predictions[rows] = x_out[nc + i * b: nc + (i + 1) * b]
+        pend.correction = sp.run.correction(plan, predictions)
 
     def on_cfg_after_cfg(self, params):
-        run = self.job.current
-        pend = run.pending if run is not None else None
-        if not pend or "lam" not in pend:
+        sp = self.job.current
+        pend = sp.pending if sp is not None else None
+        if pend is None or pend.correction is None:
             return
-        run.pending = None
+        sp.pending = None
         out = params.x
-        if out.shape[0] != pend["b"]:
-            self.job.warn(f"DNG skipped: combined prediction has {out.shape[0]} rows, expected {pend['b']}")
+        if out.shape[0] != pend.correction.shape[0]:
+            self.job.warn(f"negguide skipped a step: the combined prediction has {out.shape[0]} rows")
             return
-        params.x = dng_correction(
-            out, pend["pos"].to(out), pend["neg"].to(out), pend["lam"].to(out.device), pend["nmask"]
-        )
+        term = pend.correction.to(out)
+        if pend.mask is not None:
+            term = term * pend.mask
+        params.x = out + term
+

@@ -60,14 +60,6 @@ def marker_of(c) -> float:
     return 0.0
 
 
-def strip_marker(c):
-    """``(body, marker)``: ``c`` without its marker token and the marker's value (0 if none)."""
-    m = marker_of(c)
-    if m == 0.0:
-        return c, 0.0
-    return _map(c, lambda t: t[:, 1:]), m
-
-
 def strip_known(c, m: float):
     """``c`` without its first token when its marker ``m`` is already known (0: unmarked)."""
     return c if m == 0.0 else _map(c, lambda t: t[:, 1:])
@@ -77,11 +69,6 @@ def with_marker(c, m: float):
     if m == 0.0:
         return c
     return _map(c, lambda t: torch.cat([torch.full_like(t[:, :1], m), t], dim=1))
-
-
-def like_slot(body, slot):
-    """``body`` (unmarked) given the marker that conditioning ``slot`` carries, if any."""
-    return with_marker(body, marker_of(slot))
 
 
 def repeat_rows(c, n: int):

@@ -1,20 +1,22 @@
 """The always-on script's behaviour, independent of the WebUI's import paths.
 
 ``scripts/negguide.py`` subclasses :class:`NegGuideAlwaysOn` together with the WebUI's ``scripts.Script``;
-the harnesses use it with their own :class:`Backend`. Backend detection is by what the model carries:
+the tests' harnesses use it with their own :class:`Backend`. Backend detection is by what the model carries:
 Forge's models have ``forge_objects`` (never assumed from the import path).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from negguide.dng import describe_tracker
+from typing import Protocol
 
 from .a1111 import A1111Adapter
-from .engine import Job, dng_config, is_ancestral
 from .forge import ForgeAdapter
-from .settings import MODE_DNG, NegGuideSettings, infotext_params, validate
+from .job import Job
+from .pass_info import sampler_info
+from .settings import MODE_OFF, NegGuideSettings, infotext_params, validate
+from .status import refuse
 
 OVERRIDE_ATTR = "negguide_overrides"  # XYZ-grid axes put {field: value} here
 
@@ -23,8 +25,19 @@ OVERRIDE_ATTR = "negguide_overrides"  # XYZ-grid axes put {field: value} here
 class Backend:
     callbacks: object  # on_cfg_denoiser / on_cfg_denoised / on_cfg_after_cfg / remove_callbacks_for_function
     state: object  # .interrupted
-    encode_empty: object  # (p, is_hr) -> one-row empty-prompt conditioning
-    forge_api: object = None  # dict for the Forge adapter, None: import from Forge
+    encode_empty: Callable  # (p, is_hr) -> one-row empty-prompt conditioning
+    forge_api: dict | None = None  # the Forge adapter's API; None: import it from Forge
+    default_eta: Callable[[str], float | None] | None = None  # the WebUI's eta option for a sampler name
+
+
+class Adapter(Protocol):
+    """What the extension needs from a WebUI's wiring."""
+
+    def register(self) -> None: ...
+
+    def remove(self) -> None: ...
+
+    def before_sampling(self, p) -> None: ...
 
 
 def real_backend() -> Backend:
@@ -38,7 +51,12 @@ def real_backend() -> Backend:
         c = prompt_parser.SdConditioning([""], is_negative_prompt=True, width=w, height=h)
         return p.sd_model.get_learned_conditioning(c)
 
-    return Backend(script_callbacks, shared.state, encode_empty)
+    def default_eta(name: str):
+        opts = shared.opts
+        option = "eta_ddim" if "ddim" in name.lower() else "eta_ancestral"
+        return getattr(opts, option, None)
+
+    return Backend(script_callbacks, shared.state, encode_empty, default_eta=default_eta)
 
 
 def is_forge(p) -> bool:
@@ -65,51 +83,31 @@ class NegGuideAlwaysOn:
         adapter = getattr(self, "_ng_adapter", None)
         if adapter is not None:
             adapter.remove()
-        self._ng_adapter = None
-        self._ng_job = None
+        self._ng_adapter: Adapter | None = None
+        self._ng_job: Job | None = None
 
     # ``process``: validate, write infotext, register the callbacks for this job
     def process(self, p, *args):
         self._reset()
         s = settings_for(p, args)
-        if not s.enabled and s.mode in ("Off", "off"):
+        if s.mode == MODE_OFF:
             return
         backend = self.backend_factory()
-        hr_steps = getattr(p, "hr_second_pass_steps", 0) or getattr(p, "steps", None)
-        errors = validate(
-            s,
-            steps=getattr(p, "steps", None),
-            hr_steps=hr_steps,
-            prompt=_first(getattr(p, "prompt", "")),
-            negative_prompt=_first(getattr(p, "negative_prompt", "")),
-            enable_hr=bool(getattr(p, "enable_hr", False)),
-        )
+        errors = validate(s, prompt=_first(getattr(p, "prompt", "")),
+                          negative_prompt=_first(getattr(p, "negative_prompt", "")))
         if errors:
-            self.abort(p, backend, errors)
+            refuse(p, backend.state, errors)
             return
         if not s.enabled:
             return
         p.extra_generation_params.update(infotext_params(s))
-        if s.mode == MODE_DNG:
-            stochastic = is_ancestral(getattr(p, "sampler_name", ""))
-            p.extra_generation_params["NegGuide tracker"] = dng_config(s).resolved_tracker(stochastic)
+        if s.mode_key == "dng":
+            p.extra_generation_params["NegGuide tracker"] = s.dng_config().resolved_tracker(
+                sampler_info(p, backend, is_hr=False))
         job = Job(s, lambda is_hr: backend.encode_empty(p, is_hr), p)
-        cls = ForgeAdapter if is_forge(p) else A1111Adapter
-        adapter = (
-            cls(job, p, backend.callbacks) if cls is A1111Adapter else cls(job, p, backend.callbacks, backend.forge_api)
-        )
+        adapter = (ForgeAdapter if is_forge(p) else A1111Adapter)(job, p, backend)
         adapter.register()
         self._ng_job, self._ng_adapter = job, adapter
-
-    def abort(self, p, backend, errors: list[str]):
-        """Invalid settings: no generation, and the reason where the user looks (info text / console)."""
-        msg = "\n".join(errors)
-        print(f"[negguide] generation stopped:\n{msg}")
-        if hasattr(p, "comment"):
-            for e in errors:
-                p.comment(e)
-        p.negguide_errors = list(errors)
-        backend.state.interrupted = True
 
     def process_batch(self, p, *args, batch_number=0, **kwargs):
         if getattr(self, "_ng_job", None) is not None:
@@ -119,10 +117,8 @@ class NegGuideAlwaysOn:
         job = getattr(self, "_ng_job", None)
         if job is None:
             return
-        is_hr = bool(getattr(p, "is_hr_pass", False))
-        job.empty(is_hr)  # encode before sampling starts (Forge unloads the text encoder while sampling)
-        if isinstance(self._ng_adapter, ForgeAdapter):
-            self._ng_adapter.install(p)
+        job.empty(bool(getattr(p, "is_hr_pass", False)))  # encode now: Forge unloads the text encoder to sample
+        self._ng_adapter.before_sampling(p)
 
     def postprocess(self, p, processed, *args):
         job = getattr(self, "_ng_job", None)
@@ -130,11 +126,10 @@ class NegGuideAlwaysOn:
             self._ng_adapter.remove()
         if job is None:
             return
-        s = job.settings
-        if s.plot and s.mode_key == "dng":
-            from .plot import plot_records
+        if job.settings.plot and job.settings.mode_key == "dng":
+            from .plot import plot_passes
 
-            img = plot_records(job.records())
+            img = plot_passes(job.passes)
             if img is not None:
                 processed.images.append(img)
                 infos = getattr(processed, "infotexts", None)
@@ -143,7 +138,3 @@ class NegGuideAlwaysOn:
         self.last_job = job
         self._ng_adapter = None
         self._ng_job = None
-
-    @staticmethod
-    def tracker_note(s: NegGuideSettings, sampler_name: str) -> str:
-        return describe_tracker(dng_config(s), is_ancestral(sampler_name))

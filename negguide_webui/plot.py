@@ -37,33 +37,33 @@ def _panel(draw, box, series, title, y_max, font):
         draw.text((x1 - 90, y0 + 4 + 12 * k), label, fill=col, font=font)
 
 
-def plot_records(records, width: int = 640):
-    """One row per DNG run (batch iteration / hires pass): p(t) left, lambda(t) right, a line per image."""
+def plot_passes(passes, width: int = 640):
+    """One row per DNG pass (batch iteration / hires pass): p(t) left, lambda(t) right, a line per image."""
     from PIL import Image, ImageDraw, ImageFont
 
-    runs = [r for r in records if r.steps_log]
-    if not runs:
+    rows = []
+    for sp in passes:
+        steps = [r for r in sp.run.records if "p" in r]
+        if steps:
+            rows.append((sp, steps))
+    if not rows:
         return None
     row_h = 200
-    img = Image.new("RGB", (width, 30 + row_h * len(runs)), (255, 255, 255))
+    img = Image.new("RGB", (width, 30 + row_h * len(rows)), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    draw.text(
-        (8, 6),
-        "negguide DNG: posterior p(t) and guidance scale lambda(t) per step",
-        fill=(0, 0, 0),
-        font=font,
-    )
+    draw.text((8, 6), "negguide DNG: posterior p(t) and guidance scale lambda(t) per step", fill=(0, 0, 0),
+              font=font)
     half = width // 2
-    for k, r in enumerate(runs):
+    for k, (sp, steps) in enumerate(rows):
         top = 30 + row_h * k + 20
-        n_img = len(r.steps_log[0]["p"])
-        ps = [(f"img {i}", [s["p"][i] for s in r.steps_log]) for i in range(n_img)]
-        ls = [(f"img {i}", [s["lambda"][i] for s in r.steps_log]) for i in range(n_img)]
+        n_img = len(steps[0]["p"])
+        ps = [(f"img {i}", [s["p"][i] for s in steps]) for i in range(n_img)]
+        ls = [(f"img {i}", [s["lambda"][i] for s in steps]) for i in range(n_img)]
         lam_max = max((max(v) for _, v in ls), default=1.0) or 1.0
-        tag = ("hires" if r.is_hr else "pass 1") + f", batch {r.batch_number + 1}, {r.tracker}"
+        tag = ("hires" if sp.is_hr else "pass 1") + f", batch {sp.batch_number + 1}, {sp.run.tracker_name()}"
         p_max = min(1.0, max(0.02, 1.1 * max((max(v) for _, v in ps), default=1.0)))
         _panel(draw, (44, top, half - 10, top + row_h - 50), ps, f"p(t)  [{tag}]", p_max, font)
         _panel(draw, (half + 40, top, width - 10, top + row_h - 50), ls, "lambda(t)", lam_max, font)
-        draw.text((44, top + row_h - 46), f"step 1 .. {len(r.steps_log)}", fill=(0, 0, 0), font=font)
+        draw.text((44, top + row_h - 46), f"step 1 .. {len(steps)}", fill=(0, 0, 0), font=font)
     return img

@@ -6,9 +6,11 @@ The order of :data:`ARG_NAMES` is the order of the panel's components, which is 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 
+from negguide.checks import SettingsError, is_finite_number
+from negguide.configs import DNGConfig
+from negguide.spec import GuidanceSpec
 from negguide.windows import StepWindow
 
 MODE_OFF = "Off"
@@ -31,7 +33,6 @@ HR_NONE = "Not in hires pass"
 HR_MODES = (HR_SAME, HR_CUSTOM, HR_WHOLE, HR_NONE)
 
 TRACKER_AUTO = "auto"
-TRACKERS = (TRACKER_AUTO, "transition", "flow-moment", "flow-hutchinson")  # negguide.dng.TRACKERS
 
 PAPER_START_STEP, PAPER_END_STEP, PAPER_STEPS = 5, 15, 30
 
@@ -61,24 +62,32 @@ class NegGuideSettings:
     def enabled(self) -> bool:
         return self.mode_key != "off"
 
-    # --- windows -------------------------------------------------------------------------------------
+    # --- windows and the core's spec ------------------------------------------------------------------
     def _window(self, start: float, end: float) -> StepWindow:
-        if self.window_unit == UNIT_STEPS:
-            return StepWindow(int(start), int(end), "step")
-        # fraction: the panel's end is inclusive of the step that starts at `end` only when end == 1
-        return StepWindow(float(start), float(end), "fraction")
+        unit = "step" if self.window_unit == UNIT_STEPS else "fraction"
+        return StepWindow(float(start), float(end), unit)
 
-    def first_pass_window(self) -> StepWindow:
-        return self._window(self.window_start, self.window_end)
-
-    def hires_window(self) -> StepWindow | None:
-        """The hires pass window; ``None`` means the negative is not used in the hires pass."""
-        if self.hr_window == HR_SAME:
-            return self.first_pass_window()
+    def window_for(self, is_hr: bool) -> StepWindow:
+        """The window of the first pass, or of the hires pass ("not in hires pass": an empty window)."""
+        if not is_hr or self.hr_window == HR_SAME:
+            return self._window(self.window_start, self.window_end)
         if self.hr_window == HR_CUSTOM:
             return self._window(self.hr_start, self.hr_end)
-        if self.hr_window == HR_WHOLE:
-            return StepWindow.always()
+        return StepWindow.always() if self.hr_window == HR_WHOLE else StepWindow.never()
+
+    def dng_config(self) -> DNGConfig:
+        return DNGConfig(lambda0=float(self.lambda0), prior=float(self.prior), temperature=float(self.temperature),
+                         offset=float(self.offset), p_max=float(self.p_max), tracker=self.tracker)
+
+    def spec(self, cfg_scale: float, is_hr: bool = False) -> GuidanceSpec | None:
+        """The core's spec of this pass (None when off). Raises :class:`negguide.checks.SettingsError`."""
+        key = self.mode_key
+        if key == "windowed":
+            return GuidanceSpec("np", cfg_scale, window=self.window_for(is_hr))
+        if key == "dns":  # the WebUI's CFG with swapped prompts is DNS at s = w - 1
+            return GuidanceSpec("dns", cfg_scale)
+        if key == "dng":
+            return GuidanceSpec("dng", cfg_scale, dng=self.dng_config())
         return None
 
     # --- conversions ---------------------------------------------------------------------------------
@@ -102,118 +111,58 @@ class NegGuideSettings:
 ARG_NAMES = tuple(f.name for f in fields(NegGuideSettings))
 
 
-def _finite(v) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
+NUMBER_FIELDS = ("window_start", "window_end", "hr_start", "hr_end", "lambda0", "prior", "temperature", "offset",
+                 "p_max")
 
 
-def validate(
-    s: NegGuideSettings,
-    *,
-    steps: int | None = None,
-    hr_steps: int | None = None,
-    prompt: str = "",
-    negative_prompt: str = "",
-    enable_hr: bool = False,
-) -> list[str]:
-    """Every problem with ``s`` as a sentence a user can act on; empty when generation may start."""
-    errors: list[str] = []
+def validate(s: NegGuideSettings, *, prompt: str = "", negative_prompt: str = "") -> list[str]:
+    """Every problem with ``s`` as a sentence a user can act on; empty when generation may start.
+
+    The WebUI checks only what the WebUI adds (its mode names, units, hires choices, how values arrive from
+    the API, prompts); everything about the guidance itself is the core's own validation."""
     if s.mode not in MODES:
         return [f"Negative guidance: unknown mode {s.mode!r}; choose one of: {', '.join(MODES)}."]
     if not s.enabled:
         return []
-    for name in (
-        "window_start",
-        "window_end",
-        "hr_start",
-        "hr_end",
-        "lambda0",
-        "prior",
-        "temperature",
-        "offset",
-        "p_max",
-    ):
-        if not _finite(getattr(s, name)):
-            errors.append(f"Negative guidance: {name.replace('_', ' ')} must be a number, got {getattr(s, name)!r}.")
+    errors = [f"Negative guidance: {n.replace('_', ' ')} must be a number, got {getattr(s, n)!r}."
+              for n in NUMBER_FIELDS if not is_finite_number(getattr(s, n))]
     if errors:
         return errors
+    key = s.mode_key
     if not isinstance(s.plot, bool):
         errors.append("Negative guidance: 'add plot' must be true or false.")
-
-    key = s.mode_key
+    if s.window_unit not in UNITS:
+        errors.append(f"Negative guidance: window unit must be one of {UNITS}, got {s.window_unit!r}.")
+    if s.hr_window not in HR_MODES:
+        errors.append(f"Negative guidance: hires window must be one of {HR_MODES}, got {s.hr_window!r}.")
     if key in ("windowed", "dng") and not negative_prompt.strip():
         errors.append(f"Negative guidance: mode '{s.mode}' needs a negative prompt; it is empty.")
     if key == "dns" and " AND " in prompt:
-        errors.append(
-            "Negative guidance: DNS swaps the prompt into the negative slot, which holds one "
-            "prompt per image; remove 'AND' from the prompt."
-        )
-
-    if key == "windowed":
-        if s.window_unit not in UNITS:
-            errors.append(f"Negative guidance: window unit must be one of {UNITS}, got {s.window_unit!r}.")
-            return errors
-        if s.hr_window not in HR_MODES:
-            errors.append(f"Negative guidance: hires window must be one of {HR_MODES}, got {s.hr_window!r}.")
-            return errors
-        pairs = [("window", s.window_start, s.window_end, steps)]
-        if s.hr_window == HR_CUSTOM:
-            pairs.append(("hires window", s.hr_start, s.hr_end, hr_steps))
-        for label, a, b, n in pairs:
-            errors += _check_window(
-                label, s.window_unit, float(a), float(b), n, check_steps=(label == "window" or enable_hr)
-            )
-
-    if key == "dng":
-        if not float(s.lambda0) > 0:
-            errors.append(f"Negative guidance: lambda0 must be > 0, got {s.lambda0}.")
-        if float(s.lambda0) > 1000:
-            errors.append(f"Negative guidance: lambda0 {s.lambda0} is above 1000; that only saturates.")
-        if not 0 < float(s.prior) < 1:
-            errors.append(f"Negative guidance: prior must be strictly between 0 and 1, got {s.prior}.")
-        if not 0 < float(s.temperature) <= 10:
-            errors.append(f"Negative guidance: temperature must be in (0, 10], got {s.temperature}.")
-        if not -1 <= float(s.offset) <= 1:
-            errors.append(f"Negative guidance: offset must be in [-1, 1], got {s.offset}.")
-        if not 0 < float(s.p_max) < 1:
-            errors.append(f"Negative guidance: p_max must be strictly between 0 and 1, got {s.p_max}.")
-        elif 0 < float(s.prior) < 1 and float(s.prior) > float(s.p_max):
-            errors.append(f"Negative guidance: prior ({s.prior}) is above p_max ({s.p_max}).")
-        if s.tracker not in TRACKERS:
-            errors.append(f"Negative guidance: tracker must be one of {TRACKERS}, got {s.tracker!r}.")
+        errors.append("Negative guidance: DNS swaps the prompt into the negative slot, which holds one "
+                      "prompt per image; remove 'AND' from the prompt.")
+    if errors:
+        return errors
+    for is_hr in (False, True):
         try:
-            from .engine import dng_config
-        except ImportError:  # the panel rendered without torch (standalone screenshots)
-            dng_config = None
-        if not errors and dng_config is not None:
-            try:  # whatever else the core rejects
-                dng_config(s)
-            except ValueError as e:
-                errors.append(f"Negative guidance: {e}.")
+            s.spec(7.0, is_hr)
+        except SettingsError as e:
+            where = "hires window: " if is_hr else ""
+            errors += [f"Negative guidance: {where}{problem}." for problem in e.problems
+                       if f"Negative guidance: {problem}." not in errors]
+        if key != "windowed" or s.hr_window != HR_CUSTOM:
+            break
     return errors
 
 
-def _check_window(label: str, unit: str, a: float, b: float, n: int | None, check_steps: bool) -> list[str]:
+def notes(s: NegGuideSettings, steps: int | None = None) -> list[str]:
+    """What a valid setting will do that a user may not expect (shown, never refused)."""
     out = []
-    if unit == UNIT_STEPS:
-        if a != int(a) or b != int(b):
-            out.append(f"Negative guidance: {label} bounds are steps and must be whole numbers, got {a:g}-{b:g}.")
-        elif a < 1:
-            out.append(f"Negative guidance: {label} start must be step 1 or later, got {a:g}.")
-        elif b < a:
-            out.append(f"Negative guidance: {label} end (step {b:g}) is before its start (step {a:g}).")
-        elif check_steps and n is not None and a > n:
-            out.append(
-                f"Negative guidance: {label} starts at step {a:g} but the run has only {n} steps; "
-                "the negative prompt would never act."
-            )
-    else:
-        if not (0 <= a <= 1 and 0 <= b <= 1):
-            out.append(f"Negative guidance: {label} fractions must be in [0, 1], got {a:g}-{b:g}.")
-        elif b <= a:
-            out.append(f"Negative guidance: {label} is empty: end {b:g} is not after start {a:g}.")
+    if s.mode_key == "windowed" and not validate(s, negative_prompt="x"):
+        window = s.window_for(False)
+        if window.is_empty or (steps and window.unit == "step" and window.start > steps):
+            out.append("The window is empty: the negative prompt acts on no step (as an empty negative prompt).")
+    if s.mode_key == "dng" and is_finite_number(s.lambda0) and float(s.lambda0) == 0:
+        out.append("lambda0 = 0: no negative guidance (as an empty negative prompt), no extra UNet rows.")
     return out
 
 

@@ -1,12 +1,16 @@
 """The "Negative guidance" panel, built with the gradio API shared by gradio 3.41 (A1111 1.10) and 4.x
-(Forge): ``Accordion``, ``Radio``, ``Dropdown``, ``Number``, ``Slider``, ``Checkbox``, ``Markdown``,
-``.change`` and ``gr.update``. Nothing here imports torch at import time.
+(Forge): ``Accordion``, ``Group``, ``Row``, ``Radio``, ``Dropdown``, ``Number``, ``Slider``, ``Checkbox``,
+``Markdown``, ``.change`` and ``gr.update``. Nothing here imports torch: the settings are checked with the
+core's torch-free configuration classes.
 
 The components are returned in :data:`negguide_webui.settings.ARG_NAMES` order: that is the order of the
 script's args in the WebUI and of ``alwayson_scripts["negative guidance"]["args"]`` in API requests.
 """
 
 from __future__ import annotations
+
+from negguide.configs import TRACKERS, describe_tracker
+from negguide.samplers import SamplerInfo
 
 from . import settings as S
 
@@ -41,18 +45,12 @@ def status_text(s: S.NegGuideSettings) -> str:
     errors = S.validate(s, negative_prompt="x", prompt="")
     lines = [MODE_HELP.get(s.mode, "")]
     if s.mode_key == "dng" and not errors:
-        try:
-            from negguide.dng import describe_tracker
-
-            from .engine import dng_config
-
-            cfg = dng_config(s)
-            lines.append(f"Tracker, ancestral/SDE samplers: {describe_tracker(cfg, True)}.")
-            lines.append(f"Tracker, deterministic samplers: {describe_tracker(cfg, False)}.")
-        except ImportError:  # standalone rendering without torch
-            pass
-    if errors:
-        lines += [f"**{e}**" for e in errors]
+        config = s.dng_config()
+        lines.append(f"Tracker, ancestral/SDE samplers: {describe_tracker(config, SamplerInfo(True))}.")
+        lines.append(f"Tracker, deterministic samplers: {describe_tracker(config, SamplerInfo(False))}.")
+    if not errors:
+        lines += S.notes(s)
+    lines += [f"**{e}**" for e in errors]
     return "\n\n".join(x for x in lines if x)
 
 
@@ -72,9 +70,10 @@ def build(
     def eid(name):
         return f"{ELEM}_{tab}_{name}"
 
+    windowed, dng = d.mode_key == "windowed", d.mode_key == "dng"
     with gr.Accordion("Negative guidance", open=open_panel, elem_id=eid("accordion")):
         mode = gr.Radio(list(S.MODES), value=d.mode, label="Mode", elem_id=eid("mode"))
-        with gr.Group():
+        with gr.Group(visible=windowed, elem_id=eid("window_group")) as window_group:
             with gr.Row():
                 window_unit = gr.Radio(
                     list(S.UNITS), value=d.window_unit, label="Window in", elem_id=eid("window_unit")
@@ -87,20 +86,21 @@ def build(
                 )
                 hr_start = gr.Number(value=d.hr_start, label=UNIT_LABELS[frac0][2], elem_id=eid("hr_start"))
                 hr_end = gr.Number(value=d.hr_end, label=UNIT_LABELS[frac0][3], elem_id=eid("hr_end"))
-        with gr.Row():
+        with gr.Row(visible=dng, elem_id=eid("dng_row")) as dng_row:
             lambda0 = gr.Slider(
-                minimum=0.1, maximum=30.0, step=0.1, value=d.lambda0, label="DNG lambda0", elem_id=eid("lambda0")
+                minimum=0.0, maximum=30.0, step=0.1, value=d.lambda0, label="DNG lambda0 (0: no negative guidance)",
+                elem_id=eid("lambda0"),
             )
             prior = gr.Number(value=d.prior, label="DNG prior p0", elem_id=eid("prior"))
-        with gr.Accordion("Advanced DNG settings", open=advanced_open, elem_id=eid("advanced")):
+        with gr.Accordion("Advanced DNG settings", open=advanced_open, visible=dng, elem_id=eid("advanced")) as adv:
             with gr.Row():
                 temperature = gr.Number(value=d.temperature, label="Temperature tau", elem_id=eid("temperature"))
                 offset = gr.Number(value=d.offset, label="Offset delta", elem_id=eid("offset"))
                 p_max = gr.Number(value=d.p_max, label="p_max", elem_id=eid("p_max"))
-                tracker = gr.Dropdown(
-                    list(S.TRACKERS), value=d.tracker, label="Posterior tracker", elem_id=eid("tracker")
-                )
-        plot = gr.Checkbox(value=d.plot, label="Add lambda(t) / p(t) plot to the outputs", elem_id=eid("plot"))
+                tracker = gr.Dropdown(list(TRACKERS), value=d.tracker, label="Posterior tracker",
+                                      elem_id=eid("tracker"))
+        plot = gr.Checkbox(value=d.plot, label="Add lambda(t) / p(t) plot to the outputs", visible=dng,
+                           elem_id=eid("plot"))
         status = gr.Markdown(status_text(d), elem_id=eid("status"))
 
     comps = [
@@ -137,6 +137,13 @@ def build(
         return tuple(gr.update(label=lb) for lb in labels)
 
     window_unit.change(fn=unit_labels, inputs=[window_unit], outputs=[window_start, window_end, hr_start, hr_end])
+
+    def shown_for(mode_value):
+        """Only the controls the chosen mode uses."""
+        key = S.MODE_KEYS.get(mode_value, mode_value)
+        return tuple(gr.update(visible=v) for v in (key == "windowed", key == "dng", key == "dng", key == "dng"))
+
+    mode.change(fn=shown_for, inputs=[mode], outputs=[window_group, dng_row, adv, plot])
     return comps, status
 
 

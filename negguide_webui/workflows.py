@@ -125,7 +125,8 @@ def parse_int_list(text: str, what: str) -> list[int]:
 
 
 def sweep_cells(steps: int, starts: list[int], lengths: list[int]) -> list[tuple[int, int]]:
-    """``(start, end)`` 1-based inclusive windows, clipped to the run; a start beyond the run is dropped."""
+    """``(start, end)`` 1-based inclusive windows, the end clipped to the run; a start beyond the run is an
+    error (that cell would only repeat the "no negative prompt" reference)."""
     cells = []
     for s in starts:
         for n in lengths:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from negguide_webui.harness.tinysd import find_tokenizer_dir  # noqa: E402
+from harness.tinysd import find_tokenizer_dir  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,7 @@ def _need_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_sd():
     _need_tokenizer()
-    from negguide_webui.harness.tinysd import TinySD
+    from harness.tinysd import TinySD
 
     return TinySD(seed=0)
 
@@ -42,6 +42,6 @@ def tiny_sd():
 @pytest.fixture(scope="session")
 def tiny_sdxl():
     _need_tokenizer()
-    from negguide_webui.harness.tinysd import TinySD
+    from harness.tinysd import TinySD
 
     return TinySD(seed=1, sdxl=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from harness import a1111 as H
+from harness.tinysd import marker_sign
 from webui_helpers import encode, run, same
 
 from negguide import guidance as G
 from negguide.windows import StepWindow
-from negguide_webui.harness import a1111 as H
-from negguide_webui.harness.tinysd import marker_sign
 from negguide_webui.settings import (
     HR_CUSTOM,
     MODE_DNG,
@@ -125,11 +125,11 @@ def test_dng_injected_rows_equal_separate_calls(webui, sampler):
     )
     pos, neg, empty = encode(m, "a red car"), encode(m, "rust"), encode(m, "")
     job = script.last_job
-    ctl = job.runs[0].dng
-    assert ctl.name == ("transition" if sampler == "Euler a" else "flow-hutchinson")
-    assert len(ctl.records) == 5  # one posterior update per step, also for Heun
-    lams = {r["step"]: torch.tensor(r["lambda"]) for r in ctl.records}
-    k = ctl.probes
+    guidance = job.passes[0].run
+    assert guidance.tracker_name() == ("transition" if sampler == "Euler a" else "flow-hutchinson")
+    assert len(guidance.dng.records) == 5  # one posterior update per step, also for Heun
+    lams = {r["step"]: torch.tensor(r["lambda"]) for r in guidance.dng.records}
+    k = guidance.dng.probe_pairs
     for e, x_out, out in zip(spy.den, spy.dend, spy.after, strict=True):
         b = 2
         step = e["call"] * e["steps"] // e["total"]
@@ -155,10 +155,10 @@ def test_dng_posteriors_are_per_image(webui):
     s = NegGuideSettings(mode=MODE_DNG, tracker="transition", lambda0=2.0, temperature=1.0)
     kw = dict(steps=6, sampler_name="Euler a", prompt="a red car", cfg_scale=5.0)
     both = run(webui, s, batch_size=2, negative_prompt=["rust", "a red car"], **kw)[2].last_job
-    p_both = torch.tensor([r["p"] for r in both.runs[0].dng.records])
+    p_both = torch.tensor([r["p"] for r in both.passes[0].run.dng.records])
     for i, (neg, seed) in enumerate([("rust", 1), ("a red car", 2)]):
         alone = run(webui, s, batch_size=1, negative_prompt=neg, seed=seed, **kw)[2].last_job
-        p_alone = torch.tensor([r["p"] for r in alone.runs[0].dng.records])[:, 0]
+        p_alone = torch.tensor([r["p"] for r in alone.passes[0].run.dng.records])[:, 0]
         assert torch.allclose(p_both[:, i], p_alone, rtol=1e-3, atol=1e-6)
     assert not torch.allclose(p_both[:, 0], p_both[:, 1])
 
@@ -166,10 +166,10 @@ def test_dng_posteriors_are_per_image(webui):
 def test_dng_fresh_state_per_batch_iteration_and_hires_pass(webui):
     s = NegGuideSettings(mode=MODE_DNG, plot=True)
     res, p, script, _ = run(webui, s, steps=4, n_iter=2, enable_hr=True, hr_second_pass_steps=3, denoising_strength=0.6)
-    runs = script.last_job.runs
-    assert [(r.record.batch_number, r.is_hr) for r in runs] == [(0, False), (0, True), (1, False), (1, True)]
-    assert [len(r.dng.records) for r in runs] == [4, 3, 4, 3]
-    assert len({id(r.dng) for r in runs}) == 4
+    passes = script.last_job.passes
+    assert [(sp.batch_number, sp.is_hr) for sp in passes] == [(0, False), (0, True), (1, False), (1, True)]
+    assert [len(sp.run.dng.records) for sp in passes] == [4, 3, 4, 3]
+    assert len({id(sp.run) for sp in passes}) == 4
     assert len(res.images) == 2 + 1  # two images and the lambda/p plot
     assert res.images[-1].size[0] == 640
 
@@ -257,7 +257,7 @@ def test_prompt_editing_and_and_prompts_with_dng(webui):
     assert e0["cond"].shape[0] == 3 + 2  # three positive rows (AND) + two injected negatives
     cat, dog = encode(m, "a cat"), encode(m, "a dog")
     assert same(e0["cond"][0:1], cat) and same(spy.den[2]["cond"][0:1], dog)  # edited after step 1
-    assert len(script.last_job.runs[0].dng.records) == 4
+    assert len(script.last_job.passes[0].run.dng.records) == 4
 
 
 def test_ngms_skipped_uncond_steps(webui):
@@ -293,9 +293,9 @@ def test_interrupt_then_next_job_is_clean(webui):
     p.scripts = H.ScriptRunner([script, Interrupter()], s.to_args())
     H.process_images(p)
     assert webui.callbacks.count() == 0
-    assert len(script.last_job.runs) == 1 and len(script.last_job.runs[0].dng.records) < 8
+    assert len(script.last_job.passes) == 1 and len(script.last_job.passes[0].run.dng.records) < 8
     res, p2, script2, _ = run(webui, s, steps=4)
-    assert [len(r.dng.records) for r in script2.last_job.runs] == [4]
+    assert [len(sp.run.dng.records) for sp in script2.last_job.passes] == [4]
 
 
 def test_job_that_dies_does_not_leak(webui):
@@ -305,7 +305,7 @@ def test_job_that_dies_does_not_leak(webui):
     dead = make_script(webui)
     p_dead = H.Processing(webui, steps=3)
     dead.process(p_dead, *s.to_args())  # registered, but the job died before postprocess
-    assert webui.callbacks.count() == 1
+    assert webui.callbacks.count() == 3
     res, p, script, _ = run(webui, NegGuideSettings(), steps=3)  # another job, extension off
     assert webui.callbacks.count() == 0  # the stale callback removed itself on the foreign denoiser
 
@@ -320,15 +320,12 @@ def test_off_registers_nothing_and_changes_nothing(webui):
 @pytest.mark.parametrize(
     "bad,needle",
     [
-        (dict(mode=MODE_WINDOWED, window_start=0), "step 1 or later"),
-        (dict(mode=MODE_WINDOWED, window_start=9, window_end=4), "before its start"),
-        (dict(mode=MODE_WINDOWED, window_start=2.5), "whole numbers"),
-        (dict(mode=MODE_WINDOWED, window_start=40, window_end=45), "only 6 steps"),
-        (dict(mode=MODE_WINDOWED, window_unit=UNIT_FRACTION, window_start=0.6, window_end=0.2), "is empty"),
+        (dict(mode=MODE_WINDOWED, window_start=0), "count from step 1"),
+        (dict(mode=MODE_WINDOWED, window_start=2.5), "whole steps"),
         (dict(mode=MODE_WINDOWED, window_unit=UNIT_FRACTION, window_start=0.1, window_end=1.5), "in [0, 1]"),
         (dict(mode=MODE_WINDOWED, window_unit="weeks"), "window unit"),
-        (dict(mode=MODE_WINDOWED, hr_window=HR_CUSTOM, hr_start=3, hr_end=1), "hires window end"),
-        (dict(mode=MODE_DNG, lambda0=0), "lambda0 must be > 0"),
+        (dict(mode=MODE_WINDOWED, hr_window=HR_CUSTOM, hr_start=0, hr_end=3), "hires window: step windows count"),
+        (dict(mode=MODE_DNG, lambda0=-1), "lambda0 must be in [0, 1000]"),
         (dict(mode=MODE_DNG, lambda0=float("nan")), "must be a number"),
         (dict(mode=MODE_DNG, prior=0), "prior must be strictly between 0 and 1"),
         (dict(mode=MODE_DNG, prior=1.2), "prior must be strictly between 0 and 1"),
@@ -347,6 +344,38 @@ def test_invalid_settings_block_generation(webui, bad, needle):
     assert webui.sd_model.calls == 0 and res.images == []  # nothing was generated
     assert any(needle in e for e in p.negguide_errors), p.negguide_errors
     assert all(e.startswith("Negative guidance:") for e in p.negguide_errors)
+    assert needle in p.extra_generation_params["NegGuide error"]  # what the API response's info carries
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "Heun", "DDIM"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        NegGuideSettings(mode=MODE_DNG, lambda0=0.0),
+        NegGuideSettings(mode=MODE_WINDOWED, window_start=6, window_end=5),  # ends before it starts: empty
+        NegGuideSettings(mode=MODE_WINDOWED, window_start=40, window_end=45),  # beyond the run's 6 steps
+        NegGuideSettings(mode=MODE_WINDOWED, window_unit=UNIT_FRACTION, window_start=0.5, window_end=0.5),
+    ],
+    ids=["dng-lambda0-0", "empty-window", "window-beyond-run", "empty-fraction-window"],
+)
+def test_sweep_baselines_equal_an_empty_negative_prompt(webui, sampler, settings):
+    """lambda0 = 0 and an empty window are well-defined: exactly the image of an empty negative prompt."""
+    kw = dict(steps=6, sampler_name=sampler, batch_size=2, prompt="a red car", cfg_scale=6.0)
+    stock = run(webui, None, negative_prompt="", **kw)[0]
+    res, p, script, _ = run(webui, settings, negative_prompt="rust", **kw)
+    assert len(res.images) == 2
+    for a, b in zip(res.latents, stock.latents, strict=True):
+        assert torch.equal(a, b)
+    assert "NegGuide mode" in res.infotexts[0]
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
+def test_window_over_every_step_is_the_plain_negative_prompt(webui, sampler):
+    kw = dict(steps=5, sampler_name=sampler, batch_size=2, prompt="a red car", negative_prompt="rust", cfg_scale=6.0)
+    stock = run(webui, None, **kw)[0]
+    full = run(webui, NegGuideSettings(mode=MODE_WINDOWED, window_start=1, window_end=5), **kw)[0]
+    for a, b in zip(full.latents, stock.latents, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_empty_negative_and_and_prompt_rejected(webui):
@@ -367,7 +396,7 @@ def test_xyz_override_attribute(webui):
     p.negguide_overrides = {"window_start": 2, "window_end": 3}
     p.scripts = H.ScriptRunner([script], s.to_args())
     H.process_images(p)
-    assert [a for _, a in script.last_job.runs[0].record.active_log] == [False, True, True, False]
+    assert [r["negative_active"] for r in script.last_job.passes[0].run.records] == [False, True, True, False]
     assert p.extra_generation_params["NegGuide window start"] == "2"
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from harness import a1111 as H
+from harness import forge as F
 from webui_helpers import encode, run, same
 
 from negguide import guidance as G
+from negguide_webui.extension import Backend
 from negguide_webui.forge import TAG, ForgeAdapter
-from negguide_webui.harness import a1111 as H
-from negguide_webui.harness import forge as F
+from negguide_webui.job import PendingEvaluation
 from negguide_webui.settings import HR_CUSTOM, MODE_DNG, MODE_DNS, MODE_WINDOWED, NegGuideSettings
 
 
@@ -57,9 +59,9 @@ def test_dng_post_cfg_matches_separate_calls(webui, tracker):
         negative_prompt="rust",
         sampler_name="Euler a",
     )
-    ctl = script.last_job.runs[0].dng
-    assert ctl.name == tracker and len(ctl.records) == 4
-    lams = {r["step"]: torch.tensor(r["lambda"]) for r in ctl.records}
+    guidance = script.last_job.passes[0].run
+    assert guidance.tracker_name() == tracker and len(guidance.dng.records) == 4
+    lams = {r["step"]: torch.tensor(r["lambda"]) for r in guidance.dng.records}
     pos, neg, empty = encode(m, "a red car"), encode(m, "rust"), encode(m, "")
     wrap = H.CompVisDenoiser(m)
     for i, (e, out) in enumerate(zip(spy.den, spy.after, strict=True)):
@@ -90,7 +92,8 @@ def test_dng_patch_is_a_closure_installed_once_per_sampling(webui):
     p.scripts = H.ScriptRunner([script, Watch()], s.to_args())
     res = F.process_images(p)
     assert seen == [1, 1, 1]  # first pass, hires pass called twice: never stacked
-    assert len(script.last_job.runs) == 2 and [len(r.dng.records) for r in script.last_job.runs] == [3, 2]
+    passes = script.last_job.passes
+    assert len(passes) == 2 and [len(sp.run.dng.records) for sp in passes] == [3, 2]
     fns = p.sd_model.forge_objects.unet.model_options["sampler_post_cfg_function"]
     clone = p.sd_model.forge_objects.unet.clone()  # a later clone must still work (closure, not bound method)
     assert clone.model_options["sampler_post_cfg_function"][0] is fns[0]
@@ -100,11 +103,13 @@ def test_dng_patch_is_a_closure_installed_once_per_sampling(webui):
 def test_dng_hires_cfg1_and_failures_never_raise(webui):
     s = NegGuideSettings(mode=MODE_DNG, tracker="flow-moment", hr_window=HR_CUSTOM)
     res, p, script, _ = run(webui, s, forge=True, steps=3, enable_hr=True, hr_second_pass_steps=2)
-    assert len(script.last_job.runs[1].dng.records) == 2  # hires at CFG 1: uncond skipped, DNG still runs
+    assert len(script.last_job.passes[1].run.dng.records) == 2  # hires at CFG 1: uncond skipped, DNG still runs
     job = script.last_job
-    adapter = ForgeAdapter(job, p, webui.callbacks, api={"compile_conditions": None})
+    backend = Backend(webui.callbacks, webui.state, None, forge_api={"compile_conditions": None})
+    adapter = ForgeAdapter(job, p, backend)
     fn = adapter.make_post_cfg(p.sd_model.forge_objects.unet)
-    job.current.pending = {"neg": None, "image_cond": None, "step": 0, "first_eval": True, "b": 1}
+    plan = job.current.run.plan(torch.zeros(1, 4, 8, 8), 1.0)
+    job.current.pending = PendingEvaluation(plan)
     args = {
         "denoised": torch.ones(1, 4, 8, 8),
         "input": torch.zeros(1, 4, 8, 8),
@@ -116,3 +121,29 @@ def test_dng_hires_cfg1_and_failures_never_raise(webui):
     }
     out = fn(args)  # the broken API raises inside: Forge must get its own prediction back, not an exception
     assert torch.equal(out, args["denoised"]) and adapter.errors == 1
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        NegGuideSettings(mode=MODE_DNG, lambda0=0.0),
+        NegGuideSettings(mode=MODE_WINDOWED, window_start=6, window_end=5),
+        NegGuideSettings(mode=MODE_WINDOWED, window_start=40, window_end=45),
+    ],
+    ids=["dng-lambda0-0", "empty-window", "window-beyond-run"],
+)
+def test_sweep_baselines_equal_an_empty_negative_prompt(webui, settings):
+    kw = dict(forge=True, steps=5, sampler_name="Euler a", batch_size=2, prompt="a red car", cfg_scale=6.0)
+    stock = run(webui, None, negative_prompt="", **kw)[0]
+    res = run(webui, settings, negative_prompt="rust", **kw)[0]
+    assert len(res.images) == 2
+    for a, b in zip(res.latents, stock.latents, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_window_over_every_step_is_the_plain_negative_prompt(webui):
+    kw = dict(forge=True, steps=5, sampler_name="Euler", batch_size=2, prompt="a red car", negative_prompt="rust")
+    stock = run(webui, None, **kw)[0]
+    full = run(webui, NegGuideSettings(mode=MODE_WINDOWED, window_start=1, window_end=5), **kw)[0]
+    for a, b in zip(full.latents, stock.latents, strict=True):
+        assert torch.equal(a, b)

@@ -146,7 +146,7 @@ def test_api_args_order_is_ui_order():
 def test_infotext_round_trip(s):
     params = S.infotext_params(s)
     text = ", ".join(f"{k}: {v}" for k, v in params.items())
-    from negguide_webui.harness.a1111 import parse_infotext
+    from harness.a1111 import parse_infotext
 
     back = S.settings_from_infotext(parse_infotext(f"a cat\nNegative prompt: dog\nSteps: 20, {text}"))
     for name in S.ARG_NAMES:

@@ -9,10 +9,10 @@ from unittest import mock
 
 import pytest
 import torch
+from harness import a1111 as H
 from webui_helpers import make_script
 
 from negguide_webui import workflows as W
-from negguide_webui.harness import a1111 as H
 from negguide_webui.settings import ARG_NAMES, NegGuideSettings
 
 

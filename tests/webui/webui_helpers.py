@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from harness import a1111 as H
+from harness import forge as F
 
 from negguide_webui.extension import Backend, NegGuideAlwaysOn
-from negguide_webui.harness import a1111 as H
-from negguide_webui.harness import forge as F
 from negguide_webui.settings import ARG_NAMES, NegGuideSettings
 
 
