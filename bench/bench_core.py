@@ -3,9 +3,10 @@
     python bench/bench_core.py [--batch 2] [--size 64] [--device cpu]
 
 Times (median of repeats) for one sampler step of an SD-shaped latent ``[B, 4, size/8, size/8]``:
-the guidance rules alone, the DNG step (posterior update + scale + guided prediction) with each tracker, and
-one forward of a small ``UNet2DConditionModel`` with random weights on ``2B`` rows (a CFG step). Prints each
-as a ratio to that UNet forward.
+the guidance rules alone, one full step of the sampler-facing core (``GuidanceRun.plan`` + ``combine``:
+step bookkeeping, window, posterior update, probe points, guided prediction) for every mode and DNG tracker,
+and one forward of a small ``UNet2DConditionModel`` with random weights on ``2B`` rows (a CFG step). Prints
+each as a ratio to that UNet forward.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import time
 import torch
 
 from negguide import guidance as G
-from negguide.dng import DNGConfig, DynamicNegativeGuidance
+from negguide.configs import DNGConfig
+from negguide.frames import Frame
+from negguide.run import GuidanceRun
+from negguide.samplers import SamplerInfo
+from negguide.spec import GuidanceSpec
+from negguide.windows import StepWindow
 
 
 def timed(fn, repeats: int, device: str) -> float:
@@ -67,20 +73,26 @@ def main() -> None:
         "diffusion_negative": lambda: G.diffusion_negative(e, p, 3.0),
         "perp_neg": lambda: G.perp_neg(e, p, n, 7.0, 1.0),
     }
-    for tracker in ("transition", "flow-moment", "flow-hutchinson"):
-        dng = DynamicNegativeGuidance(DNGConfig(tracker=tracker), b, stochastic_sampler=True, device=dev)
-        probes = None
-        if dng.extra_rows_per_image:
-            v, pts = dng.probe_points(x, 3.0)
-            probes = (v, pts, pts + 0.01)
-        state = {"i": 0}
+    specs = {
+        "np, windowed": (GuidanceSpec("np", 7.0, window=StepWindow(5, 15)), False),
+        "dns": (GuidanceSpec("dns", 7.0), False),
+        "sld": (GuidanceSpec("sld", 7.0), False),
+        "perp_neg": (GuidanceSpec("perp_neg", 7.0), False),
+        "dng, transition": (GuidanceSpec("dng", 7.0, dng=DNGConfig(tracker="transition")), True),
+        "dng, flow-moment": (GuidanceSpec("dng", 7.0, dng=DNGConfig(tracker="flow-moment")), False),
+        "dng, flow-hutchinson": (GuidanceSpec("dng", 7.0, dng=DNGConfig(tracker="flow-hutchinson")), False),
+    }
+    preds = {"positive": p, "negative": n, "empty": e}
+    for name, (spec, stochastic) in specs.items():
+        run = GuidanceRun(spec, b, Frame.k_diffusion(), SamplerInfo(stochastic), steps=10**9)
+        state = {"sigma": 10.0}
 
-        def dng_step(dng=dng, probes=probes, state=state):
-            state["i"] += 1
-            lam = dng.step(state["i"], x, 10.0 / state["i"], p, n, probes=probes)
-            return G.dng_text(e, p, n, 7.0, lam.to(x.dtype))
+        def core_step(run=run, state=state):
+            state["sigma"] *= 0.999
+            plan = run.plan(x, state["sigma"])
+            return run.combine(plan, {r: preds[r.branch] for r in plan.groups})
 
-        rows[f"dng step ({tracker})"] = dng_step
+        rows[f"core step ({name})"] = core_step
     print(f"device {dev}, latent [{b}, 4, {side}, {side}], small UNet2DConditionModel forward on {2 * b} rows: "
           f"{unet_s * 1e3:.3f} ms")
     for name, fn in rows.items():
