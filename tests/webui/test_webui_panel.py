@@ -51,8 +51,16 @@ def test_panel_builds_under_gradio(python):
     assert len(set(out["elem_ids"])) == 2 * len(S.ARG_NAMES)  # txt2img and img2img ids never clash
     assert out["fields"][0] == "fn" and set(out["fields"][1:]) == set(S.INFOTEXT_KEYS.values()) - {"NegGuide mode"}
     assert out["paste_mode"] == [S.MODE_DNG, S.MODE_OFF]
-    assert "before its start" in out["status_bad"] and "**" in out["status_bad"]
-    assert "Ban et al." in out["status_ok"]
+    assert "whole steps" in out["status_bad"] and "**" in out["status_bad"]  # the core's own check, no torch
+    assert "Ban et al." in out["status_ok"] and "**" not in out["status_ok"]
+    assert "acts on no step" in out["status_empty"] and "**" not in out["status_empty"]  # valid, explained
+    assert "prior must be strictly between 0 and 1" in out["status_dng_bad"] and "temperature" in out["status_dng_bad"]
+    window = ["hr_end", "hr_start", "hr_window", "window_end", "window_start", "window_unit"]
+    dng = ["lambda0", "p_max", "offset", "plot", "prior", "temperature", "tracker"]
+    assert out["shown"] == {"off": [], "windowed": window, "dng": sorted(dng), "dns": []}
+    # window group, DNG row, advanced DNG settings, plot checkbox, after the user switches the mode
+    assert out["mode_switch"] == {"off": [False] * 4, "windowed": [True] + [False] * 3, "dng": [False] + [True] * 3,
+                                  "dns": [False] * 4}
     assert out["dependencies"] >= 2 * len(S.ARG_NAMES)  # every input refreshes the status line
     print(out["gradio"])
 
