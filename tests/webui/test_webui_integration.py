@@ -206,10 +206,22 @@ def test_dng_hires_batch_and_plot(server):
     assert "NegGuide tracker: transition" in info["infotexts"][0]
 
 
-def test_invalid_settings_no_generation(server):
-    r, info, log = txt2img(server, [WIN, "steps", 9, 3])
+def test_invalid_settings_no_generation_and_the_reason_in_the_response(server):
+    r, info, log = txt2img(server, [WIN, "steps", 0, 3])
     assert r["images"] == [] or info.get("infotexts") in ([], None)
-    assert "before its start" in log
+    assert "count from step 1" in log  # the console
+    assert "count from step 1" in info["extra_generation_params"]["NegGuide error"]  # the API client
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
+def test_sweep_baselines_equal_an_empty_negative_prompt(server, sampler):
+    """lambda0 = 0 and an empty window are well-defined: the image of an empty negative prompt, bit for bit."""
+    stock, _, log = txt2img(server, negative_prompt="", sampler_name=sampler, batch_size=2)
+    for args in ([DNG, "steps", 5, 15, "Same as first pass", 5, 15, 0.0], [WIN, "steps", 6, 5], [WIN, "steps", 9, 12]):
+        r, info, log2 = txt2img(server, args, sampler_name=sampler, batch_size=2)
+        _clean(log + log2)
+        assert [pixels(b) for b in r["images"][:2]] == [pixels(b) for b in stock["images"][:2]], args
+        assert "NegGuide mode" in info["infotexts"][0]
 
 
 def test_long_prompt_and_ngms(server):
