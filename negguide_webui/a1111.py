@@ -113,7 +113,7 @@ class A1111Adapter:
             job.warn(f"negguide skipped a step: {e}")
             return
         params.text_uncond = uncond
-        params.text_cond = C.cat(cond_part)
+        params.text_cond = cond_part[0] if len(cond_part) == 1 else C.cat(cond_part)
         if plan.extra:
             self._append_extra_rows(params, plan, nc)
         sp.pending = PendingEvaluation(plan, first_rows, nc, mask=getattr(d, "nmask", None))
