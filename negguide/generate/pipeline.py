@@ -38,6 +38,13 @@ def _as_list(value, name: str) -> list[str]:
     raise ValueError(f"{name} must be a string or a non-empty list of strings, got {value!r}")
 
 
+def dtype_kwarg(dtype: torch.dtype) -> dict:
+    """``from_pretrained``'s dtype argument: ``dtype`` in diffusers versions that renamed it, else ``torch_dtype``."""
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype": dtype}
+
+
 def _seeds(generator) -> list[int] | None:
     gens = generator if isinstance(generator, list) else [generator]
     if any(g is None for g in gens):

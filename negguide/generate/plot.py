@@ -47,7 +47,9 @@ def plot_guidance(records: list[dict], title: str | None = None, labels: list[st
             ax.set_xlabel("sigma (k-diffusion noise level)")
         else:
             ax.set_xlabel("sampler step")
-    ax_p.set_ylim(0, 1)
+    lowest = min(min(r["p"]) for r in rows)
+    ax_p.set_yscale("log")  # p runs from the prior (0.01) up to p_max, or down by orders of magnitude
+    ax_p.set_ylim(max(lowest, 1e-12) / 2, 1.0)
     ax_l.set_ylim(bottom=0)
     if images <= 8:
         ax_l.legend(fontsize=8)

@@ -119,11 +119,12 @@ def tiny_sd3(size: str = "tiny", seed: int = 0, scheduler=None):
     tokenizer = clip_tokenizer()
     hidden = 32
     torch.manual_seed(seed)
-    transformer = SD3Transformer2DModel(sample_size=8 if size == "tiny" else 32, patch_size=1, in_channels=4,
+    side = 8 if size == "tiny" else 32
+    transformer = SD3Transformer2DModel(sample_size=side, patch_size=1, in_channels=4, out_channels=4,
                                         num_layers=1 if size == "tiny" else 2, attention_head_dim=8,
-                                        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=2 * hidden,
-                                        pooled_projection_dim=2 * hidden, out_channels=4,
-                                        pos_embed_max_size=8 if size == "tiny" else 32).eval()
+                                        num_attention_heads=4, caption_projection_dim=32,
+                                        joint_attention_dim=2 * hidden, pooled_projection_dim=2 * hidden,
+                                        pos_embed_max_size=side).eval()
     with torch.no_grad():  # the output projection starts near zero: random, so predictions depend on the prompt
         transformer.proj_out.weight.normal_(0, 0.05)
     return StableDiffusion3Pipeline(

@@ -1,0 +1,49 @@
+"""Fixtures for the diffusers front-end tests: tiny random SD1 / SDXL / SD3 pipelines built from configs (once per
+session), nothing downloaded. Tests skip with a reason when the CLIP tokenizer files of ``shared/`` are absent."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from negguide.generate.tiny import find_tokenizer_dir
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the tiny models are many times slower with 2 threads on a busy 2-core machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _build(family: str):
+    if find_tokenizer_dir() is None:
+        pytest.skip("CLIP tokenizer files (shared/tokenizers/clip-vit-l-14) not present")
+    from negguide.generate.tiny import BUILDERS
+
+    pipe = BUILDERS[family]()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="session")
+def sd_pipe():
+    return _build("sd")
+
+
+@pytest.fixture(scope="session")
+def sdxl_pipe():
+    return _build("sdxl")
+
+
+@pytest.fixture(scope="session")
+def sd3_pipe():
+    return _build("sd3")
+
+
+@pytest.fixture(scope="session")
+def pipes(request):
+    """Lazily built pipelines by family name (``pipes("sd")``)."""
+    return lambda family: request.getfixturevalue(f"{family}_pipe")
