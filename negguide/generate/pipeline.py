@@ -85,8 +85,12 @@ class NegGuidePipeline:
     @classmethod
     def from_pipe(cls, pipe, **kwargs):
         """Wrap an existing pipeline, sharing its modules. Keyword arguments replace components (diffusers'
-        ``from_pipe``: e.g. ``scheduler=...``); the original pipeline is then left as it was."""
+        ``from_pipe``: e.g. ``scheduler=...``) in a new pipeline object; the original keeps its own scheduler, and
+        the shared modules keep their dtype (diffusers' ``from_pipe`` alone would cast them to float32)."""
         if kwargs:
+            if "dtype" not in kwargs and "torch_dtype" not in kwargs:
+                # diffusers' from_pipe casts the SHARED modules to float32 unless told otherwise: keep their dtype
+                kwargs.update(dtype_kwarg(pipe.dtype))
             pipe = type(pipe).from_pipe(pipe, **kwargs)
         return cls(pipe)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from generate_helpers import NEGATIVE, PROMPT, SIZE, close, gen, wrap
 
 from negguide.generate import StepWindow
-from generate_helpers import NEGATIVE, PROMPT, SIZE, close, gen, wrap
 
 STEPS = 4
 CASES = [("sd", s) for s in ("euler", "euler_a", "heun", "lms", "dpmpp_2m", "dpmpp_2m_karras", "dpmpp_2m_sde", "ddim",
