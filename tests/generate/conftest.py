@@ -18,6 +18,18 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+_BUILT: dict[str, tuple] = {}  # family -> (pipeline, its scheduler object)
+
+
+@pytest.fixture(autouse=True)
+def _session_pipelines_untouched():
+    """Tests share the session's pipelines: a test that swaps a scheduler or a dtype on them fails here."""
+    yield
+    for family, (pipe, scheduler) in _BUILT.items():
+        assert pipe.scheduler is scheduler, f"a test replaced the session {family} pipeline's scheduler"
+        assert pipe.dtype == torch.float32, f"a test changed the session {family} pipeline's dtype"
+
+
 def _build(family: str):
     if find_tokenizer_dir() is None:
         pytest.skip("CLIP tokenizer files (shared/tokenizers/clip-vit-l-14) not present")
@@ -25,6 +37,7 @@ def _build(family: str):
 
     pipe = BUILDERS[family]()
     pipe.set_progress_bar_config(disable=True)
+    _BUILT[family] = (pipe, pipe.scheduler)
     return pipe
 
 

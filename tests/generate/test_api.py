@@ -152,7 +152,7 @@ def test_schedulers_that_do_not_fit_are_refused(sd_pipe, sd3_pipe):
         wrap(sd3_pipe).set_scheduler("euler")
     with pytest.raises(UnsupportedScheduler, match="does not fit"):
         wrap(sd_pipe).set_scheduler("flow_euler")
-    flow = wrap(sd3_pipe)
+    flow = wrap(sd3_pipe, "flow_euler")  # a new pipeline object: the session's keeps its scheduler
     flow.scheduler = type(flow.scheduler).from_config(flow.scheduler.config, stochastic_sampling=True)
     with pytest.raises(UnsupportedScheduler, match="stochastic_sampling"):
         flow(PROMPT, NEGATIVE, mode="dng", num_inference_steps=2, **SIZE)
