@@ -84,8 +84,10 @@ def build(
                 hr_window = gr.Dropdown(
                     list(S.HR_MODES), value=d.hr_window, label="Hires pass window", elem_id=eid("hr_window")
                 )
-                hr_start = gr.Number(value=d.hr_start, label=UNIT_LABELS[frac0][2], elem_id=eid("hr_start"))
-                hr_end = gr.Number(value=d.hr_end, label=UNIT_LABELS[frac0][3], elem_id=eid("hr_end"))
+                own = d.hr_window == S.HR_CUSTOM
+                hr_start = gr.Number(value=d.hr_start, label=UNIT_LABELS[frac0][2], visible=own,
+                                     elem_id=eid("hr_start"))
+                hr_end = gr.Number(value=d.hr_end, label=UNIT_LABELS[frac0][3], visible=own, elem_id=eid("hr_end"))
         with gr.Row(visible=dng, elem_id=eid("dng_row")) as dng_row:
             lambda0 = gr.Slider(
                 minimum=0.0, maximum=30.0, step=0.1, value=d.lambda0, label="DNG lambda0 (0: no negative guidance)",
@@ -144,6 +146,11 @@ def build(
         return tuple(gr.update(visible=v) for v in (key == "windowed", key == "dng", key == "dng", key == "dng"))
 
     mode.change(fn=shown_for, inputs=[mode], outputs=[window_group, dng_row, adv, plot])
+
+    def own_hires_window(choice):
+        return tuple(gr.update(visible=choice == S.HR_CUSTOM) for _ in range(2))
+
+    hr_window.change(fn=own_hires_window, inputs=[hr_window], outputs=[hr_start, hr_end])
     return comps, status
 
 

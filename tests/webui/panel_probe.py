@@ -68,6 +68,11 @@ out["mode_switch"] = {}
 for mode in S.MODES:
     result = asyncio.run(demo.process_api(switch[0], [mode], state))  # fn_index (3.x) / block_fn (4.x)
     out["mode_switch"][S.MODE_KEYS[mode]] = [u.get("visible") for u in result["data"]]
+hr_switch = [i for i, d in enumerate(cfg["dependencies"])
+             if any(_target(t) == comps[4]._id for t in d.get("targets", [])) and len(d["outputs"]) == 2]
+out["hires_switch"] = {choice: [u.get("visible") for u in asyncio.run(demo.process_api(hr_switch[0], [choice],
+                                                                                         state))["data"]]
+                       for choice in S.HR_MODES}
 if len(sys.argv) > 1 and sys.argv[1] == "--serve":
     demo2, _, _ = ui.render_standalone()
     demo2.launch(server_name="127.0.0.1", server_port=int(sys.argv[2]), prevent_thread_lock=True)

@@ -55,12 +55,13 @@ def test_panel_builds_under_gradio(python):
     assert "Ban et al." in out["status_ok"] and "**" not in out["status_ok"]
     assert "acts on no step" in out["status_empty"] and "**" not in out["status_empty"]  # valid, explained
     assert "prior must be strictly between 0 and 1" in out["status_dng_bad"] and "temperature" in out["status_dng_bad"]
-    window = ["hr_end", "hr_start", "hr_window", "window_end", "window_start", "window_unit"]
+    window = ["hr_window", "window_end", "window_start", "window_unit"]  # hires bounds: only with "Own window"
     dng = ["lambda0", "p_max", "offset", "plot", "prior", "temperature", "tracker"]
     assert out["shown"] == {"off": [], "windowed": window, "dng": sorted(dng), "dns": []}
     # window group, DNG row, advanced DNG settings, plot checkbox, after the user switches the mode
     assert out["mode_switch"] == {"off": [False] * 4, "windowed": [True] + [False] * 3, "dng": [False] + [True] * 3,
                                   "dns": [False] * 4}
+    assert out["hires_switch"] == {m: [m == S.HR_CUSTOM] * 2 for m in S.HR_MODES}  # hires bounds, own window only
     assert out["dependencies"] >= 2 * len(S.ARG_NAMES)  # every input refreshes the status line
     print(out["gradio"])
 
