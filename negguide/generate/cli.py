@@ -139,8 +139,8 @@ def _looks_like_path(model: str) -> bool:
         model.endswith((".safetensors", ".ckpt", ".bin"))
 
 
-def pipeline_class(model: str) -> str:
-    """The pipeline class named by the model's ``model_index.json`` (local folder or hub), before loading."""
+def read_model_index(model: str) -> dict:
+    """The model's ``model_index.json`` (local folder or hub) before loading: pipeline and scheduler classes."""
     path = Path(model).expanduser()
     if path.exists() or _looks_like_path(model):
         if path.is_file():
@@ -151,16 +151,16 @@ def pipeline_class(model: str) -> str:
         index = path / "model_index.json"
         if not index.is_file():
             raise UsageError(f"{model} has no model_index.json: it is not a diffusers pipeline folder")
-        return json.loads(index.read_text()).get("_class_name", "?")
+        return json.loads(index.read_text())
     try:
         from diffusers import DiffusionPipeline
 
-        return DiffusionPipeline.load_config(model).get("_class_name", "?")
+        return dict(DiffusionPipeline.load_config(model))
     except Exception as err:  # hub errors come in many classes; the user needs the message
         raise UsageError(f"could not read {model}'s model_index.json: {str(err).splitlines()[0]}") from None
 
 
-def check_run(args, spec, family: str) -> None:
+def check_run(args, spec, family: str, index: dict) -> None:
     """Everything that can be known about the model before loading it."""
     import torch
 
@@ -174,6 +174,14 @@ def check_run(args, spec, family: str) -> None:
         fits = [n for n, (c, _, _) in SCHEDULERS.items() if (KINDS[c] == "flow") == flow]
         problems.append(f"scheduler {args.scheduler} does not fit a {family.upper()} model; use one of: "
                         f"{', '.join(fits)}")
+    own = (index.get("scheduler") or [None, None])[-1]
+    if not args.scheduler and own not in KINDS:
+        problems.append(f"the model's scheduler {own} is not supported; pass --scheduler, one of: "
+                        f"{', '.join(n for n, (c, _, _) in SCHEDULERS.items() if (KINDS[c] == 'flow') == flow)}")
+    from .settings import uses_negative
+
+    if args.negative is None and uses_negative(spec):
+        problems.append(f"--mode {args.mode} guides away from a negative prompt: pass --negative")
     try:  # the core's own refusal of a mode/model pair (SLD on a flow model)
         GuidanceRun(spec, 1, Frame.rectified_flow() if flow else Frame.vp_at_sigma(), SamplerInfo(False), steps=1)
     except ValueError as err:
@@ -296,12 +304,13 @@ def main(argv=None) -> int:
     from .families import FAMILIES_BY_CLASS
 
     try:
-        cls = pipeline_class(args.model)
+        index = read_model_index(args.model)
+        cls = index.get("_class_name", "?")
         if cls not in FAMILIES_BY_CLASS:
             raise UsageError(f"{args.model} is a {cls}; negguide drives {', '.join(FAMILIES_BY_CLASS)}")
         family = FAMILIES_BY_CLASS[cls]
         spec, dnp = build_mode(args, family.default_guidance_scale)
-        check_run(args, spec, family.name)
+        check_run(args, spec, family.name, index)
     except UsageError as err:
         for problem in err.problems:
             print(f"error: {problem}", file=sys.stderr)

@@ -25,7 +25,7 @@ from .families import family_of
 from .loop import denoise, step_kwargs
 from .output import NegGuideOutput
 from .schedulers import SchedulerAdapter, UnsupportedScheduler, a1111_name, friendly_name, make_scheduler
-from .settings import build_spec, mode_label, spec_to_dict
+from .settings import build_spec, mode_label, spec_to_dict, uses_negative
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -179,6 +179,8 @@ class NegGuidePipeline:
             negatives = negatives * len(prompts)
         if negatives is not None and len(negatives) != len(prompts):
             raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+        if negatives is None and uses_negative(spec) and not spec.class_removal:
+            raise ValueError(f"mode {mode_label(spec)!r} guides away from a negative prompt: pass negative_prompt")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if not (isinstance(images_per_prompt, int) and images_per_prompt >= 1):

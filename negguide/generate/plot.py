@@ -30,6 +30,9 @@ def plot_guidance(records: list[dict], title: str | None = None, labels: list[st
     except ImportError as err:
         raise ImportError("the p(t)/lambda(t) plot needs matplotlib: pip install 'negguide[toy]'") from err
 
+    if not isinstance(rows[0]["p"], list):  # record="mean": one value per step
+        rows = [{**r, "p": [r["p"]], "lambda": [r["lambda"]]} for r in rows]
+        labels = labels or ["batch mean"]
     images = len(rows[0]["p"])
     labels = labels or [f"image {i}" for i in range(images)]
     xs = [r["step"] + 1 for r in rows] if x_axis == "step" else [r["sigma"] for r in rows]

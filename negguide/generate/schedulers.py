@@ -117,6 +117,7 @@ class SchedulerAdapter:
     kind: str
     frame: Frame
     sampler: SamplerInfo
+    _timesteps: torch.Tensor | None = None
 
     @classmethod
     def of(cls, scheduler, flow_model: bool, eta: float = 0.0) -> SchedulerAdapter:
@@ -154,9 +155,13 @@ class SchedulerAdapter:
         return evaluation if idx is None else int(idx)
 
     def level(self, evaluation: int, timestep) -> torch.Tensor:
-        """The noise level of the model input at this evaluation, in the frame's unit."""
+        """The noise level of the model input at this evaluation, in the frame's unit, as a CPU tensor (diffusers
+        keeps ``sigmas`` on the CPU; timesteps are read once per pass): the core's noise-level arithmetic then
+        launches no device kernels and never waits for the device."""
         if self.kind == "vp_timestep":
-            return torch.as_tensor(timestep)
+            if evaluation == 0 or self._timesteps is None:
+                self._timesteps = self.scheduler.timesteps.detach().cpu()  # one host read per pass
+            return self._timesteps[evaluation]
         return self.scheduler.sigmas[self.index(evaluation)]
 
     def final(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

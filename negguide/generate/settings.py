@@ -58,6 +58,11 @@ def build_spec(mode: str = "np", guidance_scale: float = 7.5, window=None, dns_s
                         perp_neg_scale=perp_neg_scale)
 
 
+def uses_negative(spec: GuidanceSpec) -> bool:
+    """Whether the spec's mode reads the negative prompt (DNS and the unwindowed 'off' mode do not need one)."""
+    return spec.mode in ("np3", "dng", "sld", "perp_neg") or (spec.mode == "np" and spec.window is not None)
+
+
 def _fields(obj) -> dict:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
 

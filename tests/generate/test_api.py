@@ -134,6 +134,12 @@ def test_bad_input_is_refused_before_any_model_call(sd_pipe, kwargs, error, need
         ng(PROMPT, NEGATIVE, **{"num_inference_steps": 2, **kwargs})
 
 
+@pytest.mark.parametrize("mode", ["windowed", "np3", "dng", "sld", "perp_neg"])
+def test_modes_that_use_a_negative_prompt_need_one(sd_pipe, mode):
+    with pytest.raises(ValueError, match="pass negative_prompt"):
+        wrap(sd_pipe)(PROMPT, mode=mode, num_inference_steps=2, **SIZE)
+
+
 def test_settings_errors_list_every_problem(sd_pipe):
     with pytest.raises(SettingsError) as err:
         wrap(sd_pipe)(PROMPT, mode="dng", dng={"lambda0": -1.0, "prior": 2.0, "tracker": "magic"})

@@ -32,10 +32,11 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
-def fake_model(tmp_path, cls):
-    folder = tmp_path / cls
+def fake_model(tmp_path, cls, scheduler="EulerDiscreteScheduler"):
+    """A folder with only a model_index.json: enough for every check made before loading."""
+    folder = tmp_path / f"{cls}-{scheduler}"
     folder.mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": cls}))
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": cls, "scheduler": ["diffusers", scheduler]}))
     return str(folder)
 
 
@@ -157,11 +158,21 @@ def test_bad_models_are_one_line_errors(tmp_path, offline, capsys, model, needle
 
 
 def test_modes_that_make_no_sense_for_the_model_are_refused_before_loading(tmp_path, offline, capsys):
-    sd3 = fake_model(tmp_path, "StableDiffusion3Pipeline")
+    sd3 = fake_model(tmp_path, "StableDiffusion3Pipeline", "FlowMatchEulerDiscreteScheduler")
     assert main(base_args(sd3, tmp_path / "o", "--mode", "sld")) == 2
     assert "no meaning for a rectified-flow model" in capsys.readouterr().err
     assert main(base_args(sd3, tmp_path / "o", "--scheduler", "euler_a")) == 2
     assert "use one of: flow_euler, flow_heun" in capsys.readouterr().err
+    kdpm = fake_model(tmp_path, "StableDiffusionPipeline", "KDPM2DiscreteScheduler")
+    assert main(base_args(kdpm, tmp_path / "o")) == 2
+    assert "the model's scheduler KDPM2DiscreteScheduler is not supported; pass --scheduler" in capsys.readouterr().err
+
+
+def test_modes_that_use_a_negative_prompt_need_one(model_dir, tmp_path, offline, capsys):
+    args = base_args(model_dir, tmp_path / "o", "--mode", "dng")
+    del args[args.index("--negative"):args.index("--negative") + 2]
+    assert main(args) == 2
+    assert "--mode dng guides away from a negative prompt: pass --negative" in capsys.readouterr().err
 
 
 def test_unknown_scheduler_and_mode_are_argparse_errors(model_dir, tmp_path, capsys):
