@@ -211,6 +211,7 @@ def test_invalid_settings_no_generation_and_the_reason_in_the_response(server):
     assert r["images"] == [] or info.get("infotexts") in ([], None)
     assert "count from step 1" in log  # the console
     assert "count from step 1" in info["extra_generation_params"]["NegGuide error"]  # the API client
+    assert "NegGuide error" in info["infotexts"][0]  # the generation info the UI shows under the gallery
 
 
 @pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
