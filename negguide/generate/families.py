@@ -41,6 +41,12 @@ class Conditioning:
             self._branches[branch] = {k: v.repeat_interleave(self._n, dim=0) for k, v in encoded.items()}
         return self._branches[branch]
 
+    def prefetch(self, branches) -> None:
+        """Encode these branches now (before the loop: with model CPU offload, a text encoder called mid-loop would
+        swap the denoiser out). Any other branch a plan asks for is still encoded on first use."""
+        for branch in branches:
+            self[branch]
+
     def stacked(self, branches: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """Every key's rows for ``branches`` in order (``[G*B, ...]``), plus the shared tensors repeated."""
         if branches not in self._stacks:

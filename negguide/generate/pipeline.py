@@ -25,7 +25,7 @@ from .families import family_of
 from .loop import denoise, step_kwargs
 from .output import NegGuideOutput
 from .schedulers import SchedulerAdapter, UnsupportedScheduler, a1111_name, friendly_name, make_scheduler
-from .settings import build_spec, mode_label, spec_to_dict, uses_negative
+from .settings import build_spec, expected_branches, mode_label, spec_to_dict, uses_negative
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -207,6 +207,7 @@ class NegGuidePipeline:
         cond = family.conditioning(prompts, negatives, images_per_prompt, height=height, width=width,
                                    clip_skip=clip_skip, attention_kwargs=attention_kwargs,
                                    max_sequence_length=max_sequence_length)
+        cond.prefetch(expected_branches(spec, negatives is not None))
         dtype = cond["positive"]["encoder_hidden_states"].dtype
         latents = family.prepare_latents(batch, height, width, dtype, device, generator, latents)
         on_step = None

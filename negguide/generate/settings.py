@@ -63,6 +63,17 @@ def uses_negative(spec: GuidanceSpec) -> bool:
     return spec.mode in ("np3", "dng", "sld", "perp_neg") or (spec.mode == "np" and spec.window is not None)
 
 
+def expected_branches(spec: GuidanceSpec, has_negative: bool) -> tuple[str, ...]:
+    """The text branches to encode before sampling (a prefetch hint, not a decision: the run's plans say what is
+    evaluated, and a branch no hint named is encoded when a plan first asks for it)."""
+    branches = ["positive"]
+    if has_negative and spec.mode != "dns" and not (spec.mode == "dng" and not spec.dng.active):
+        branches.append("negative")
+    if not (spec.mode == "np" and spec.window is None) and not spec.class_removal:
+        branches.append("empty")
+    return tuple(branches)
+
+
 def _fields(obj) -> dict:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
 

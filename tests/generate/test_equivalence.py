@@ -134,3 +134,22 @@ def test_a_partial_window_is_the_pipeline_with_the_negative_switched_on_in_the_w
                callback_on_step_end=callback, callback_on_step_end_tensor_inputs=list(embeds[True]), **first,
                **SIZE).images
     close(out.images, ref)
+
+
+def test_v_prediction_pipelines_sd2_style(sd_pipe):
+    """A v-prediction scheduler config (SD 2.x): off == the pipeline's output, an empty window == its empty
+    negative, and DNG runs (its posterior reads the v frame)."""
+    from diffusers import EulerDiscreteScheduler
+
+    from negguide.generate import NegGuidePipeline
+
+    sched = EulerDiscreteScheduler.from_config(sd_pipe.scheduler.config, prediction_type="v_prediction")
+    ng = NegGuidePipeline.from_pipe(sd_pipe, scheduler=sched)
+    ng.set_progress_bar_config(disable=True)
+    close(latents(ng, negative_prompt=NEGATIVE, guidance_scale=6.0),
+          latents(ng.pipe, negative_prompt=NEGATIVE, guidance_scale=6.0))
+    close(latents(ng, negative_prompt=NEGATIVE, mode="windowed", window=StepWindow.never(), guidance_scale=6.0),
+          latents(ng.pipe, negative_prompt=None, guidance_scale=6.0))
+    out = ng(PROMPT, NEGATIVE, mode="dng", dng={"temperature": 1.0}, num_inference_steps=STEPS, generator=gen(7),
+             output_type="latent", **SIZE)
+    assert torch.isfinite(out.images).all() and out.lambdas.shape == (STEPS, 1)

@@ -96,3 +96,24 @@ def test_every_mode_makes_one_batched_call_per_evaluation(pipes, family, mode, o
         if options["tracker"] == "flow-hutchinson":  # probes at the first evaluation of each informative step
             first = 2 if family == "sd3" else 0
             assert calls[first] == 2 * (3 + 2 * 2) and calls[first + 1] == 2 * 3
+
+
+@pytest.mark.parametrize("mode, options, expected", [
+    ("off", {}, ["positive", "negative"]), ("windowed", {}, ["positive", "negative", "empty"]),
+    ("dns", {}, ["positive", "empty"]), ("dng", {"dng": {"lambda0": 0.0}}, ["positive", "empty"]),
+    ("dng", {}, ["positive", "negative", "empty"]),
+])
+def test_text_is_encoded_before_sampling_and_only_what_the_mode_uses(sd_pipe, monkeypatch, mode, options, expected):
+    """With model CPU offload a text encoder called mid-loop would swap the UNet out: every branch is encoded
+    before the first denoiser call, and none that the run never evaluates."""
+    ng = wrap(sd_pipe)
+    events = []
+    encode = ng.pipe.encode_prompt
+    monkeypatch.setattr(ng.pipe, "encode_prompt", lambda *a, **k: events.append("encode") or encode(*a, **k))
+    predict = ng.family.predict
+    monkeypatch.setattr(ng.family, "predict", lambda *a: events.append("denoise") or predict(*a))
+    ng(PROMPT, NEGATIVE, mode=mode, num_inference_steps=30, generator=gen(0), output_type="latent", height=8, width=8,
+       **options)
+    first = events.index("denoise")
+    assert "encode" not in events[first:]
+    assert events[:first].count("encode") == len(expected)

@@ -94,3 +94,27 @@ def test_unsupported_schedulers_are_refused_with_a_reason(make, flow, needle):
 def test_unknown_friendly_name():
     with pytest.raises(UnsupportedScheduler, match="unknown scheduler 'dpm_fast'"):
         make_scheduler("dpm_fast", base(False))
+
+
+@pytest.mark.parametrize("name", ["euler", "heun", "dpmpp_2m_karras", "ddim", "unipc"])
+def test_v_prediction_frames_follow_the_scheduler(name):
+    """SD 2.x-style v-prediction: the oracle outputs v = a eps0 (x0 = 0), with ``a`` from the scheduler's own
+    tables; the front-end's frame must read D = 0 from it at every evaluation."""
+    scheduler = make_scheduler(name, base(False))
+    scheduler = type(scheduler).from_config(scheduler.config, prediction_type="v_prediction")
+    adapter = SchedulerAdapter.of(scheduler, False)
+    assert adapter.frame.prediction == "v"
+    eps0 = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    scheduler.set_timesteps(6)
+    first = adapter.frame.noise_level(adapter.level(0, scheduler.timesteps[0]), 2)
+    latents = float(first.sigma[0] if adapter.kind == "ve_sigma" else first.b[0]) * eps0
+    for k, t in enumerate(scheduler.timesteps):
+        x_in = scheduler.scale_model_input(latents, t)
+        if hasattr(scheduler, "sigmas"):
+            a = 1.0 / (1.0 + float(scheduler.sigmas[adapter.index(k)]) ** 2) ** 0.5  # the scheduler's own sigma
+        else:
+            a = float(scheduler.alphas_cumprod[int(t)]) ** 0.5
+        v = a * eps0
+        noise = adapter.frame.noise_level(adapter.level(k, t), 2)
+        torch.testing.assert_close(adapter.frame.denoised(v, x_in, noise), torch.zeros_like(eps0), rtol=0, atol=1e-4)
+        latents = scheduler.step(v, t, latents, return_dict=False)[0]
