@@ -4,8 +4,7 @@ pipelines (Python API: :class:`NegGuidePipeline`; CLI: ``python -m negguide.gene
 Needs the ``diffusers`` extra (``pip install 'negguide[diffusers]'``); see docs/diffusers.md.
 """
 
-from ..dng import DNGConfig
-from ..sld import SLDConfig
+from ..configs import DNGConfig, SLDConfig
 from ..spec import GuidanceSpec
 from ..windows import StepWindow
 from .captioner import DEFAULT_CAPTIONER, load_captioner

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ..checks import SettingsError
-from ..dng import TRACKERS
+from ..configs import TRACKERS
 from ..windows import UNITS, StepWindow
 from .schedulers import KINDS, SCHEDULERS, UnsupportedScheduler
 

@@ -183,12 +183,11 @@ class SchedulerAdapter:
 
 
 def sampler_info(scheduler, eta: float = 0.0) -> SamplerInfo:
-    """Whether the scheduler injects noise at every step. DDIM is stochastic exactly when ``eta > 0``; a
-    FlowMatch scheduler with ``stochastic_sampling`` re-noises fully at every step. Everything else is named by
-    class and solver type (``EulerAncestral...``, ``DDPM...``, ``sde-dpmsolver++``) for the core to read."""
+    """Whether the scheduler injects noise at every step, as the core reads it from the scheduler's class and solver
+    type (``EulerAncestral...``, ``DDPM...``, ``sde-dpmsolver++``) and, for DDIM, ``eta`` (stochastic exactly when
+    ``eta > 0``). A FlowMatch scheduler with ``stochastic_sampling`` re-noises fully at every step."""
     name = type(scheduler).__name__
-    if name == "DDIMScheduler":
-        return SamplerInfo(eta > 0, float(eta) if eta > 0 else 1.0)
     if name.startswith("FlowMatch"):
         return SamplerInfo(bool(scheduler.config.get("stochastic_sampling", False)))
-    return SamplerInfo.from_name(f"{name} {scheduler.config.get('algorithm_type', '')}".strip())
+    return SamplerInfo.from_name(f"{name} {scheduler.config.get('algorithm_type', '')}".strip(),
+                                 eta if name == "DDIMScheduler" else None)

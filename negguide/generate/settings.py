@@ -11,8 +11,7 @@ import dataclasses
 import json
 
 from ..checks import SettingsError
-from ..dng import DNGConfig
-from ..sld import SLDConfig
+from ..configs import DNGConfig, SLDConfig
 from ..spec import MODES, GuidanceSpec
 from ..windows import StepWindow
 
