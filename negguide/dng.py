@@ -31,7 +31,8 @@ class DynamicNegativeGuidance:
     the toy study); it needs ``observe``, ``finish``, ``posterior``, ``odds``, ``extra_rows_per_image``."""
 
     def __init__(self, config: DNGConfig, batch_size: int, sampler: SamplerInfo, device=None,
-                 generator: torch.Generator | None = None, record: str = "per_image", tracker=None):
+                 generator: torch.Generator | list[torch.Generator] | None = None, record: str = "per_image",
+                 tracker=None):
         if record not in RECORDS:
             raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
         self.config = config

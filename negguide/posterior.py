@@ -166,7 +166,7 @@ class FlowTracker(_Tracker):
 
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None, divergence: str = "moment",
                  probe_pairs: int = 1, exact_divergence: Divergence | None = None, fd_scale: float = 1e-2,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | list[torch.Generator] | None = None):
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if divergence == "exact" and exact_divergence is None:
@@ -183,8 +183,14 @@ class FlowTracker(_Tracker):
     # -- Hutchinson probes: the backend evaluates both branches at these points in the same batch --------
     def probe_points(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(directions [K, B, ...], points [K, B, ...])`` to evaluate both models at."""
-        shape = (self.probe_pairs, *x.shape)
-        v = torch.randint(0, 2, shape, generator=self.generator, device="cpu").to(x.device, x.dtype) * 2 - 1
+        if isinstance(self.generator, (list, tuple)):  # one per image: an image's probes ignore the rest of the batch
+            if len(self.generator) != x.shape[0]:
+                raise ValueError(f"{len(self.generator)} probe generators for a batch of {x.shape[0]}")
+            signs = torch.stack([torch.randint(0, 2, (self.probe_pairs, *x.shape[1:]), generator=g, device="cpu")
+                                 for g in self.generator], dim=1)
+        else:
+            signs = torch.randint(0, 2, (self.probe_pairs, *x.shape), generator=self.generator, device="cpu")
+        v = signs.to(x.device, x.dtype) * 2 - 1
         s = _sigma_vec(sigma, x.shape[0], x.device).to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 1)))
         return v, x.unsqueeze(0) + self.fd_scale * s * v
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from . import guidance as G
+from .checks import raise_problems
 from .clock import EvaluationClock, ScheduleClock
 from .dng import DynamicNegativeGuidance
 from .frames import Frame, NoiseLevel
@@ -93,6 +94,13 @@ class Plan:
         return dict(zip(groups, output.chunk(len(groups)), strict=True))
 
 
+def check_compatible(spec: GuidanceSpec, frame: Frame) -> None:
+    """Refuse a mode that has no meaning for a model's parametrisation (before any model is loaded or run)."""
+    raise_problems([(not (spec.mode == "sld" and frame.prediction == "flow"),
+                     "SLD's threshold is defined in eps units of a VP/VE model; it has no meaning for a "
+                     "rectified-flow model")])
+
+
 class GuidanceRun:
     """Per-image guidance state for one sampling pass of ``batch_size`` images.
 
@@ -102,16 +110,17 @@ class GuidanceRun:
     ``schedule_steps``: the pass is the tail of a run of that many steps (img2img; see
     :mod:`negguide.windows`). ``record``: DNG's per-step record, see
     :class:`~negguide.dng.DynamicNegativeGuidance` (``"none"`` also drops the step/window record).
-    ``tracker``: a ready DNG tracker object instead of the configured one (exact oracles).
+    ``tracker``: a ready DNG tracker object instead of the configured one (exact oracles). ``generator``:
+    for DNG's Hutchinson probe directions; a list of one generator per image makes every image's guidance
+    independent of the rest of the batch (image i of a batch == a single run with generator i).
     """
 
     def __init__(self, spec: GuidanceSpec, batch_size: int, frame: Frame, sampler: SamplerInfo,
                  steps: int | None = None, clock: EvaluationClock | ScheduleClock | None = None,
-                 schedule_steps: int | None = None, generator: torch.Generator | None = None,
+                 schedule_steps: int | None = None,
+                 generator: torch.Generator | list[torch.Generator] | None = None,
                  record: str = "per_image", tracker=None):
-        if spec.mode == "sld" and frame.prediction == "flow":
-            raise ValueError("SLD's threshold is defined in eps units of a VP/VE model; it has no meaning "
-                             "for a rectified-flow model")
+        check_compatible(spec, frame)
         if clock is None and steps is None:
             raise ValueError("a run needs its step count (steps=...) or a clock")
         self.spec, self.batch_size, self.frame, self.sampler = spec, batch_size, frame, sampler

@@ -16,7 +16,8 @@ A window has one of three units:
     any step count.
 ``sigma``
     noise level, both bounds inclusive, ``start`` the larger one: active while ``end <= sigma <= start``.
-    Independent of the step count and the discretisation.
+    Independent of the step count and the discretisation. ``start = inf`` covers a rectified-flow model's
+    first step (t = 1, where sigma is infinite).
 
 A window that ends before it starts (steps ``6-5``, fractions ``0.5-0.5``, sigmas ``1-5``) is empty: the
 negative prompt acts on no step, exactly as if it were empty.
@@ -32,6 +33,7 @@ step window keeps its position in the full schedule and steps the pass skipped a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .checks import SettingsError, is_finite_number, raise_problems
@@ -50,8 +52,10 @@ class StepWindow:
     def __post_init__(self):
         if self.unit not in UNITS:
             raise SettingsError([f"window unit must be one of {UNITS}, got {self.unit!r}"])
-        if not (is_finite_number(self.start) and is_finite_number(self.end)):
-            raise SettingsError([f"window bounds must be finite numbers, got {self.start!r}-{self.end!r}"])
+        open_start = self.unit == "sigma" and self.start == math.inf  # from the very first (pure-noise) step
+        if not ((open_start or is_finite_number(self.start)) and is_finite_number(self.end)):
+            raise SettingsError([f"window bounds must be finite numbers (a sigma window may start at inf), got "
+                                 f"{self.start!r}-{self.end!r}"])
         if self.unit == "step":
             whole = self.start == int(self.start) and self.end == int(self.end)
             raise_problems([

@@ -22,7 +22,7 @@ from negguide.run import GuidanceRun, Rows
 
 from . import conds as C
 from .job import Job, PendingEvaluation
-from .pass_info import sampler_info, schedule_steps
+from .pass_info import probe_generators, sampler_info, schedule_steps
 from .slots import Conditionings
 
 
@@ -82,8 +82,8 @@ class A1111Adapter:
         steps = int(getattr(denoiser, "steps", None) or getattr(p, "steps", 1))
         clock = EvaluationClock(steps, getattr(denoiser, "total_steps", None))
         return GuidanceRun(self.job.settings.spec(float(p.cfg_scale), is_hr), batch, self.frame(denoiser, p),
-                           sampler_info(p, self.backend, is_hr), clock=clock,
-                           schedule_steps=schedule_steps(p, is_hr))
+                           sampler_info(p, self.backend, is_hr), clock=clock, schedule_steps=schedule_steps(p, is_hr),
+                           generator=probe_generators(p, batch, is_hr))
 
     # --- callbacks ----------------------------------------------------------------------------------------
     def on_cfg_denoiser(self, params):

@@ -24,3 +24,17 @@ def schedule_steps(p, is_hr: bool) -> int | None:
     if is_hr or getattr(p, "init_latent", None) is None:
         return None
     return int(getattr(p, "steps", 0) or 0) or None
+
+
+PROBE_SEED_OFFSET = 0x5EED  # probe directions must not repeat the image noise drawn from the same seed
+
+
+def probe_generators(p, batch: int, is_hr: bool):
+    """One generator per image for DNG's Hutchinson probes, seeded from the image's own seed: an image's
+    guidance does not depend on the rest of its batch, and a seed reproduces it. None without seeds."""
+    import torch
+
+    seeds = list(getattr(p, "seeds", None) or [])
+    if len(seeds) != batch:
+        return None
+    return [torch.Generator().manual_seed(int(s) + PROBE_SEED_OFFSET + (1 if is_hr else 0)) for s in seeds]

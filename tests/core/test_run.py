@@ -265,7 +265,7 @@ def _ddpm_per_image_noise(model, x, sigmas, seeds):
 
 
 @pytest.mark.parametrize("sampler, tracker", [("ddpm", "transition"), ("euler", "flow-moment"),
-                                              ("dpmpp_2m", "flow-moment")])
+                                              ("dpmpp_2m", "flow-moment"), ("euler", "flow-hutchinson")])
 def test_dng_state_per_image_in_a_batch_equals_single_runs(sampler, tracker):
     mix = latent_like(16)
     forget = mix.to_forget()
@@ -281,7 +281,9 @@ def test_dng_state_per_image_in_a_batch_equals_single_runs(sampler, tracker):
                           for g, b in enumerate(branches)])
 
     def sample(images):
-        run = GuidanceRun(spec, len(images), Frame.k_diffusion(), SamplerInfo(sampler == "ddpm"), steps=12)
+        probes = [torch.Generator().manual_seed(500 + i) for i in images]  # one probe generator per image
+        run = GuidanceRun(spec, len(images), Frame.k_diffusion(), SamplerInfo(sampler == "ddpm"), steps=12,
+                          generator=probes)
         den = GuidedDenoiser(run, branch_model)
         if sampler == "ddpm":
             x = _ddpm_per_image_noise(den, x0[images], sigmas, [100 + i for i in images])
@@ -346,6 +348,12 @@ def test_no_nan_at_any_finite_input(mode, dtype):
             out = {r: (preds[r.branch] if r.probe is None else -preds[r.branch]) for r in plan.groups}
             guided = run.combine(plan, out)
             assert guided.dtype == dtype and not torch.isnan(guided).any()
+
+
+def test_sigma_windows_may_start_at_the_pure_noise_step():
+    spec = GuidanceSpec("np", 5.0, window=StepWindow(math.inf, 0.5, "sigma"))
+    run = GuidanceRun(spec, B, Frame.rectified_flow(), DETERMINISTIC, steps=3)
+    assert [run.plan(rand(B, 2), t).negative_active for t in (1.0, 0.5, 0.2)] == [True, True, False]
 
 
 @pytest.mark.parametrize("kwargs, needle", [

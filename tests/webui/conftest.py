@@ -45,3 +45,13 @@ def tiny_sdxl():
     from harness.tinysd import TinySD
 
     return TinySD(seed=1, sdxl=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd64():
+    """The tiny model computing in float64: batch-size effects of float32 kernels vanish, so per-image
+    invariants can be checked exactly."""
+    _need_tokenizer()
+    from harness.tinysd import TinySD
+
+    return TinySD(seed=0, dtype=torch.float64)
