@@ -29,10 +29,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "generate"))  # the tiny pipelines
+
+from tiny_pipelines import BUILDERS  # noqa: E402
 
 from negguide.generate import NegGuidePipeline  # noqa: E402
 from negguide.generate.schedulers import make_scheduler  # noqa: E402
-from negguide.generate.tiny import BUILDERS  # noqa: E402
 
 # (label, scheduler, mode or None for the pipeline's own CFG, options, target ratio)
 MODES = [

@@ -164,9 +164,9 @@ def check_run(args, spec, family: str, index: dict) -> None:
     """Everything that can be known about the model before loading it."""
     import torch
 
+    from ..checks import SettingsError
     from ..frames import Frame
-    from ..run import GuidanceRun
-    from ..samplers import SamplerInfo
+    from ..run import check_compatible
 
     flow = family == "sd3"
     problems = []
@@ -183,9 +183,9 @@ def check_run(args, spec, family: str, index: dict) -> None:
     if args.negative is None and uses_negative(spec):
         problems.append(f"--mode {args.mode} guides away from a negative prompt: pass --negative")
     try:  # the core's own refusal of a mode/model pair (SLD on a flow model)
-        GuidanceRun(spec, 1, Frame.rectified_flow() if flow else Frame.vp_at_sigma(), SamplerInfo(False), steps=1)
-    except ValueError as err:
-        problems.append(str(err))
+        check_compatible(spec, Frame.rectified_flow() if flow else Frame.vp_at_sigma())
+    except SettingsError as err:
+        problems += err.problems
     for name, value, low in (("--steps", args.steps, 1), ("--num-images", args.num_images, 1),
                              ("--batch-size", args.batch_size, 1)):
         if value is not None and value < low:

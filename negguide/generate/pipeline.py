@@ -52,13 +52,19 @@ def _seeds(generator) -> list[int] | None:
     return [int(g.initial_seed()) for g in gens]
 
 
-def probe_generator(generator) -> torch.Generator | None:
-    """A CPU generator for DNG's Hutchinson probe directions, derived from the user's (first) generator's seed
-    without drawing from it (the image noise stays exactly the pipeline's)."""
-    first = generator[0] if isinstance(generator, list) else generator
-    if first is None:
+PROBE_SEED_OFFSET = 0x9E3779B9  # probe directions must not repeat the image noise drawn from the same seed
+
+
+def probe_generators(generator, batch: int) -> list[torch.Generator] | None:
+    """One CPU generator per image for DNG's Hutchinson probe directions, derived from the user's generators'
+    seeds without drawing from them (the image noise stays exactly the pipeline's): with one generator per
+    image, image i's guidance is that of a single run with generator i."""
+    gens = generator if isinstance(generator, list) else [generator]
+    if any(g is None for g in gens):
         return None
-    return torch.Generator().manual_seed((int(first.initial_seed()) + 0x9E3779B9) % (2**63))
+    seeds = ([int(g.initial_seed()) for g in gens] if len(gens) == batch
+             else [int(gens[0].initial_seed()) + i for i in range(batch)])
+    return [torch.Generator().manual_seed((seed + PROBE_SEED_OFFSET) % (2**63)) for seed in seeds]
 
 
 class NegGuidePipeline:
@@ -202,7 +208,8 @@ class NegGuidePipeline:
         latent_hw = (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
         timesteps = family.set_timesteps(steps, device, latent_hw)
         run = GuidanceRun(spec, batch, adapter.frame, adapter.sampler, steps=steps,
-                          clock=adapter.clock(steps, timesteps), generator=probe_generator(generator), record=record)
+                          clock=adapter.clock(steps, timesteps), generator=probe_generators(generator, batch),
+                          record=record)
 
         cond = family.conditioning(prompts, negatives, images_per_prompt, height=height, width=width,
                                    clip_skip=clip_skip, attention_kwargs=attention_kwargs,

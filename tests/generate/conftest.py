@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from negguide.generate.tiny import find_tokenizer_dir
+from tiny_pipelines import find_tokenizer_dir
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +32,7 @@ def _session_pipelines_untouched():
 def _build(family: str):
     if find_tokenizer_dir() is None:
         pytest.skip("CLIP tokenizer files (shared/tokenizers/clip-vit-l-14) not present")
-    from negguide.generate.tiny import BUILDERS
+    from tiny_pipelines import BUILDERS
 
     pipe = BUILDERS[family]()
     pipe.set_progress_bar_config(disable=True)

@@ -68,10 +68,8 @@ def test_images_per_prompt_are_prompt_major_like_diffusers(pipes64):
         close(batch.images[i], _run(ng, "dng", {"lambda0": 2.0}, p, n, [gen(20 + i)]).images[0], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="core: FlowTracker draws the Hutchinson probe directions of the whole batch "
-                                       "from ONE generator (probe_points), so image i's probes depend on the batch; "
-                                       "needs per-image generators in the core")
 def test_hutchinson_probes_are_per_image(pipes64):
+    """Each image's probe directions come from its own generator: the Hutchinson tracker too is per image."""
     ng = wrap(pipes64("sd"), "euler")
     dng = {"lambda0": 4.0, "temperature": 1.0, "prior": 0.1, "tracker": "flow-hutchinson"}
     batch = _run(ng, "dng", dng, [PROMPT, "a cat"], [NEGATIVE, "a dog"], gen(30, 2))

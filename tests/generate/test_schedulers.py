@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_pipelines import SD_BETAS
 
 from negguide.generate.schedulers import SCHEDULERS, SchedulerAdapter, UnsupportedScheduler, make_scheduler
-from negguide.generate.tiny import SD_BETAS
 
 DETERMINISTIC = ["euler", "heun", "lms", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "pndm", "unipc", "deis",
                  "flow_euler", "flow_heun", "DPMSolverSinglestepScheduler"]

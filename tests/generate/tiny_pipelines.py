@@ -1,7 +1,8 @@
 """Tiny random diffusers pipelines built from configs, for tests and benchmarks (nothing is downloaded).
 
-Weights are random (seeded); the CLIP tokenizer files come from ``shared/tokenizers/clip-vit-l-14`` found by
-walking up from this file or the working directory (or ``NEGGUIDE_CLIP_TOKENIZER``). Sizes:
+Test stand-ins (the benchmark imports them too). Weights are random (seeded); the CLIP tokenizer files come
+from ``shared/tokenizers/clip-vit-l-14`` found by walking up from this file or the working directory (or
+``NEGGUIDE_CLIP_TOKENIZER``). Sizes:
 
 ``tiny``   SD-shaped UNet/MMDiT with 32/64 channels, 8x8 latents (16x16 images): a test runs in a second
 ``small``  64/128 channels, 32x32 latents (64x64 images): CPU benchmarks
