@@ -94,11 +94,19 @@ class Plan:
         return dict(zip(groups, output.chunk(len(groups)), strict=True))
 
 
-def check_compatible(spec: GuidanceSpec, frame: Frame) -> None:
-    """Refuse a mode that has no meaning for a model's parametrisation (before any model is loaded or run)."""
-    raise_problems([(not (spec.mode == "sld" and frame.prediction == "flow"),
-                     "SLD's threshold is defined in eps units of a VP/VE model; it has no meaning for a "
-                     "rectified-flow model")])
+def check_compatible(spec: GuidanceSpec, frame: Frame, sampler: SamplerInfo | None = None) -> None:
+    """Refuse a mode that has no meaning for a model's parametrisation and sampler (before any model is loaded
+    or run)."""
+    flow = frame.prediction == "flow"
+    transition = (sampler is not None and spec.mode == "dng" and spec.dng.active
+                  and spec.dng.resolved_tracker(sampler) == "transition")
+    raise_problems([
+        (not (spec.mode == "sld" and flow), "SLD's threshold is defined in eps units of a VP/VE model; it has no "
+                                            "meaning for a rectified-flow model"),
+        (not (transition and flow), "DNG's transition tracker models the ancestral step of a VP/VE model; a "
+                                    "rectified-flow sampler re-noises differently: choose the flow-moment or "
+                                    "flow-hutchinson tracker, or a deterministic sampler"),
+    ])
 
 
 class GuidanceRun:
@@ -120,7 +128,7 @@ class GuidanceRun:
                  schedule_steps: int | None = None,
                  generator: torch.Generator | list[torch.Generator] | None = None,
                  record: str = "per_image", tracker=None):
-        check_compatible(spec, frame)
+        check_compatible(spec, frame, sampler)
         if clock is None and steps is None:
             raise ValueError("a run needs its step count (steps=...) or a clock")
         self.spec, self.batch_size, self.frame, self.sampler = spec, batch_size, frame, sampler

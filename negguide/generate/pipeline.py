@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 
 from .. import __version__
-from ..run import GuidanceRun
+from ..checks import SettingsError
+from ..run import GuidanceRun, check_compatible
 from ..spec import GuidanceSpec
 from .captioner import DEFAULT_CAPTIONER, load_captioner
 from .families import family_of
@@ -242,11 +243,11 @@ class NegGuidePipeline:
         """The current scheduler as the core sees it; raises :class:`UnsupportedScheduler` for a scheduler (or a
         scheduler/mode pair) the front-end cannot drive."""
         adapter = SchedulerAdapter.of(self.pipe.scheduler, self.family.flow, eta)
-        if spec is not None and spec.mode == "dng" and spec.dng.active and adapter.kind == "flow" \
-                and adapter.sampler.stochastic and spec.dng.resolved_tracker(adapter.sampler) == "transition":
-            raise UnsupportedScheduler("FlowMatch stochastic_sampling re-noises x0 fully at every step, which DNG's "
-                                       "transition tracker (ancestral steps) does not describe: set the DNG tracker "
-                                       "to flow-moment or flow-hutchinson, or turn stochastic_sampling off")
+        if spec is not None:
+            try:
+                check_compatible(spec, adapter.frame, adapter.sampler)
+            except SettingsError as err:
+                raise UnsupportedScheduler("; ".join(err.problems)) from None
         return adapter
 
     # --- diffusion-negative prompting --------------------------------------------------------------------------

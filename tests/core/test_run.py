@@ -377,3 +377,14 @@ def test_records_are_converted_on_read_only():
     plan = quiet.plan(rand(B, 4, 2, 2), 2.0)
     quiet.combine(plan, evaluate(plan, preds))
     assert quiet.records == [] and quiet.dng.records == []
+
+
+def test_modes_without_meaning_for_a_flow_model_are_refused_before_any_model_runs():
+    from negguide.run import check_compatible
+
+    with pytest.raises(SettingsError, match="SLD"):
+        check_compatible(GuidanceSpec("sld"), Frame.rectified_flow())
+    with pytest.raises(SettingsError, match="transition tracker"):  # a stochastic flow sampler
+        check_compatible(GuidanceSpec("dng"), Frame.rectified_flow(), STOCHASTIC)
+    check_compatible(GuidanceSpec("dng"), Frame.rectified_flow(), DETERMINISTIC)
+    check_compatible(GuidanceSpec("dng", dng=DNGConfig(tracker="flow-moment")), Frame.rectified_flow(), STOCHASTIC)
