@@ -106,7 +106,10 @@ class Frame:
     # --- noise levels ---------------------------------------------------------------------------------
     def noise_level(self, level, batch: int) -> NoiseLevel:
         """The ``(a, b)`` pair of a backend noise level (scalar or one value per image)."""
-        v = (level.detach() if torch.is_tensor(level) else torch.as_tensor(level)).to(torch.float64).reshape(-1)
+        v = level.detach() if torch.is_tensor(level) else torch.as_tensor(level)
+        if v.device.type == "mps":  # no float64 on Apple's MPS: the levels are a handful of numbers, use the CPU
+            v = v.cpu()
+        v = v.to(torch.float64).reshape(-1)
         if v.numel() == 1:
             v = v.expand(batch)
         if v.numel() != batch:

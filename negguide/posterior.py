@@ -60,8 +60,15 @@ from .configs import VARIANCES, PosteriorConfig
 DIVERGENCES = ("moment", "hutchinson", "exact")
 
 
-def _flat64(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().reshape(t.shape[0], -1).to(torch.float64)
+def state_device(device) -> torch.device:
+    """Where a tracker keeps its float64 state: the predictions' device, but the CPU for Apple's MPS, which has
+    no float64."""
+    device = torch.device(device if device is not None else "cpu")
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def _flat64(t: torch.Tensor, device) -> torch.Tensor:
+    return t.detach().reshape(t.shape[0], -1).to(device).to(torch.float64)
 
 
 def _sigma_vec(sigma, batch: int, device) -> torch.Tensor:
@@ -86,7 +93,8 @@ class _Tracker:
 
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None):
         self.config = config
-        self.log_p = torch.full((batch_size,), math.log(config.prior), dtype=torch.float64, device=device)
+        self.log_p = torch.full((batch_size,), math.log(config.prior), dtype=torch.float64,
+                                device=state_device(device))
         self._log_lo, self._log_hi = math.log(config.p_min), math.log(config.p_max)
 
     def posterior(self) -> torch.Tensor:
@@ -127,8 +135,9 @@ class TransitionTracker(_Tracker):
     def observe(self, x: torch.Tensor, sigma, denoised_ref: torch.Tensor, denoised_neg: torch.Tensor) -> None:
         """Feed the state reached at the start of a step and the step's two unguided predictions."""
         self._update_to(x, sigma)
-        self._prev = (_flat64(x), _sigma_vec(sigma, x.shape[0], self.log_p.device),
-                      _flat64(denoised_ref), _flat64(denoised_neg))
+        device = self.log_p.device
+        self._prev = (_flat64(x, device), _sigma_vec(sigma, x.shape[0], device), _flat64(denoised_ref, device),
+                      _flat64(denoised_neg, device))
 
     def finish(self, x: torch.Tensor, sigma_final=0.0) -> None:
         """Account for the last step, whose result no model evaluation follows."""
@@ -140,7 +149,7 @@ class TransitionTracker(_Tracker):
             return
         x_prev, s, d_ref, d_neg = self._prev
         s_next = _sigma_vec(sigma, x.shape[0], self.log_p.device)
-        x_next = _flat64(x)
+        x_next = _flat64(x, self.log_p.device)
         beta_tilde_ve = s_next**2 * (s**2 - s_next**2) / s**2
         sigma_up2 = (self.eta**2 * beta_tilde_ve).minimum(s_next**2)
         sigma_down = (s_next**2 - sigma_up2).clamp(min=0).sqrt()
@@ -191,17 +200,19 @@ class FlowTracker(_Tracker):
         else:
             signs = torch.randint(0, 2, (self.probe_pairs, *x.shape), generator=self.generator, device="cpu")
         v = signs.to(x.device, x.dtype) * 2 - 1
-        s = _sigma_vec(sigma, x.shape[0], x.device).to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 1)))
+        s = _sigma_vec(sigma, x.shape[0], self.log_p.device).to(x.dtype).to(x.device)
+        s = s.reshape(1, -1, *([1] * (x.ndim - 1)))
         return v, x.unsqueeze(0) + self.fd_scale * s * v
 
     def _divergence(self, x, sigma, delta, probe_predictions) -> torch.Tensor:
         if self.divergence == "exact":
-            return self.exact_divergence(x, sigma).to(torch.float64).reshape(-1)
+            return self.exact_divergence(x, sigma).to(self.log_p.device).to(torch.float64).reshape(-1)
         v, ref_at, neg_at = probe_predictions
         k = v.shape[0]
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
-        jv = (neg_at - ref_at).reshape(k, x.shape[0], -1).to(torch.float64) - delta.unsqueeze(0)
-        vv = v.reshape(k, x.shape[0], -1).to(torch.float64)
+        device = self.log_p.device
+        jv = (neg_at - ref_at).reshape(k, x.shape[0], -1).to(device).to(torch.float64) - delta.unsqueeze(0)
+        vv = v.reshape(k, x.shape[0], -1).to(device).to(torch.float64)
         return (vv * jv).sum(2).mean(0) / (self.fd_scale * s)
 
     def observe(self, x: torch.Tensor, sigma, denoised_ref: torch.Tensor, denoised_neg: torch.Tensor,
@@ -214,7 +225,8 @@ class FlowTracker(_Tracker):
         if self.divergence == "hutchinson" and probe_predictions is None:
             raise ValueError("the Hutchinson flow tracker needs the probe evaluations")
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
-        xf, d_ref, d_neg = _flat64(x), _flat64(denoised_ref), _flat64(denoised_neg)
+        device = self.log_p.device
+        xf, d_ref, d_neg = _flat64(x, device), _flat64(denoised_ref, device), _flat64(denoised_neg, device)
         delta = d_neg - d_ref
         g = delta / s[:, None] ** 2
         cross = (delta * (d_neg + d_ref - 2 * xf)).sum(1) / s**3  # sigma * (s_neg - s_ref).(s_neg + s_ref)
@@ -236,7 +248,7 @@ class FlowTracker(_Tracker):
         xp, sp, gp, hp, bp = self._prev
         s_next = _sigma_vec(sigma_final, x.shape[0], self.log_p.device)
         h = hp - self.odds() * bp
-        d_log_p = (gp * (_flat64(x) - xp)).sum(1) + h * (s_next - sp)
+        d_log_p = (gp * (_flat64(x, self.log_p.device) - xp)).sum(1) + h * (s_next - sp)
         self._accumulate(self.config.temperature * d_log_p + self._offset_term(sp, s_next))
         self._prev = None
 

@@ -17,7 +17,8 @@ import torch
 
 def _per_image(v: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     """A scalar or ``[B]`` value reshaped to broadcast against ``like`` (``[B, ...]``)."""
-    v = torch.as_tensor(v, device=like.device, dtype=like.dtype)
+    # cast before moving: float64 values (schedules, posteriors) may not exist on the target device (Apple MPS)
+    v = torch.as_tensor(v).to(like.dtype).to(like.device)
     if v.ndim == 0:
         return v
     if v.ndim != 1 or v.shape[0] != like.shape[0]:
