@@ -98,14 +98,15 @@ def check_compatible(spec: GuidanceSpec, frame: Frame, sampler: SamplerInfo | No
     """Refuse a mode that has no meaning for a model's parametrisation and sampler (before any model is loaded
     or run)."""
     flow = frame.prediction == "flow"
-    transition = (sampler is not None and spec.mode == "dng" and spec.dng.active
-                  and spec.dng.resolved_tracker(sampler) == "transition")
+    stochastic_transition = (sampler is not None and sampler.injects_noise and spec.mode == "dng"
+                             and spec.dng.active and spec.dng.resolved_tracker(sampler) == "transition")
     raise_problems([
         (not (spec.mode == "sld" and flow), "SLD's threshold is defined in eps units of a VP/VE model; it has no "
                                             "meaning for a rectified-flow model"),
-        (not (transition and flow), "DNG's transition tracker models the ancestral step of a VP/VE model; a "
-                                    "rectified-flow sampler re-noises differently: choose the flow-moment or "
-                                    "flow-hutchinson tracker, or a deterministic sampler"),
+        (not (stochastic_transition and flow), "DNG's transition tracker models the ancestral step of a VP/VE "
+                                               "model; a stochastic rectified-flow sampler re-noises differently: "
+                                               "choose the flow-moment or flow-hutchinson tracker, or a deterministic "
+                                               "sampler"),
     ])
 
 

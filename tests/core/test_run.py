@@ -387,4 +387,5 @@ def test_modes_without_meaning_for_a_flow_model_are_refused_before_any_model_run
     with pytest.raises(SettingsError, match="transition tracker"):  # a stochastic flow sampler
         check_compatible(GuidanceSpec("dng"), Frame.rectified_flow(), STOCHASTIC)
     check_compatible(GuidanceSpec("dng"), Frame.rectified_flow(), DETERMINISTIC)
+    check_compatible(GuidanceSpec("dng", dng=DNGConfig(tracker="transition")), Frame.rectified_flow(), DETERMINISTIC)
     check_compatible(GuidanceSpec("dng", dng=DNGConfig(tracker="flow-moment")), Frame.rectified_flow(), STOCHASTIC)
