@@ -1,0 +1,171 @@
+"""One sampling pass of a negguide-patched model: the core's GuidanceRun and the conditionings of its branches.
+
+A pass is created when ComfyUI's sampler starts (``patch.py``'s sampler wrapper) and lives only in that call's
+``model_options``: nothing outlives the pass, whether the sampler returns or is interrupted. Per model
+evaluation ComfyUI's ``sampling_function`` calls
+
+``calc_cond_batch(args)``
+    (our ``sampler_calc_cond_batch_function``): the run's plan says which branches to evaluate; every row at the
+    sampler's state goes through ONE ``comfy.samplers.calc_cond_batch`` call (DNG's Hutchinson probe rows, at
+    other states, through a second one at a step's first evaluation). It returns the two CFG slots (the plan's
+    cond / uncond branches), so ComfyUI's own CFG, pre-CFG functions and samplers (CFG++) see what they expect;
+``post_cfg(args)``
+    (first of the ``sampler_post_cfg_function`` list): adds the run's correction, what the mode adds to CFG.
+
+Modes that only choose the slots (windows, DNS at s = cfg - 1, DNG at lambda0 = 0) therefore run ComfyUI's
+CFG arithmetic unchanged, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from negguide.checks import SettingsError, raise_problems
+from negguide.clock import ScheduleClock
+from negguide.frames import Frame
+from negguide.run import GuidanceRun, Rows, check_compatible
+from negguide.samplers import SamplerInfo
+from negguide.spec import GuidanceSpec
+
+from .model_kind import ModelKind
+from .sampler_kind import sampler_info, sampler_name
+from .trace import PassSummary, current_node_id
+
+
+def refuse_for_model(spec: GuidanceSpec, kind: ModelKind, sampler: SamplerInfo | None) -> None:
+    """The model-family rules, before any model row runs.
+
+    The core keys its rectified-flow rules on a velocity-predicting frame; ComfyUI hands x0 for flow models, so
+    they are asked with the flow frame the model really is. Guidance-distilled models (Flux dev) are refused
+    here: their predictions already carry a distilled guidance, there is no CFG to steer at cfg 1, and DNG's
+    posterior needs the conditional predictions such a model does not make."""
+    if kind.rectified_flow:
+        check_compatible(spec, Frame.rectified_flow(), sampler)
+    raise_problems([
+        (not (kind.guidance_distilled and spec.mode == "dng"),
+         f"{kind.name} is guidance-distilled (Flux dev-type): DNG's posterior compares the model's conditional "
+         f"predictions, which such a model does not make; use a model that is not guidance-distilled"),
+        (not (kind.guidance_distilled and spec.cfg_scale <= 1.0),
+         f"{kind.name} is guidance-distilled and runs without CFG (cfg {spec.cfg_scale:g}): a negative prompt has "
+         f"nothing to act on; set cfg > 1 (twice the model rows) or use a model that is not guidance-distilled"),
+    ])
+
+
+def image_seeds(seed: int | None, noise: torch.Tensor) -> list[int]:
+    """One probe seed per image, from the sampling seed and that image's own initial noise: image i of a batch
+    gets the seed of a single run of its noise (ComfyUI's ``batch_index``, ``LatentFromBatch``), whatever else
+    is in the batch."""
+    key = str(0 if seed is None else int(seed)).encode()[:64]
+    seeds = []
+    for image in noise.detach().float().cpu():
+        digest = hashlib.blake2b(image.contiguous().numpy().tobytes(), digest_size=8, key=key).digest()
+        seeds.append(int.from_bytes(digest, "little") & (2**63 - 1))
+    return seeds
+
+
+def select_images(conds: list[dict], images: tuple[int, ...] | None, batch: int) -> list[dict]:
+    """A ComfyUI conditioning restricted to some images of the batch: per-image data (an inpainting model's
+    concat latent, a batch of prompts, masks) keeps those images' rows; data shared by the batch stays."""
+    if images is None:
+        return conds
+    index = list(images)
+
+    def rows_of(value):
+        tensor = getattr(value, "cond", None)
+        if batch > 1 and torch.is_tensor(tensor) and tensor.shape[0] == batch and hasattr(value, "_copy_with"):
+            return value._copy_with(tensor[index])
+        return value
+
+    out = []
+    for c in conds:
+        c = {**c, "model_conds": {k: rows_of(v) for k, v in c["model_conds"].items()}}
+        mask = c.get("mask")
+        if batch > 1 and torch.is_tensor(mask) and mask.shape[0] == batch:
+            c["mask"] = mask[index]
+        out.append(c)
+    return out
+
+
+def schedule_clock(sigmas: torch.Tensor) -> ScheduleClock:
+    """Steps start at every sigma but the last (the pass's end state; 0 when it denoises fully)."""
+    try:
+        return ScheduleClock.of(sigmas[:-1])
+    except ValueError as e:
+        raise SettingsError([f"negguide needs a decreasing noise schedule ({e}); got sigmas "
+                             f"{[round(float(s), 4) for s in sigmas.reshape(-1)[:8]]}..."]) from e
+
+
+class GuidedPass:
+    def __init__(self, run: GuidanceRun, conds: dict[str, list], title: str, sampler: str, evaluate):
+        self.run, self.conds, self.title, self.sampler = run, conds, title, sampler
+        self._evaluate = evaluate  # (model, conds, x, sigma, model_options) -> [outputs]
+        self._pending = None  # (plan, predictions) of the evaluation between calc_cond_batch and post_cfg
+        self.evaluations = 0
+        self.rows = 0
+
+    # --- per evaluation --------------------------------------------------------------------------------------
+    def calc_cond_batch(self, args: dict) -> list[torch.Tensor]:
+        x, sigma, model, options = args["input"], args["sigma"], args["model"], args["model_options"]
+        plan = self.run.plan(x, sigma)
+        batch = x.shape[0]
+        at_state = [g for g in plan.groups if g.probe is None]
+        outputs = self._evaluate(model, [self.conds[g.branch] for g in at_state], x, sigma, options)
+        predictions = dict(zip(at_state, outputs, strict=True))
+        probes = [g for g in plan.groups if g.probe is not None]
+        if probes:
+            predictions.update(self._at_probes(plan, probes, model, sigma, options))
+        self.evaluations += 1
+        self.rows += batch * (len(at_state) + len(probes))
+        self._pending = (plan, predictions)
+        return [predictions[Rows(plan.cond_branch)], predictions[Rows(plan.uncond_branch)]]
+
+    def _at_probes(self, plan, probes: list[Rows], model, sigma, options) -> dict[Rows, torch.Tensor]:
+        """The probe rows, one call per set of probing images: the probe points stacked, each branch's
+        conditioning repeated over them (ComfyUI repeats a conditioning to the rows it is evaluated at)."""
+        batch = plan.x.shape[0]
+        sigma = torch.as_tensor(sigma, device=plan.x.device).reshape(-1).expand(batch)
+        groups: dict[tuple | None, list[Rows]] = {}
+        for rows in probes:  # a core that probes only some images on a step names them in rows.images
+            groups.setdefault(getattr(rows, "images", None), []).append(rows)
+        out = {}
+        for images, rows in groups.items():
+            points = sorted({r.probe for r in rows})
+            branches = list(dict.fromkeys(r.branch for r in rows))
+            x = torch.cat([plan.probe_inputs[k] for k in points])
+            n = plan.probe_inputs.shape[1]
+            at = sigma if images is None else sigma[list(images)]
+            conds = [select_images(self.conds[b], images, batch) for b in branches]
+            outputs = self._evaluate(model, conds, x, at.repeat(len(points)), options)
+            chunks = {(b, k): out_b[j * n:(j + 1) * n] for b, out_b in zip(branches, outputs, strict=True)
+                      for j, k in enumerate(points)}
+            out.update({r: chunks[(r.branch, r.probe)] for r in rows})
+        return out
+
+    def post_cfg(self, args: dict) -> torch.Tensor:
+        pending, self._pending = self._pending, None
+        if pending is None or not pending[0].needs_correction:
+            return args["denoised"]
+        plan, predictions = pending
+        return args["denoised"] + self.run.correction(plan, predictions)
+
+    # --- end of the pass ---------------------------------------------------------------------------------------
+    def summary(self, samples: torch.Tensor, sigmas: torch.Tensor) -> PassSummary:
+        """Accounts for the last step (DNG) and summarises the pass. ComfyUI's sampler returns the k-diffusion
+        state ``x / a`` at the last sigma (``inverse_noise_scaling``); the frame turns it back into its own."""
+        frame, batch = self.run.frame, samples.shape[0]
+        last = float(sigmas[-1])
+        final = self.run.finish(frame.from_ve(samples, frame.noise_level(last, batch)), last)
+        return PassSummary(self.title, self.sampler, self.run.tracker_name(), batch, self.run.clock.steps,
+                           self.evaluations, self.rows, self.run.records,
+                           None if final is None else [float(p) for p in final], current_node_id())
+
+
+def start_pass(spec: GuidanceSpec, kind: ModelKind, sampler, sigmas: torch.Tensor, noise: torch.Tensor, seed,
+               conds: dict[str, list], title: str, evaluate) -> GuidedPass:
+    info = sampler_info(sampler, sigmas[:-1].tolist())
+    refuse_for_model(spec, kind, info)
+    generators = [torch.Generator().manual_seed(s) for s in image_seeds(seed, noise)]
+    run = GuidanceRun(spec, noise.shape[0], kind.frame, info, clock=schedule_clock(sigmas), generator=generators)
+    return GuidedPass(run, conds, title, sampler_name(sampler), evaluate)

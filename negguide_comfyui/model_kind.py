@@ -1,0 +1,45 @@
+"""What negguide needs to know about a ComfyUI model: its frame, and whether it is guidance-distilled.
+
+ComfyUI's samplers all work with a denoised (x0) prediction at ComfyUI's sigma; what the state means follows
+the model's ``model_sampling`` (``comfy/model_sampling.py``):
+
+* ``EPS``, ``V_PREDICTION``, ``EDM``, ``X0``, ``COSMOS_RFLOW`` (SD 1.x/2.x, SDXL, ...): ``x = x0 + sigma eps``,
+  the k-diffusion frame;
+* ``CONST`` (SD3, Flux, AuraFlow, ...: rectified flow): ``x = (1 - t) x0 + t eps`` with ComfyUI's sigma = ``t``,
+  and the model's velocity already converted to x0 by ``calculate_denoised``: a flow-time frame with an x0
+  prediction (not ``Frame.rectified_flow()``, whose prediction is the velocity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from negguide.frames import Frame
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    frame: Frame
+    guidance_distilled: bool  # Flux dev-type: the model applies a distilled guidance itself
+    name: str  # for messages: the model class and its sampling type
+
+    @property
+    def rectified_flow(self) -> bool:
+        return self.frame.level == "flow_t"
+
+
+def frame_of(model_sampling) -> Frame:
+    import comfy.model_sampling
+
+    if isinstance(model_sampling, comfy.model_sampling.CONST):
+        return Frame("x0", "flow_t", "vp")
+    return Frame.k_diffusion()
+
+
+def model_kind(model_patcher) -> ModelKind:
+    """From a ComfyUI ``ModelPatcher`` (what a MODEL socket carries)."""
+    sampling = model_patcher.get_model_object("model_sampling")
+    base = model_patcher.model
+    unet_config = getattr(getattr(base, "model_config", None), "unet_config", None) or {}
+    name = f"{type(base).__name__} ({', '.join(c.__name__ for c in type(sampling).__bases__)})"
+    return ModelKind(frame_of(sampling), bool(unet_config.get("guidance_embed", False)), name)

@@ -1,0 +1,181 @@
+"""The settings of each negguide mode as ComfyUI widgets, and the core :class:`~negguide.spec.GuidanceSpec` they
+make. Every check of the values is the core's (``negguide.spec``, ``negguide.configs``, ``negguide.windows``):
+a bad value raises :class:`negguide.checks.SettingsError`, which ComfyUI shows on the node.
+
+A mode's spec needs the CFG scale (the guider's ``cfg`` or, for a model patch, the sampler's) and the model's
+:class:`~negguide.frames.Frame`: a window in sigmas is given in ComfyUI's own sigma units (what a ``SIGMAS``
+output shows: the flow time ``t`` for SD3/Flux-type models), which the frame converts to the core's sigma.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from negguide.checks import SettingsError
+from negguide.configs import TRACKERS, VARIANCES, DNGConfig, SLDConfig
+from negguide.frames import Frame
+from negguide.spec import GuidanceSpec
+from negguide.windows import StepWindow
+
+WINDOW_UNITS = ("steps", "fraction", "sigma")  # ComfyUI spelling -> negguide.windows units below
+_CORE_UNIT = {"steps": "step", "fraction": "fraction", "sigma": "sigma"}
+FORMS = ("2-term", "3-term")  # np: N + w (P - N);  np3: E + w (P - N)
+
+
+def _float(default: float, lo: float, hi: float, step: float, tooltip: str) -> tuple:
+    return ("FLOAT", {"default": default, "min": lo, "max": hi, "step": step, "tooltip": tooltip})
+
+
+CFG_INPUT = ("cfg", _float(7.0, 0.0, 100.0, 0.1, "Classifier-free guidance scale."), lambda v: v)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One node family (a guider and a model patch share it). ``guider_scale``: the guider's scale widget and
+    how it sets the CFG scale of the spec (a model patch takes the sampler's cfg instead)."""
+
+    key: str  # used in node ids: NegGuide<Key>Guider / NegGuide<Key>Patch
+    title: str
+    summary: str  # the node's description
+    uses_negative: bool  # DNS guides with the positive and empty prompts only
+    widgets: Mapping[str, tuple]  # required settings, in display order
+    optional: Mapping[str, tuple]  # advanced settings with defaults
+    build: Callable[[dict, float, Frame], GuidanceSpec]  # (values, cfg scale, frame) -> spec
+    guider_scale: tuple = CFG_INPUT  # (name, ComfyUI input spec, value -> cfg scale)
+
+    def spec(self, values: Mapping, cfg_scale: float, frame: Frame) -> GuidanceSpec:
+        known = {k: values[k] for k in (*self.widgets, *self.optional) if k in values}
+        return self.build(known, float(cfg_scale), frame)
+
+
+def _window(values: dict, frame: Frame) -> StepWindow:
+    unit = values["window_unit"]
+    if unit not in _CORE_UNIT:
+        raise SettingsError([f"window_unit must be one of {WINDOW_UNITS}, got {unit!r}"])
+    start, end = float(values["window_start"]), float(values["window_end"])
+    if unit == "sigma":  # ComfyUI's sigma -> the core's (k-diffusion) sigma; a flow model's t = 1 becomes inf
+        start, end = (float(frame.noise_level(v, 1).sigma[0]) for v in (start, end))
+    return StepWindow(start, end, _CORE_UNIT[unit])
+
+
+def _windowed(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
+    mode = {"2-term": "np", "3-term": "np3"}.get(values["form"])
+    if mode is None:
+        raise SettingsError([f"form must be one of {FORMS}, got {values['form']!r}"])
+    return GuidanceSpec(mode, cfg_scale=cfg, window=_window(values, frame))
+
+
+def _dng(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
+    config = DNGConfig(lambda0=values["lambda0"], prior=values["prior"], temperature=values["temperature"],
+                       offset=values["offset"], p_max=values["p_max"], tracker=values["tracker"],
+                       variance=values.get("variance", "beta"), probe_pairs=int(values.get("probe_pairs", 1)))
+    return GuidanceSpec("dng", cfg_scale=cfg, dng=config)
+
+
+def _dns(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
+    return GuidanceSpec("dns", cfg_scale=cfg)  # s = cfg - 1: CFG with the prompts swapped (Desai Eq. 19)
+
+
+def _sld(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
+    config = SLDConfig(threshold=values["threshold"], s_s=values["scale"], beta_m=values["momentum_beta"],
+                       s_m=values["momentum_scale"], warmup_steps=int(values["warmup_steps"]))
+    return GuidanceSpec("sld", cfg_scale=cfg, sld=config)
+
+
+def _perp_neg(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
+    return GuidanceSpec("perp_neg", cfg_scale=cfg, perp_neg_scale=values["neg_scale"])
+
+
+_defaults_dng, _defaults_sld = DNGConfig(), SLDConfig()
+
+WINDOWED = Mode(
+    "Windowed", "Windowed Negative Prompt",
+    "The negative prompt acts only on the steps of a window (Ban et al. 2024: steps 5-15 of 30 remove an object "
+    "and keep the composition); on every other step the empty prompt is the unconditional branch. Same model rows "
+    "as plain CFG.",
+    True,
+    {
+        "form": (list(FORMS), {"default": "2-term", "tooltip": "2-term: negative + cfg (positive - negative), what "
+                               "ComfyUI's CFG does with a negative prompt. 3-term: empty + cfg (positive - negative) "
+                               "(Desai & Vasconcelos Eq. 4; one extra row per image inside the window)."}),
+        "window_unit": (list(WINDOW_UNITS), {"default": "steps", "tooltip": "steps: 1-based, both ends included. "
+                                             "fraction: of the pass, [start, end). sigma: ComfyUI's noise level "
+                                             "(the SIGMAS values), start >= end, both included."}),
+        "window_start": _float(5.0, 0.0, 10000.0, 0.01, "First step (or fraction, or largest sigma) where the "
+                               "negative prompt acts."),
+        "window_end": _float(15.0, 0.0, 10000.0, 0.01, "Last step (or end fraction, or smallest sigma). A window "
+                             "that ends before it starts is empty: exactly an empty negative prompt."),
+    },
+    {},
+    _windowed,
+)
+
+DNG = Mode(
+    "DNG", "Dynamic Negative Guidance",
+    "Koulischer et al. 2025: the negative scale follows the tracked posterior p that the image shows the negative "
+    "prompt, lambda = lambda0 p / (1 - p), per image. Ancestral/SDE samplers get the transition tracker (+1 row per "
+    "image), deterministic ones the probability-flow tracker with a Hutchinson probe (+3 rows).",
+    True,
+    {
+        "lambda0": _float(_defaults_dng.lambda0, 0.0, 1000.0, 0.1, "Guidance scale at p = 1/2; 0 = no negative "
+                          "guidance and no extra rows (an empty negative prompt)."),
+        "prior": _float(_defaults_dng.prior, 1e-6, 0.999, 0.001, "Prior probability p0 of the negative concept."),
+        "temperature": _float(_defaults_dng.temperature, 0.001, 10.0, 0.01, "Posterior temperature (paper: 0.2-0.3)."),
+        "offset": _float(_defaults_dng.offset, -1.0, 1.0, 0.0001, "Posterior offset (paper: 0.002-0.004)."),
+        "p_max": _float(_defaults_dng.p_max, 0.001, 0.999, 0.01, "Upper clamp of p: lambda <= lambda0 p_max / "
+                        "(1 - p_max) (0.8: 4 lambda0)."),
+        "tracker": (list(TRACKERS), {"default": "auto", "tooltip": "auto: transition likelihood where the sampler "
+                                     "injects noise, flow-hutchinson where it does not. flow-moment: 1 extra row "
+                                     "on any sampler (weaker in high dimension)."}),
+    },
+    {
+        "probe_pairs": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "Hutchinson probe pairs of the "
+                                "flow-hutchinson tracker (2 rows per image each, at a step's first evaluation)."}),
+        "variance": (list(VARIANCES), {"default": "beta", "tooltip": "Transition tracker's step variance: beta "
+                                       "(paper Alg. 2), beta_tilde (authors' code), sampler (the sampler's eta)."}),
+    },
+    _dng,
+)
+
+DNS = Mode(
+    "DNS", "Diffusion-Negative Sample",
+    "Desai & Vasconcelos 2024, Eq. 19: samples what the model considers least like the prompt, "
+    "empty + s (empty - positive). Look at it to find what to put in the negative prompt. Same rows as plain CFG.",
+    False,
+    {},
+    {},
+    _dns,
+    # CFG with the prompts swapped at scale w is DNS at s = w - 1: the guider asks for s itself
+    ("dns_scale", _float(6.0, 0.0, 99.0, 0.1, "DNS scale s (the same as CFG s + 1 with the prompts swapped)."),
+     lambda s: s + 1.0),
+)
+
+SLD = Mode(
+    "SLD", "Safe Latent Diffusion",
+    "Schramowski et al. 2023, the DNG paper's baseline: a thresholded, momentum-accelerated push away from the "
+    "negative prompt in eps units. Not defined for rectified-flow models (SD3, Flux). +1 row per image.",
+    True,
+    {
+        "threshold": _float(_defaults_sld.threshold, -100.0, 100.0, 0.001, "SLD threshold lambda (eps units)."),
+        "scale": _float(_defaults_sld.s_s, 0.0, 10000.0, 0.1, "SLD guidance scale s_S."),
+        "momentum_scale": _float(_defaults_sld.s_m, 0.0, 100.0, 0.01, "Momentum scale s_m."),
+        "momentum_beta": _float(_defaults_sld.beta_m, 0.0, 0.999, 0.01, "Momentum decay beta_m, in [0, 1)."),
+        "warmup_steps": ("INT", {"default": _defaults_sld.warmup_steps, "min": 0, "max": 10000,
+                                 "tooltip": "Steps before SLD acts."}),
+    },
+    {},
+    _sld,
+)
+
+PERP_NEG = Mode(
+    "PerpNeg", "Perp-Neg",
+    "Armandpour et al. 2023: only the part of the negative direction perpendicular to the positive one is "
+    "subtracted, per image (ComfyUI's own PerpNegGuider projects over the whole batch). +1 row per image.",
+    True,
+    {"neg_scale": _float(1.0, 0.0, 100.0, 0.01, "Scale of the perpendicular negative component.")},
+    {},
+    _perp_neg,
+)
+
+MODES = (WINDOWED, DNG, DNS, SLD, PERP_NEG)

@@ -1,0 +1,47 @@
+"""Mirrors comfy/model_sampling.py (ComfyUI a125cd84): what a model's state means at ComfyUI's sigma."""
+
+import torch
+
+
+class EPS:
+    """x = x0 + sigma eps (SD 1.x/2.x, SDXL); the sampler starts at sqrt(1 + sigma^2) noise at full denoise."""
+
+    def calculate_input(self, sigma, x):
+        return x / (sigma.reshape(-1, *[1] * (x.ndim - 1)) ** 2 + 1.0) ** 0.5
+
+    def calculate_denoised(self, sigma, output, x):
+        return x - output * sigma.reshape(-1, *[1] * (x.ndim - 1))
+
+    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        return latent_image + noise * ((1.0 + sigma**2) ** 0.5 if max_denoise else sigma)
+
+    def inverse_noise_scaling(self, sigma, latent):
+        return latent
+
+
+class CONST:
+    """Rectified flow (SD3, Flux): x = (1 - t) x0 + t eps with ComfyUI's sigma = t."""
+
+    def calculate_input(self, sigma, x):
+        return x
+
+    def calculate_denoised(self, sigma, output, x):
+        return x - output * sigma.reshape(-1, *[1] * (x.ndim - 1))
+
+    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        return sigma * noise + (1.0 - sigma) * latent_image
+
+    def inverse_noise_scaling(self, sigma, latent):
+        return latent / (1.0 - sigma)
+
+
+class Schedule(torch.nn.Module):
+    """ComfyUI builds ``type("ModelSampling", (ModelSamplingX, EPS or CONST), {})``; sigma_max as it keeps it."""
+
+    def __init__(self, sigma_max: float):
+        super().__init__()
+        self.sigma_max = torch.tensor(sigma_max)
+
+
+def model_sampling(prediction: type, sigma_max: float):
+    return type("ModelSampling", (Schedule, prediction), {})(sigma_max)
