@@ -1,4 +1,5 @@
-"""Forge wiring (f2.x on the WebUI 1.10 base).
+"""Forge wiring: the Forge line on the WebUI 1.10 base (Forge 2.x and the forks reForge, Forge Classic, Forge
+Neo). What differs between them (where the compiler and the batch evaluator live) is in :mod:`.forge_api`.
 
 What Forge forces: ``on_cfg_denoiser`` sees only the B image rows and ``on_cfg_denoised`` is never called, so
 the slots are set in ``on_cfg_denoiser`` as in A1111, and the plan's extra rows (DNG's negative branch,
@@ -21,28 +22,12 @@ from negguide.frames import Frame
 from negguide.run import GuidanceRun, Rows
 
 from . import conds as C
+from .forge_api import ForgeAPI, find_forge_api
 from .job import Job, PendingEvaluation
 from .pass_info import probe_generators, sampler_info, schedule_steps
 from .slots import Conditionings
 
 TAG = "_negguide_post_cfg"
-
-
-def forge_api():
-    """Forge's conditioning compiler and batch evaluator, wherever this Forge version keeps them."""
-    try:  # Forge 2.x
-        from backend.sampling.condition import Condition, compile_conditions
-        from backend.sampling.sampling_function import calc_cond_uncond_batch
-    except ImportError:  # Forge 0.x/1.x (ldm_patched)
-        from ldm_patched.modules.samplers import calc_cond_uncond_batch
-        from modules_forge.forge_sampler import compile_conditions
-
-        try:
-            from ldm_patched.modules.conds import CONDRegular as Condition
-        except ImportError:
-            Condition = None
-    return {"compile_conditions": compile_conditions, "calc_cond_uncond_batch": calc_cond_uncond_batch,
-            "Condition": Condition}
 
 
 class ForgeAdapter:
@@ -54,9 +39,9 @@ class ForgeAdapter:
         self.errors = 0
 
     @property
-    def api(self):
+    def api(self) -> ForgeAPI:
         if self._api is None:
-            self._api = forge_api()
+            self._api = find_forge_api()
         return self._api
 
     # --- the adapter protocol ----------------------------------------------------------------------------
@@ -78,7 +63,7 @@ class ForgeAdapter:
         unet = fo.unet.clone()
         lst = unet.model_options.get("sampler_post_cfg_function", [])
         unet.model_options["sampler_post_cfg_function"] = [f for f in lst if not getattr(f, TAG, False)]
-        unet.set_model_sampler_post_cfg_function(self.make_post_cfg(unet))
+        unet.set_model_sampler_post_cfg_function(self.make_post_cfg())
         fo.unet = unet
 
     # --- on_cfg_denoiser ----------------------------------------------------------------------------------
@@ -115,15 +100,15 @@ class ForgeAdapter:
             job.warn(f"negguide skipped a step: {e}")
             return
         if plan.needs_correction:
-            sp.pending = PendingEvaluation(plan, negative=tu, image_cond=params.image_cond)
+            sp.pending = PendingEvaluation(plan, negative=tu)
 
     # --- the UNet patch -----------------------------------------------------------------------------------
-    def make_post_cfg(self, unet):
+    def make_post_cfg(self):
         adapter = self
 
         def negguide_post_cfg(args):
             try:
-                return adapter._post_cfg(args, unet)
+                return adapter._post_cfg(args)
             except Exception:
                 adapter.errors += 1
                 if adapter.errors == 1:
@@ -134,40 +119,33 @@ class ForgeAdapter:
         setattr(negguide_post_cfg, TAG, True)
         return negguide_post_cfg
 
-    def _compiled(self, pend: PendingEvaluation, x, unet):
-        """The negative prompt compiled the way Forge compiles its own conditionings."""
-        api = self.api
-        negative = api["compile_conditions"](pend.negative)
-        ic, cond_cls = pend.image_cond, api.get("Condition")
-        if cond_cls is not None and hasattr(ic, "shape") and ic.shape[0] == x.shape[0] and ic.shape[2:] == x.shape[2:]:
-            for h in negative:
-                h["model_conds"]["c_concat"] = cond_cls(ic)
-        control = getattr(unet, "controlnet_linked_list", None)
-        if control is not None:
-            for h in negative:
-                h["control"] = control
+    def _compiled_negative(self, pend: PendingEvaluation, own_cond: list) -> list:
+        """The negative prompt compiled by the program's own compiler, with what the program attached to its own
+        cond: the concat conditioning (inpainting, edit models; each fork decides when) and the ControlNet."""
+        negative = self.api.compile(pend.negative)
+        ref = own_cond[0] if own_cond else {}
+        for h in negative:
+            for key, value in ref.get("model_conds", {}).items():
+                h["model_conds"].setdefault(key, value)
+            if "control" in ref:
+                h["control"] = ref["control"]
         return negative
 
-    def _post_cfg(self, args, unet):
+    def _post_cfg(self, args):
         denoised = args["denoised"]
         sp = self.job.current
         pend = sp.pending if sp is not None else None
         if pend is None:
             return denoised
         sp.pending = None
-        plan, x, sigma = pend.plan, args["input"], args["sigma"]
-        compiled = {"positive": args["cond"], "negative": self._compiled(pend, x, unet), "empty": args["uncond"]}
+        plan, sigma = pend.plan, args["sigma"]
+        compiled = {"positive": args["cond"], "negative": self._compiled_negative(pend, args["cond"])}
         predictions = {Rows(plan.cond_branch): args["cond_denoised"], Rows(plan.uncond_branch): args["uncond_denoised"]}
-        calc = self.api["calc_cond_uncond_batch"]
         by_point: dict = {}
-        for rows in plan.extra:
+        for rows in plan.extra:  # the probe rows of one Hutchinson point share their state: one call per point
             by_point.setdefault(rows.probe, []).append(rows)
-        for group in by_point.values():  # Forge batches two conditionings per call: pair the branches
-            for i in range(0, len(group), 2):
-                pair = group[i:i + 2]
-                second = compiled[pair[1].branch] if len(pair) > 1 else None
-                outs = calc(args["model"], compiled[pair[0].branch], second, plan.inputs(pair[0]), sigma,
-                            args["model_options"])
-                for rows, out in zip(pair, outs, strict=False):
-                    predictions[rows] = out
+        for group in by_point.values():
+            outs = self.api.evaluate(args["model"], [compiled[rows.branch] for rows in group], plan.inputs(group[0]),
+                                     sigma, args["model_options"])
+            predictions.update(zip(group, outs, strict=True))
         return denoised + sp.run.correction(plan, predictions).to(denoised)

@@ -27,7 +27,6 @@ class PendingEvaluation:
     first_cond_rows: list[int] | None = None  # A1111: each image's first cond row (AND prompts add rows)
     cond_rows: int = 0  # A1111: cond rows before the injected extra rows
     negative: object = None  # Forge: the negative prompt's conditioning, evaluated in the post-CFG function
-    image_cond: torch.Tensor | None = None  # Forge: inpainting / edit-model concat conditioning
     mask: torch.Tensor | None = None  # A1111 inpainting: 1 where the image may change
     correction: torch.Tensor | None = None  # A1111: computed in on_cfg_denoised, added after CFG
 

@@ -11,6 +11,7 @@ from webui_helpers import encode, run, same
 from negguide import guidance as G
 from negguide_webui.extension import Backend
 from negguide_webui.forge import TAG, ForgeAdapter
+from negguide_webui.forge_api import ForgeAPI
 from negguide_webui.job import PendingEvaluation
 from negguide_webui.settings import HR_CUSTOM, MODE_DNG, MODE_DNS, MODE_WINDOWED, NegGuideSettings
 
@@ -105,9 +106,9 @@ def test_dng_hires_cfg1_and_failures_never_raise(webui):
     res, p, script, _ = run(webui, s, forge=True, steps=3, enable_hr=True, hr_second_pass_steps=2)
     assert len(script.last_job.passes[1].run.dng.records) == 2  # hires at CFG 1: uncond skipped, DNG still runs
     job = script.last_job
-    backend = Backend(webui.callbacks, webui.state, None, forge_api={"compile_conditions": None})
+    backend = Backend(webui.callbacks, webui.state, None, forge_api=ForgeAPI(None, None, "broken"))
     adapter = ForgeAdapter(job, p, backend)
-    fn = adapter.make_post_cfg(p.sd_model.forge_objects.unet)
+    fn = adapter.make_post_cfg()
     plan = job.current.run.plan(torch.zeros(1, 4, 8, 8), 1.0)
     job.current.pending = PendingEvaluation(plan)
     args = {

@@ -3,6 +3,10 @@
     WEBUI_DIR=/path/to/stable-diffusion-webui WEBUI_CKPT=/path/to/model.safetensors \
     WEBUI_PYTHON=/path/to/webui-venv/bin/python  bash run.sh test tests/webui/test_webui_integration.py
 
+Any program of the family: AUTOMATIC1111 1.8-1.10, Forge, reForge, Forge Classic, Forge Neo. The launch flags
+come from what the checkout's own argument parsers define (CPU: ``--always-cpu``, Neo's ``--cpu`` or A1111's
+``--use-cpu all``; the model: ``--ckpt``, or Neo's ``--ckpt-dirs`` with a folder holding only ``WEBUI_CKPT``).
+
 The test links this repository into ``$WEBUI_DIR/extensions/negguide`` (if nothing is there yet), starts the
 WebUI on 127.0.0.1 with ``--api --nowebui`` (CPU, no downloads, no install steps), drives
 ``/sdapi/v1/txt2img`` with fixed seeds and ``alwayson_scripts``, and greps the server log: the WebUI only
@@ -15,6 +19,7 @@ import base64
 import io
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -26,7 +31,8 @@ from pathlib import Path
 import pytest
 
 WEBUI_DIR = os.environ.get("WEBUI_DIR")
-IS_FORGE = bool(WEBUI_DIR) and (Path(WEBUI_DIR) / "backend" / "sampling").is_dir()
+# the Forge line (Forge, reForge, Forge Classic / Neo): its hires API fields and CFG-1 behaviour
+FORGE_LINE = bool(WEBUI_DIR) and (Path(WEBUI_DIR) / "modules_forge").is_dir()
 pytestmark = pytest.mark.skipif(not WEBUI_DIR, reason="WEBUI_DIR is not set (no real WebUI to test against)")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +47,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# where each program of the family defines its launch flags
+ARG_PARSERS = ("modules/cmd_args.py", "ldm_patched/modules/args_parser.py", "backend/args.py")
+
+
+def defined_flags(webui: Path) -> set[str]:
+    """The ``--flags`` the checkout's argument parsers define (read from their source: no import, no launch)."""
+    text = "".join((webui / f).read_text(errors="replace") for f in ARG_PARSERS if (webui / f).is_file())
+    return set(re.findall(r"""add_argument\(\s*["'](--[\w-]+)["']""", text))
+
+
+def launch_args(webui: Path, port: int, ckpt: str | None, model_dir: Path) -> list[str]:
+    flags = defined_flags(webui)
+    args = ["launch.py", "--skip-install", "--skip-prepare-environment", "--skip-torch-cuda-test",
+            "--skip-version-check", "--api", "--nowebui", "--server-name", "127.0.0.1", "--port", str(port)]
+    if "--skip-python-version-check" in flags:  # Forge Neo wants Python 3.13 and says so at every start
+        args.append("--skip-python-version-check")
+    if "--always-cpu" in flags:  # Forge, reForge, Forge Classic
+        args.append("--always-cpu")
+    elif "--cpu" in flags:  # Forge Neo
+        args.append("--cpu")
+    else:  # A1111
+        args += ["--use-cpu", "all", "--no-half"]
+    if "--no-download-sd-model" in flags:
+        args.append("--no-download-sd-model")
+    if ckpt and "--ckpt" in flags:
+        args += ["--ckpt", ckpt]
+    elif ckpt:  # Forge Neo has only --ckpt-dirs: a folder with this one model
+        model_dir.mkdir(exist_ok=True)
+        link = model_dir / Path(ckpt).name
+        if not link.exists():
+            link.symlink_to(Path(ckpt).resolve())
+        args += ["--ckpt-dirs", str(model_dir)]
+    return args
+
+
 class Server:
     def __init__(self, log: Path):
         self.port = _free_port()
@@ -51,24 +92,10 @@ class Server:
         webui = Path(WEBUI_DIR)
         ext = webui / "extensions" / "negguide"
         if not ext.exists():
+            ext.parent.mkdir(exist_ok=True)  # a fresh Forge Neo checkout has no extensions/ yet
             ext.symlink_to(ROOT, target_is_directory=True)
         python = os.environ.get("WEBUI_PYTHON", sys.executable)
-        args = [
-            "launch.py",
-            "--skip-install",
-            "--skip-prepare-environment",
-            "--skip-torch-cuda-test",
-            "--skip-version-check",
-            "--api",
-            "--nowebui",
-            "--server-name",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        args += ["--always-cpu"] if IS_FORGE else ["--no-download-sd-model", "--use-cpu", "all", "--no-half"]
-        if os.environ.get("WEBUI_CKPT"):
-            args += ["--ckpt", os.environ["WEBUI_CKPT"]]
+        args = launch_args(webui, self.port, os.environ.get("WEBUI_CKPT"), self.log.parent / "models")
         args += shlex.split(os.environ.get("WEBUI_ARGS", ""))
         env = {
             **os.environ,
@@ -137,7 +164,7 @@ def txt2img(server, args=None, **kw):
         "batch_size": 1,
         **kw,
     }
-    if IS_FORGE and payload.get("enable_hr"):
+    if FORGE_LINE and payload.get("enable_hr"):
         # Forge's API needs these for a hires pass; hires CFG = CFG keeps the negative branch there (at Forge's
         # default hires CFG 1 Forge drops the negative prompt, and negguide says so in the log)
         payload.setdefault("hr_additional_modules", ["Use same choices"])
@@ -228,7 +255,9 @@ def test_sweep_baselines_equal_an_empty_negative_prompt(server, sampler):
 def test_long_prompt_and_ngms(server):
     long = ", ".join(["a very detailed red sports car"] * 14)
     args = [DNG, "steps", 5, 15, "Same as first pass", 5, 15, 5.0]
-    r, info, log = txt2img(server, args, prompt=long, s_min_uncond=100.0, sampler_name="Euler")
+    # NGMS: the request's s_min_uncond (A1111, Forge) or the option (reForge reads only the option)
+    r, info, log = txt2img(server, args, prompt=long, s_min_uncond=100.0, sampler_name="Euler",
+                           override_settings={"s_min_uncond": 100.0})
     _clean(log)
     assert len(r["images"]) == 1
 
@@ -256,3 +285,50 @@ def test_dnp_script_manual_caption(server):
     )
     _clean(log)
     assert len(r["images"]) == 1 and "NegGuide mode: dns" in info["infotexts"][0]
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
+def test_dns_is_stock_cfg_with_the_prompts_swapped(server, sampler):
+    """DNS at s = CFG - 1 (Eq. 19): eps_empty + s (eps_empty - eps_prompt) is exactly the stock CFG of the prompt
+    "" against the negative prompt = the prompt, at the same CFG scale."""
+    stock, _, log = txt2img(server, prompt="", negative_prompt="a red car", sampler_name=sampler, batch_size=2)
+    r, info, log2 = txt2img(server, [DNS], prompt="a red car", negative_prompt="rust", sampler_name=sampler,
+                            batch_size=2)
+    _clean(log + log2)
+    assert [pixels(b) for b in r["images"][:2]] == [pixels(b) for b in stock["images"][:2]]
+    assert "NegGuide mode: dns" in info["infotexts"][0]
+
+
+def _differing_values(a: bytes, b: bytes) -> tuple[int, int]:
+    """(largest difference of two 8-bit images, how many values differ)."""
+    diffs = [abs(x - y) for x, y in zip(a, b, strict=True) if x != y]
+    return max(diffs, default=0), len(diffs)
+
+
+BATCH_CASES = {
+    "stock": None,
+    "windowed": [WIN, "steps", 2, 3],
+    "dns": [DNS],
+    "dng": [DNG, "steps", 5, 15, "Same as first pass", 5, 15, 20.0],
+}
+
+
+@pytest.mark.parametrize("case", list(BATCH_CASES))
+def test_batch_image_is_the_single_run_of_its_seed(server, case):
+    """Image i of a batch (seed s + i) == the single run of seed s + i: nothing of one image's guidance leaks into
+    another's. Bit for bit, except DNG: its posterior takes the UNet's float32 rounding, which differs between
+    batch sizes, through a likelihood ratio (exactly per image in float64: test_webui_forge_forks.py), so a few
+    values may move by one level of 255."""
+    args = BATCH_CASES[case]
+    both, _, log = txt2img(server, args, batch_size=2, seed=1234)
+    logs = log
+    for i in range(2):
+        one, _, log = txt2img(server, args, batch_size=1, seed=1234 + i)
+        logs += log
+        largest, count = _differing_values(pixels(both["images"][i]), pixels(one["images"][0]))
+        if case == "dng":
+            assert largest <= 1 and count <= 0.01 * 64 * 64 * 3, (i, largest, count)
+        else:
+            assert (largest, count) == (0, 0), i
+    _clean(logs)
+    assert pixels(both["images"][0]) != pixels(both["images"][1])

@@ -10,7 +10,10 @@ from negguide_webui.extension import Backend, NegGuideAlwaysOn
 from negguide_webui.settings import ARG_NAMES, NegGuideSettings
 
 
-def make_script(webui):
+def make_script(webui, forge_api=F.API):
+    """The extension's always-on script; ``forge_api`` None: the adapter finds the API by import, as in a real
+    program (the harness exposes the program's module layout during ``process_images``)."""
+
     class Script(NegGuideAlwaysOn):
         n_args = len(ARG_NAMES)
 
@@ -21,7 +24,7 @@ def make_script(webui):
                 h = p.hr_upscale_to_y if is_hr else p.height
                 return p.sd_model.get_learned_conditioning([""], width=w, height=h)
 
-            return Backend(webui.callbacks, webui.state, encode_empty, F.API)
+            return Backend(webui.callbacks, webui.state, encode_empty, forge_api)
 
     return Script()
 
@@ -63,8 +66,12 @@ class Spy:
             self.webui.callbacks.remove_callbacks_for_function(fn)
 
 
-def run(webui, settings: NegGuideSettings | None = None, spy=False, forge=False, **kw):
-    script = make_script(webui)
+def run(webui, settings: NegGuideSettings | None = None, spy=False, forge=False, program=None, **kw):
+    """One generation in the A1111 harness, the Forge harness (``forge``), or a Forge-line ``program`` of
+    ``harness.forge_forks`` (its API found by import)."""
+    script = make_script(webui, F.API if program is None else None)
+    if program is not None:
+        forge, kw = True, {**kw, "program": program}
     ProcCls = F.ForgeProcessing if forge else H.Processing
     p = ProcCls(webui, **kw)
     p.scripts = H.ScriptRunner([script], (settings or NegGuideSettings()).to_args())

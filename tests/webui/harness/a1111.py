@@ -48,6 +48,7 @@ class Opts:
     batch_cond_uncond: bool = True
     pad_cond_uncond: bool = False
     pad_cond_uncond_v0: bool = False
+    s_min_uncond: float = 0.0  # the NGMS option (A1111 copies it into p.s_min_uncond; reForge reads it here)
     s_min_uncond_all: bool = False
     skip_early_cond: float = 0.0
     img2img_fix_steps: bool = False

@@ -15,14 +15,25 @@ observed on a real f2.0.1v1.10.1:
 * cloning the UNet patcher deep-copies ``model_options`` (a bound-method post-CFG function would be copied
   with its instance); ``forge_objects`` is reset from a pristine copy for every batch and the hires pass;
 * ``process_before_every_sampling`` runs twice in the hires pass; inpainting blends after the post-CFG.
+
+The program is pluggable (:class:`Program`: what it does after ``on_cfg_denoiser`` and which modules it exposes
+to ``import``): :data:`FORGE` here, the forks in ``forge_forks.py``. During ``process_images`` the program's
+module layout is in ``sys.modules``, so that the extension finds its API the way it does in the real program.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import sys
+import types
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
+
+from negguide_webui.forge_api import ForgeAPI, pairwise
 
 from . import a1111 as A
 from .tinysd import TinySD
@@ -100,14 +111,10 @@ def calc_cond_uncond_batch(model, cond, uncond, x_in, timestep, model_options):
     return outs[0], outs[1]
 
 
-API = {
-    "compile_conditions": compile_conditions,
-    "calc_cond_uncond_batch": calc_cond_uncond_batch,
-    "Condition": Condition,
-}
+API = ForgeAPI(compile_conditions, pairwise(calc_cond_uncond_batch), "harness: Forge 2.x backend.sampling")
 
 
-def sampling_function(denoiser, params, cond_scale):
+def sampling_function(denoiser, params, cond_scale, post_cfg_keys=()):
     unet = denoiser.webui.sd_model.forge_objects.unet
     model = unet.model
     x, timestep = params.x, params.sigma
@@ -132,8 +139,67 @@ def sampling_function(denoiser, params, cond_scale):
             "model_options": model_options,
             "input": x,
         }
+        if "cond_scale" in post_cfg_keys:  # Forge Neo adds it
+            args["cond_scale"] = cond_scale
         cfg_result = fn(args)
     return cfg_result, cond_pred, uncond_pred
+
+
+def forge_denoise(denoiser, params, cond_scale, s_min_uncond, post_cfg_keys=()):
+    """Forge 2.x after ``on_cfg_denoiser``: the CFG scale of the pass and step, then its sampling function."""
+    p, opts, sigma = denoiser.p, denoiser.webui.opts, params.sigma
+    if p.is_hr_pass:
+        cond_scale = p.hr_cfg
+    if opts.skip_early_cond > 0 and denoiser.step / denoiser.total_steps <= opts.skip_early_cond:
+        cond_scale = 1.0
+    elif (denoiser.step % 2 or opts.s_min_uncond_all) and s_min_uncond > 0 and sigma[0] < s_min_uncond:
+        cond_scale = 1.0
+    return sampling_function(denoiser, params, cond_scale, post_cfg_keys)[0]
+
+
+def module(name: str, **attrs) -> types.ModuleType:
+    m = types.ModuleType(name)
+    m.__dict__.update(attrs)
+    return m
+
+
+def backend_sampling_layout() -> dict:
+    """Forge 2.x's (and Neo's) import layout for the two functions the extension borrows."""
+    condition = module("backend.sampling.condition", compile_conditions=compile_conditions, Condition=Condition)
+    sf = module("backend.sampling.sampling_function", calc_cond_uncond_batch=calc_cond_uncond_batch)
+    sampling = module("backend.sampling", condition=condition, sampling_function=sf)
+    return {"backend": module("backend", sampling=sampling), "backend.sampling": sampling,
+            "backend.sampling.condition": condition, "backend.sampling.sampling_function": sf}
+
+
+@dataclass(frozen=True)
+class Program:
+    """One program of the Forge line, as the harness plays it."""
+
+    name: str
+    denoise: Callable  # (denoiser, params, cond_scale, s_min_uncond) -> x0, run after on_cfg_denoiser
+    layout: Callable[[], dict]  # module name -> module (None: not importable) that the program exposes
+
+
+FORGE = Program("Forge 2.x (dfdcbab6)", forge_denoise, backend_sampling_layout)
+
+
+@contextmanager
+def exposed(modules: dict):
+    """``modules`` importable for the duration (None entries make an import fail), sys.modules restored after."""
+    saved = {name: sys.modules.get(name, _ABSENT) for name in modules}
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is _ABSENT:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+
+
+_ABSENT = object()
 
 
 class ForgeCFGDenoiser(A.CFGDenoiser):
@@ -145,7 +211,7 @@ class ForgeCFGDenoiser(A.CFGDenoiser):
 
     def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
         w = self.webui
-        state, opts = w.state, w.opts
+        state = w.state
         if state.interrupted or state.skipped:
             raise A.InterruptedException
         conds_list, cond = A.reconstruct_multicond_batch(cond, self.step)
@@ -156,13 +222,7 @@ class ForgeCFGDenoiser(A.CFGDenoiser):
             x, image_cond, sigma, state.sampling_step, state.sampling_steps, cond, uncond, self
         )
         w.callbacks.cfg_denoiser_callback(params)
-        if self.p.is_hr_pass:
-            cond_scale = self.p.hr_cfg
-        if opts.skip_early_cond > 0 and self.step / self.total_steps <= opts.skip_early_cond:
-            cond_scale = 1.0
-        elif (self.step % 2 or opts.s_min_uncond_all) and s_min_uncond > 0 and sigma[0] < s_min_uncond:
-            cond_scale = 1.0
-        denoised, _, _ = sampling_function(self, params, cond_scale)
+        denoised = self.p.program.denoise(self, params, cond_scale, s_min_uncond)
         if self.mask is not None:
             denoised = denoised * self.nmask + self.init_latent * self.mask
         after = A.AfterCFGCallbackParams(denoised, state.sampling_step, state.sampling_steps)
@@ -188,13 +248,15 @@ def make_forge_model(sd: TinySD) -> TinySD:
     return sd
 
 
+@dataclass
 class ForgeProcessing(A.Processing):
     hr_cfg: float = 1.0
+    program: Program = FORGE
 
 
 def process_images(p) -> A.Processed:
     """Forge's ``process_images_inner`` order: as A1111's, with ``forge_objects`` reset per sampling and
-    ``process_before_every_sampling`` twice in the hires pass."""
+    ``process_before_every_sampling`` twice in the hires pass; the program's modules importable meanwhile."""
     sd = p.sd_model
     sd.forge_objects = sd.forge_objects_original.shallow_copy()
     orig_sampler = A.Sampler
@@ -210,7 +272,8 @@ def process_images(p) -> A.Processed:
     if p.scripts is not None:
         p.scripts.process_before_every_sampling = before
     try:
-        return A.process_images(p)
+        with exposed(p.program.layout()):
+            return A.process_images(p)
     finally:
         A.Sampler = orig_sampler
         if p.scripts is not None:
