@@ -57,7 +57,46 @@ class SLDConfig:
         ])
 
 
-TRACKERS = ("auto", "transition", "flow-hutchinson", "flow-moment")
+@dataclass(frozen=True)
+class ProbeGate:
+    """Where and how the gated flow tracker spends Hutchinson probes (see :class:`negguide.posterior.FlowTracker`).
+
+    An image probes at a step when the step is on its schedule (every ``every``-th step), its posterior is
+    undecided (``p_low <= p <= p_high``) and has moved from the prior (``|log p - log p0| >= min_move``): the band
+    of noise levels where the posterior is being decided and the within-class part of the divergence matters.
+    Elsewhere the moment closure (between-class part only) is exact enough and costs nothing.
+
+    A probe estimates the within-class part per unit ``(1 - p)``, ``u``; it is averaged with the image's previous
+    estimate carried to this noise level on a ``sigma_then / sigma`` law (weight ``smoothing`` on the past: the
+    estimate's variance, not its bias, limits a single probe), and held the same way on steps without a probe for
+    at most ``hold_efolds`` e-folds of sigma (holding longer carries it into the decided region: false alarms).
+    ``control_variate`` removes the fluctuation of the known rank-one between-class part,
+    ``-odds (Delta . v)^2 / sigma^2``, from each probe (unbiased for any odds; it pays where the gate is open, the
+    posterior having moved there)."""
+
+    every: int = 1
+    p_low: float = 1e-3
+    p_high: float = 0.999
+    min_move: float = 0.2
+    hold_efolds: float = 1.0
+    smoothing: float = 0.5
+    control_variate: bool = True
+
+    def __post_init__(self):
+        raise_problems([
+            (isinstance(self.every, int) and self.every >= 1,
+             f"the probe gate's 'every' must be a whole number >= 1, got {self.every!r}"),
+            (all(is_finite_number(v) for v in (self.p_low, self.p_high, self.min_move, self.hold_efolds,
+                                                self.smoothing)), "the probe gate's settings must be numbers"),
+            (0.0 <= self.p_low <= self.p_high <= 1.0, f"probe gate needs 0 <= p_low <= p_high <= 1, got "
+                                                     f"{self.p_low}, {self.p_high}"),
+            (self.min_move >= 0 and self.hold_efolds >= 0, "the probe gate's min_move and hold_efolds must be >= 0"),
+            (0.0 <= self.smoothing < 1.0, f"the probe gate's smoothing must be in [0, 1), got {self.smoothing}"),
+        ])
+
+
+TRACKERS = ("auto", "transition", "flow-hutchinson", "flow-moment", "flow-gated")
+FLOW_STARTS = ("prior", "evidence")
 MAX_LAMBDA0 = 1000.0  # beyond this lambda only saturates the prediction's range
 
 
@@ -77,6 +116,8 @@ class DNGConfig:
     tracker: str = "auto"
     variance: str = "beta"  # transition tracker: "beta" (paper Alg. 2), "beta_tilde" (authors' code), "sampler"
     probe_pairs: int = 1  # Hutchinson probes of the flow tracker: 2 extra model rows per image each
+    gate: ProbeGate = field(default_factory=ProbeGate)  # flow-gated: where and when images probe
+    flow_start: str = "prior"  # flow trackers: "prior" or "evidence" (the first evaluation's large-sigma evidence)
     posterior: PosteriorConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -96,6 +137,8 @@ class DNGConfig:
             (self.variance in VARIANCES, f"transition variance must be one of {VARIANCES}, got {self.variance!r}"),
             (isinstance(self.probe_pairs, int) and 1 <= self.probe_pairs <= 16,
              f"probe_pairs must be a whole number from 1 to 16, got {self.probe_pairs!r}"),
+            (isinstance(self.gate, ProbeGate), f"gate must be a ProbeGate, got {type(self.gate).__name__}"),
+            (self.flow_start in FLOW_STARTS, f"flow_start must be one of {FLOW_STARTS}, got {self.flow_start!r}"),
         ])
         object.__setattr__(self, "posterior", PosteriorConfig(
             prior=self.prior, temperature=self.temperature, offset=self.offset, p_min=min(self.p_min, self.prior),
@@ -114,10 +157,12 @@ class DNGConfig:
         return "transition" if sampler.injects_noise else "flow-hutchinson"
 
     def extra_rows_per_image(self, sampler: SamplerInfo) -> int:
-        """Model rows per image and step beyond plain CFG's two: the negative branch, plus two per probe pair."""
+        """Model rows per image and step beyond plain CFG's two, at most: the negative branch, plus two per probe
+        pair (the gated tracker probes only some images on some steps: its average is measured per run)."""
         if not self.active:
             return 0
-        return 1 + (2 * self.probe_pairs if self.resolved_tracker(sampler) == "flow-hutchinson" else 0)
+        probing = self.resolved_tracker(sampler) in ("flow-hutchinson", "flow-gated")
+        return 1 + (2 * self.probe_pairs if probing else 0)
 
     def max_lambda(self) -> float:
         return self.lambda0 * self.p_max / (1 - self.p_max)
@@ -134,5 +179,9 @@ def describe_tracker(config: DNGConfig, sampler: SamplerInfo) -> str:
     if name == "flow-moment":
         return f"probability-flow, moment closure: +{rows} row per image (the negative branch)"
     pairs = config.probe_pairs
+    plural = "s" if pairs > 1 else ""
+    if name == "flow-gated":
+        return (f"probability-flow, gated Hutchinson x{pairs}: +1 row per image (the negative branch), +{2 * pairs} "
+                f"more on the steps where an undecided image probes (every {config.gate.every} steps)")
     return (f"probability-flow, Hutchinson x{pairs}: +{rows} rows per image "
-            f"(negative branch + {pairs} probe pair{'s' if pairs > 1 else ''})")
+            f"(negative branch + {pairs} probe pair{plural})")

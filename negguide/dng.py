@@ -46,12 +46,15 @@ class DynamicNegativeGuidance:
             self.tracker = TransitionTracker(config.posterior, batch_size, device, variance=variance,
                                              eta=min(sampler.eta, 1.0) if sampler.injects_noise else 1.0)
         elif self.tracker_name == "flow-moment":
-            self.tracker = FlowTracker(config.posterior, batch_size, device, divergence="moment")
+            self.tracker = FlowTracker(config.posterior, batch_size, device, divergence="moment",
+                                       start=config.flow_start)
         else:
-            self.tracker = FlowTracker(config.posterior, batch_size, device, divergence="hutchinson",
-                                       probe_pairs=config.probe_pairs, generator=generator)
+            self.tracker = FlowTracker(config.posterior, batch_size, device, divergence=self.tracker_name[5:],
+                                       probe_pairs=config.probe_pairs, generator=generator, start=config.flow_start,
+                                       gate=config.gate)
         self.record = record
         self._records: list[tuple] = []  # tensors stay on device: no host sync inside the sampling loop
+        self._rows_recorded = 0
         self._lambda = self._lambda_from_posterior()
 
     @property
@@ -59,9 +62,10 @@ class DynamicNegativeGuidance:
         """Hutchinson probe pairs the tracker wants at a step's first evaluation (0: none)."""
         return self.tracker.extra_rows_per_image // 2
 
-    def probe_points(self, x_ve: torch.Tensor, sigma):
-        """Where to evaluate both branches for the Hutchinson estimate: ``(directions, points [K, B, ...])``."""
-        return self.tracker.probe_points(x_ve, sigma)
+    def probe_points(self, x_ve: torch.Tensor, sigma, step: int | None = None):
+        """Where to evaluate both branches for the Hutchinson estimate this step: a
+        :class:`~negguide.posterior.ProbeRequest` (the images that probe, directions, points) or None."""
+        return self.tracker.probe_points(x_ve, sigma, step)
 
     def _lambda_from_posterior(self) -> torch.Tensor:
         return self.config.lambda0 * self.tracker.odds()
@@ -85,15 +89,27 @@ class DynamicNegativeGuidance:
             p, lam = self.tracker.posterior(), self._lambda
             if self.record == "mean":
                 p, lam = p.mean(), lam.mean()
-            self._records.append((int(step), sigma0, p, lam))
+            self._records.append((int(step), sigma0, p, lam, self.probe_rows - self._rows_recorded))
+        self._rows_recorded = self.probe_rows  # the probe points of a step are requested before it is observed
         return self._lambda
 
     @property
+    def probe_rows(self) -> int:
+        """Model rows spent on Hutchinson probes so far (both branches, all images)."""
+        return getattr(self.tracker, "probe_rows", 0)
+
+    def average_extra_rows(self) -> float:
+        """Model rows per image and step beyond CFG's two, so far: the negative branch and the probes."""
+        steps = getattr(self.tracker, "observed_steps", 0)
+        probes = self.probe_rows / max(1, steps * self.tracker.log_p.shape[0]) if steps else 0.0
+        return 1.0 + probes
+
+    @property
     def records(self) -> list[dict]:
-        """Per step: ``{"step", "sigma", "p", "lambda"}``, p and lambda per image (lists) or their batch means
-        (floats), converted on read."""
-        return [{"step": i, "sigma": float(s), "p": p.tolist(), "lambda": lam.tolist()}
-                for i, s, p, lam in self._records]
+        """Per step: ``{"step", "sigma", "p", "lambda", "probe_rows"}``, p and lambda per image (lists) or their
+        batch means (floats), converted on read; ``probe_rows``: the model rows spent on probes at that step."""
+        return [{"step": i, "sigma": float(s), "p": p.tolist(), "lambda": lam.tolist(), "probe_rows": rows}
+                for i, s, p, lam, rows in self._records]
 
     def finish(self, x_ve: torch.Tensor, sigma_final=0.0) -> torch.Tensor:
         """Account for the last step (no evaluation follows it); returns the final posterior per image."""

@@ -47,6 +47,11 @@ class NoiseLevel:
         """The k-diffusion noise level ``b / a`` (inf where a = 0)."""
         return self.b / self.a
 
+    def select(self, images: torch.Tensor) -> NoiseLevel:
+        """The levels of some images of the batch (``images``: indices)."""
+        images = images.to(self.a.device)
+        return NoiseLevel(self.a[images], self.b[images], self.can_be_pure_noise)
+
     def informative(self) -> bool:
         """False where the state is pure noise (a = 0) for any image: no posterior evidence there."""
         return not self.can_be_pure_noise or bool((self.a > 0).all())

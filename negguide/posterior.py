@@ -52,12 +52,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
-from .configs import VARIANCES, PosteriorConfig
+from .configs import VARIANCES, PosteriorConfig, ProbeGate
 
-DIVERGENCES = ("moment", "hutchinson", "exact")
+DIVERGENCES = ("moment", "hutchinson", "exact", "gated")
 
 
 def state_device(device) -> torch.device:
@@ -166,102 +167,206 @@ class TransitionTracker(_Tracker):
 
 
 Divergence = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+STARTS = ("prior", "evidence")
+
+
+class ProbeRequest(NamedTuple):
+    """Where the backend evaluates both branches for a Hutchinson estimate: ``points [K, n, ...]`` (``K`` probe
+    pairs) for the images ``images`` (``None``: every image of the batch, in order); ``directions`` alike."""
+
+    images: torch.Tensor | None
+    directions: torch.Tensor
+    points: torch.Tensor
 
 
 class FlowTracker(_Tracker):
-    """Integrates ``d log p`` along a deterministic sampler's path. See the module docstring."""
+    """Integrates ``d log p`` along a deterministic sampler's path. See the module docstring.
+
+    ``divergence``: ``"exact"``, ``"hutchinson"`` (``probe_pairs`` Rademacher pairs for every image at every step),
+    ``"moment"`` (no probes) or ``"gated"`` (``probe_pairs`` pairs only where and when :class:`ProbeGate` says,
+    the held within-class part or the moment closure elsewhere). ``start``: ``"prior"`` starts from ``log p0``;
+    ``"evidence"`` from the large-sigma expansion at the first evaluation,
+    ``log p0 + (D_neg - D_ref).(x - (D_neg + D_ref)/2) / sigma^2`` (at sigma_max the marginals of both models are
+    nearly Gaussians around their means, and the posterior has already moved away from the prior).
+    """
 
     name = "flow"
 
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None, divergence: str = "moment",
                  probe_pairs: int = 1, exact_divergence: Divergence | None = None, fd_scale: float = 1e-2,
-                 generator: torch.Generator | list[torch.Generator] | None = None):
+                 generator: torch.Generator | list[torch.Generator] | None = None, start: str = "prior",
+                 gate: ProbeGate | None = None):
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if divergence == "exact" and exact_divergence is None:
             raise ValueError("divergence='exact' needs exact_divergence(x, sigma) -> div(D_neg - D_ref) per image")
-        if divergence == "hutchinson" and probe_pairs < 1:
+        if divergence in ("hutchinson", "gated") and probe_pairs < 1:
             raise ValueError(f"a Hutchinson estimate needs >= 1 probe pair, got {probe_pairs}")
+        if start not in STARTS:
+            raise ValueError(f"start must be one of {STARTS}, got {start!r}")
         super().__init__(config, batch_size, device)
         self.divergence, self.probe_pairs, self.fd_scale = divergence, probe_pairs, fd_scale
-        self.exact_divergence, self.generator = exact_divergence, generator
-        self.extra_rows_per_image = 2 * probe_pairs if divergence == "hutchinson" else 0
-        self.name = f"flow-{divergence}" + (f"-{probe_pairs}" if divergence == "hutchinson" else "")
-        self._prev = None  # (x, sigma, g, h_fixed, between) at the previous evaluation
+        self.exact_divergence, self.generator, self.start = exact_divergence, generator, start
+        self.gate = (gate or ProbeGate()) if divergence == "gated" else None
+        self.extra_rows_per_image = 2 * probe_pairs if divergence in ("hutchinson", "gated") else 0
+        self.name = f"flow-{divergence}" + (f"-{probe_pairs}" if divergence in ("hutchinson", "gated") else "")
+        self._prev = None  # (x, sigma, g, h_fixed, h_odds, h_within) at the previous evaluation; h(p) below
+        self._request: ProbeRequest | None = None  # the current step's probe request
+        self.probe_rows = 0  # model rows spent on probes so far (both branches)
+        self.observed_steps = 0
+        device = self.log_p.device
+        self._held = torch.zeros(batch_size, dtype=torch.float64, device=device)  # within-class part per (1 - p)
+        self._held_sigma = torch.zeros(batch_size, dtype=torch.float64, device=device)  # 0: nothing held
 
     # -- Hutchinson probes: the backend evaluates both branches at these points in the same batch --------
-    def probe_points(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns ``(directions [K, B, ...], points [K, B, ...])`` to evaluate both models at."""
+    def probe_points(self, x: torch.Tensor, sigma, step: int | None = None) -> ProbeRequest | None:
+        """The probe points of this step's first evaluation, or None when no image probes."""
+        if self.divergence not in ("hutchinson", "gated"):
+            return None
+        self._request = None
+        images = None
+        if self.divergence == "gated":
+            images = self._gate_open(step).nonzero().reshape(-1).cpu()  # the row layout is decided on the host
+            if images.numel() == 0:
+                return None
+            if images.numel() == x.shape[0]:
+                images = None
+        idx = range(x.shape[0]) if images is None else images.tolist()
+        n = len(idx)
         if isinstance(self.generator, (list, tuple)):  # one per image: an image's probes ignore the rest of the batch
             if len(self.generator) != x.shape[0]:
                 raise ValueError(f"{len(self.generator)} probe generators for a batch of {x.shape[0]}")
-            signs = torch.stack([torch.randint(0, 2, (self.probe_pairs, *x.shape[1:]), generator=g, device="cpu")
-                                 for g in self.generator], dim=1)
+            signs = torch.stack([torch.randint(0, 2, (self.probe_pairs, *x.shape[1:]), generator=self.generator[i],
+                                               device="cpu") for i in idx], dim=1)
         else:
-            signs = torch.randint(0, 2, (self.probe_pairs, *x.shape), generator=self.generator, device="cpu")
+            signs = torch.randint(0, 2, (self.probe_pairs, n, *x.shape[1:]), generator=self.generator, device="cpu")
         v = signs.to(x.device, x.dtype) * 2 - 1
-        s = _sigma_vec(sigma, x.shape[0], self.log_p.device).to(x.dtype).to(x.device)
-        s = s.reshape(1, -1, *([1] * (x.ndim - 1)))
-        return v, x.unsqueeze(0) + self.fd_scale * s * v
-
-    def _divergence(self, x, sigma, delta, probe_predictions) -> torch.Tensor:
-        if self.divergence == "exact":
-            return self.exact_divergence(x, sigma).to(self.log_p.device).to(torch.float64).reshape(-1)
-        v, ref_at, neg_at = probe_predictions
-        k = v.shape[0]
+        x_sub = x if images is None else x[images.to(x.device)]
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
+        s = (s if images is None else s[images.to(s.device)]).to(x.dtype).to(x.device)
+        s = s.reshape(1, -1, *([1] * (x.ndim - 1)))
+        self.probe_rows += 2 * self.probe_pairs * n
+        self._request = ProbeRequest(images, v, x_sub.unsqueeze(0) + self.fd_scale * s * v)
+        return self._request
+
+    def _gate_open(self, step: int | None) -> torch.Tensor:
+        gate = self.gate
+        on_schedule = step is None or step % gate.every == 0
+        p = self.posterior()
+        moved = (self.log_p - math.log(self.config.prior)).abs() >= gate.min_move
+        undecided = (p >= gate.p_low) & (p <= gate.p_high)
+        return undecided & moved & on_schedule
+
+    def average_probe_rows(self) -> float:
+        """Probe rows per image and step so far (beyond the negative branch): the tracker's average cost."""
+        return self.probe_rows / max(1, self.observed_steps * self.log_p.shape[0])
+
+    def _hutchinson(self, sigma_sub, delta_sub, probe_predictions, odds_sub=None) -> torch.Tensor:
+        """``div(D_neg - D_ref)`` from the probes (forward differences); with ``odds_sub`` the known rank-one
+        between-class part's fluctuation is removed (a control variate, unbiased for any odds)."""
+        v, ref_at, neg_at = probe_predictions
+        k, n = v.shape[0], v.shape[1]
         device = self.log_p.device
-        jv = (neg_at - ref_at).reshape(k, x.shape[0], -1).to(device).to(torch.float64) - delta.unsqueeze(0)
-        vv = v.reshape(k, x.shape[0], -1).to(device).to(torch.float64)
-        return (vv * jv).sum(2).mean(0) / (self.fd_scale * s)
+        jv = (neg_at - ref_at).reshape(k, n, -1).to(device).to(torch.float64) - delta_sub.unsqueeze(0)
+        vv = v.reshape(k, n, -1).to(device).to(torch.float64)
+        estimate = (vv * jv).sum(2).mean(0) / (self.fd_scale * sigma_sub)
+        if odds_sub is not None:
+            along = (vv * delta_sub.unsqueeze(0)).sum(2)  # Delta . v, [K, n]
+            estimate = estimate + odds_sub * ((along * along).mean(0) - (delta_sub * delta_sub).sum(1)) / sigma_sub**2
+        return estimate
 
     def observe(self, x: torch.Tensor, sigma, denoised_ref: torch.Tensor, denoised_neg: torch.Tensor,
                 probe_predictions: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
         """Feed one model evaluation at the start of a step.
 
-        ``probe_predictions = (directions, D_ref at points, D_neg at points)`` from :meth:`probe_points`,
-        required for the Hutchinson estimator.
-        """
+        ``probe_predictions = (directions, D_ref at points, D_neg at points)`` for the images of the step's
+        :meth:`probe_points` request (required for the Hutchinson estimator, and for the gated one when it
+        asked)."""
+        request, self._request = self._request, None
         if self.divergence == "hutchinson" and probe_predictions is None:
             raise ValueError("the Hutchinson flow tracker needs the probe evaluations")
+        if self.divergence == "gated" and (probe_predictions is None) != (request is None):
+            raise ValueError("the gated flow tracker needs the probe evaluations of exactly its request")
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
         device = self.log_p.device
         xf, d_ref, d_neg = _flat64(x, device), _flat64(denoised_ref, device), _flat64(denoised_neg, device)
         delta = d_neg - d_ref
+        if self._prev is None and self.start == "evidence":
+            evidence = (delta * (xf - 0.5 * (d_neg + d_ref))).sum(1) / s**2
+            self._accumulate(self.config.temperature * evidence)
         g = delta / s[:, None] ** 2
         cross = (delta * (d_neg + d_ref - 2 * xf)).sum(1) / s**3  # sigma * (s_neg - s_ref).(s_neg + s_ref)
-        between = (delta * delta).sum(1) / s**3  # sigma * |Delta|^2 / sigma^4, times p/(1-p) in "moment"
-        if self.divergence == "moment":
-            h_fixed = cross
-        else:
-            h_fixed = cross + self._divergence(x, sigma, delta, probe_predictions) / s  # sigma * div(D) / sigma^2
-            between = torch.zeros_like(between)
-        current = (xf, s, g, h_fixed, between)
+        between = (delta * delta).sum(1) / s**3  # sigma |Delta|^2 / sigma^4: the between-class part, times odds
+        # h(p) = h_fixed - odds(p) * h_odds + (1 - p) * h_within  (sigma * div(D_neg - D_ref) / sigma^2 + cross)
+        h_fixed, h_odds, h_within = cross.clone(), between, torch.zeros_like(cross)
+        if self.divergence == "exact":
+            h_fixed = cross + self.exact_divergence(x, sigma).to(device).to(torch.float64).reshape(-1) / s
+            h_odds = torch.zeros_like(between)
+        elif self.divergence == "hutchinson":
+            h_fixed = cross + self._hutchinson(s, delta, probe_predictions) / s
+            h_odds = torch.zeros_like(between)
+        elif self.divergence == "gated":
+            h_within = self._held_within(s) / s
+            if request is not None:
+                idx = torch.arange(x.shape[0], device=device) if request.images is None else request.images.to(device)
+                self._probe(idx, s, delta, cross, probe_predictions, h_fixed)
+                h_odds, h_within = h_odds.clone(), h_within.clone()
+                h_odds[idx], h_within[idx] = 0.0, 0.0
+        self.observed_steps += 1
+        current = (xf, s, g, h_fixed, h_odds, h_within)
         if self._prev is not None:
             self._integrate(self._prev, current)
         self._prev = current
+
+    def _probe(self, idx, s, delta, cross, probe_predictions, h_fixed) -> None:
+        """The probing images' divergence: the within-class part per unit (1 - p) from this probe, averaged with
+        the previous one (see :class:`~negguide.configs.ProbeGate`), written into ``h_fixed`` and held."""
+        gate, p, odds = self.gate, self.posterior()[idx], self.odds()[idx]
+        s_i, d_i = s[idx], delta[idx]
+        div = self._hutchinson(s_i, d_i, probe_predictions, odds if gate.control_variate else None)
+        between = odds * (d_i * d_i).sum(1) / s_i**2
+        within = (div + between) / (1 - p)
+        if gate.smoothing > 0:  # the previous estimate carried to this noise level, however old
+            held_sigma = self._held_sigma[idx]
+            previous = self._held[idx] * held_sigma / s_i
+            within = torch.where(held_sigma > 0, (1 - gate.smoothing) * within + gate.smoothing * previous, within)
+        h_fixed[idx] = cross[idx] + ((1 - p) * within - between) / s_i
+        self._held[idx], self._held_sigma[idx] = within, s_i
+
+    def _held_within(self, s: torch.Tensor) -> torch.Tensor:
+        """The held within-class divergence per unit (1 - p) at noise ``s``, zero where none is held or it has
+        aged beyond ``hold_efolds`` e-folds of sigma."""
+        held = self._held_sigma > 0
+        fresh = held & (s >= self._held_sigma * math.exp(-self.gate.hold_efolds))
+        scaled = self._held * self._held_sigma / s.clamp(min=torch.finfo(torch.float64).tiny)
+        return torch.where(fresh, scaled, torch.zeros_like(scaled))
+
+    def _h(self, h_fixed, h_odds, h_within, log_p):
+        p = log_p.exp()
+        odds = (log_p - torch.log1p(-p)).exp()
+        return h_fixed - odds * h_odds + (1 - p) * h_within
 
     def finish(self, x: torch.Tensor, sigma_final=0.0) -> None:
         """The last step (usually to sigma = 0, where no prediction exists): left-point rule."""
         if self._prev is None:
             return
-        xp, sp, gp, hp, bp = self._prev
+        xp, sp, gp, hf, ho, hw = self._prev
         s_next = _sigma_vec(sigma_final, x.shape[0], self.log_p.device)
-        h = hp - self.odds() * bp
+        h = self._h(hf, ho, hw, self.log_p)
         d_log_p = (gp * (_flat64(x, self.log_p.device) - xp)).sum(1) + h * (s_next - sp)
         self._accumulate(self.config.temperature * d_log_p + self._offset_term(sp, s_next))
         self._prev = None
 
     def _integrate(self, prev, cur) -> None:
-        xp, sp, gp, hp, bp = prev
-        xc, sc, gc, hc, bc = cur
+        xp, sp, gp, *hp = prev
+        xc, sc, gc, *hc = cur
         grad_part = 0.5 * ((gp + gc) * (xc - xp)).sum(1)
-        odds_start = self.odds()
         log_p_start = self.log_p.clone()
-        # Predictor with p at the start for both ends, corrector with the predicted p at the end.
-        d_log_p = grad_part + 0.5 * ((hp - odds_start * bp) + (hc - odds_start * bc)) * (sc - sp)
-        if self.divergence == "moment":
+        # Predictor with p at the start for both ends, corrector with the predicted p at the end (the
+        # p-dependent parts: the between-class moment term and the held within-class term).
+        h_start = self._h(*hp, log_p_start)
+        d_log_p = grad_part + 0.5 * (h_start + self._h(*hc, log_p_start)) * (sc - sp)
+        if self.divergence in ("moment", "gated"):
             predicted = (log_p_start + self.config.temperature * d_log_p).clamp(self._log_lo, self._log_hi)
-            odds_end = (predicted - torch.log1p(-predicted.exp())).exp()
-            d_log_p = grad_part + 0.5 * ((hp - odds_start * bp) + (hc - odds_end * bc)) * (sc - sp)
+            d_log_p = grad_part + 0.5 * (h_start + self._h(*hc, predicted)) * (sc - sp)
         self._accumulate(self.config.temperature * d_log_p + self._offset_term(sp, sc))

@@ -46,11 +46,13 @@ POSITIVE, NEGATIVE, EMPTY = "positive", "negative", "empty"
 
 @dataclass(frozen=True)
 class Rows:
-    """One group of ``B`` model rows: ``branch``'s conditioning at the sampler's state (``probe`` None) or
-    at Hutchinson probe point ``probe``."""
+    """One group of model rows: ``branch``'s conditioning at the sampler's state (``probe`` None) or at
+    Hutchinson probe point ``probe``, for every image of the batch in order (``images`` None: ``B`` rows) or for
+    the images ``images`` only (a step where only some images probe: one row each)."""
 
     branch: str
     probe: int | None = None
+    images: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -67,8 +69,8 @@ class Plan:
     needs_correction: bool
     x: torch.Tensor
     level: NoiseLevel
-    probe_directions: torch.Tensor | None = None  # [K, B, ...], in the k-diffusion frame
-    probe_inputs: torch.Tensor | None = None  # [K, B, ...], in the backend's frame
+    probe_directions: torch.Tensor | None = None  # [K, n, ...], in the k-diffusion frame
+    probe_inputs: torch.Tensor | None = None  # [K, n, ...], in the backend's frame (n: the probing images)
 
     @property
     def groups(self) -> tuple[Rows, ...]:
@@ -78,20 +80,28 @@ class Plan:
         return tuple(slots) + tuple(r for r in self.extra if r not in slots)
 
     def inputs(self, rows: Rows) -> torch.Tensor:
-        """The states to evaluate ``rows`` at (``[B, ...]``)."""
+        """The states to evaluate ``rows`` at: ``[B, ...]``, or one per image of ``rows.images``."""
         return self.x if rows.probe is None else self.probe_inputs[rows.probe]
 
+    def row_count(self, rows: Rows) -> int:
+        return self.x.shape[0] if rows.images is None else len(rows.images)
+
+    def row_layout(self) -> tuple[tuple[str, int], ...]:
+        """``(branch, image)`` of every row of :meth:`stacked_inputs`: what conditioning each row takes."""
+        batch = range(self.x.shape[0])
+        return tuple((r.branch, i) for r in self.groups for i in (batch if r.images is None else r.images))
+
     def stacked_inputs(self) -> torch.Tensor:
-        """Every group's states in ``groups`` order, ``[G*B, ...]``: one batched model call."""
+        """Every group's states in ``groups`` order: one batched model call."""
         return torch.cat([self.inputs(r) for r in self.groups])
 
     def split(self, output: torch.Tensor) -> dict[Rows, torch.Tensor]:
-        """A batched output in ``groups`` order -> one ``[B, ...]`` tensor per group."""
+        """A batched output in ``groups`` order -> one tensor per group."""
         groups = self.groups
-        if output.shape[0] != len(groups) * self.x.shape[0]:
-            raise ValueError(f"expected {len(groups) * self.x.shape[0]} output rows ({len(groups)} groups), "
-                             f"got {output.shape[0]}")
-        return dict(zip(groups, output.chunk(len(groups)), strict=True))
+        sizes = [self.row_count(r) for r in groups]
+        if output.shape[0] != sum(sizes):
+            raise ValueError(f"expected {sum(sizes)} output rows ({len(groups)} groups), got {output.shape[0]}")
+        return dict(zip(groups, output.split(sizes), strict=True))
 
 
 def check_compatible(spec: GuidanceSpec, frame: Frame, sampler: SamplerInfo | None = None) -> None:
@@ -186,11 +196,14 @@ class GuidanceRun:
             self.dng = DynamicNegativeGuidance(self.spec.dng, self.batch_size, self.sampler, x.device,
                                                self.generator, self.record, self._tracker)
         if self.dng_active and first and noise.informative() and self.dng.probe_pairs:
-            x_ve = self.frame.to_ve(x, noise)
-            directions, points_ve = self.dng.probe_points(x_ve, noise.sigma)
-            plan.probe_directions = directions
-            plan.probe_inputs = torch.stack([self.frame.from_ve(p, noise) for p in points_ve])
-            plan.extra += tuple(Rows(b, k) for k in range(self.dng.probe_pairs) for b in (POSITIVE, NEGATIVE))
+            request = self.dng.probe_points(self.frame.to_ve(x, noise), noise.sigma, step)
+            if request is not None:
+                sub = noise if request.images is None else noise.select(request.images)
+                images = None if request.images is None else tuple(request.images.tolist())
+                plan.probe_directions = request.directions
+                plan.probe_inputs = torch.stack([self.frame.from_ve(p, sub) for p in request.points])
+                plan.extra += tuple(Rows(b, k, images) for k in range(request.points.shape[0])
+                                    for b in (POSITIVE, NEGATIVE))
         return plan
 
     def _rows(self, step: int, first: bool, active: bool, x: torch.Tensor, noise: NoiseLevel) -> Plan:
@@ -257,9 +270,11 @@ class GuidanceRun:
         frame, x, noise = self.frame, plan.x, plan.level
         probe_predictions = None
         if plan.probe_directions is not None:
-            k = plan.probe_inputs.shape[0]
-            at = {b: torch.stack([frame.denoised(preds[Rows(b, i)], plan.probe_inputs[i], noise) for i in range(k)])
-                  for b in (POSITIVE, NEGATIVE)}
+            probes = [r for r in plan.extra if r.probe is not None]
+            images = probes[0].images
+            sub = noise if images is None else noise.select(torch.tensor(images))
+            at = {b: torch.stack([frame.denoised(preds[r], plan.probe_inputs[r.probe], sub)
+                                  for r in probes if r.branch == b]) for b in (POSITIVE, NEGATIVE)}
             probe_predictions = (plan.probe_directions, at[POSITIVE], at[NEGATIVE])
         return self.dng.observe(plan.step, frame.to_ve(x, noise), noise.sigma, frame.denoised(p[POSITIVE], x, noise),
                                 frame.denoised(p[NEGATIVE], x, noise), probe_predictions)
@@ -284,6 +299,13 @@ class GuidanceRun:
         noise = self.frame.noise_level(level, x.shape[0])
         return self.dng.finish(self.frame.to_ve(x, noise), noise.sigma)
 
+    def average_extra_rows(self) -> float:
+        """Model rows per image and step beyond CFG's two, averaged over the run so far (DNG: the negative branch
+        and the probes actually spent; 0 for modes without extra rows per image)."""
+        if self.dng is not None:
+            return self.dng.average_extra_rows()
+        return 1.0 if self.spec.mode in ("np3", "sld", "perp_neg") else 0.0
+
     @property
     def records(self) -> list[dict]:
         """Per step: ``step``, ``sigma`` (k-diffusion, image 0), ``negative_active``, and for DNG ``p`` and
@@ -293,6 +315,6 @@ class GuidanceRun:
         for step, sigma, active in self._records:
             row = {"step": step, "sigma": float(sigma), "negative_active": active}
             if step in dng:
-                row.update(p=dng[step]["p"], **{"lambda": dng[step]["lambda"]})
+                row.update(p=dng[step]["p"], probe_rows=dng[step]["probe_rows"], **{"lambda": dng[step]["lambda"]})
             out.append(row)
         return out

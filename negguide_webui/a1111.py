@@ -6,7 +6,8 @@ the plan's extra rows (DNG's negative branch, Hutchinson probe rows) to the *con
 WebUI reads cond rows by index and the uncond rows from the end, so rows added between them travel through
 the one UNet call untouched. ``on_cfg_denoised`` hands the predictions to the core, ``on_cfg_after_cfg``
 adds the core's correction to the WebUI's own CFG result. Row layout of the call:
-``[cond rows (nc)] [extra group 1 (B)] ... [extra group G (B)] [uncond rows (B)]``.
+``[cond rows (nc)] [extra group 1] ... [extra group G] [uncond rows (B)]``, an extra group holding one row per
+image, or per image of ``rows.images`` on a step where only some images probe.
 
 The callbacks are registered per job (``process``) and removed in ``postprocess``; a callback that finds a
 denoiser of another job removes itself, so nothing leaks if a job dies before ``postprocess``.
@@ -108,7 +109,7 @@ class A1111Adapter:
         conds = Conditionings(job, sp, tc, tu, is_hr)
         try:
             uncond = conds.uncond_slot(plan.uncond_branch)
-            cond_part = conds.cond_part(plan.cond_branch, [r.branch for r in plan.extra], first_rows)
+            cond_part = conds.cond_part(plan.cond_branch, list(plan.extra), first_rows)
         except (ValueError, TypeError) as e:
             job.warn(f"negguide skipped a step: {e}")
             return
@@ -123,10 +124,11 @@ class A1111Adapter:
         x, sigma, ic = params.x, params.sigma, params.image_cond
         img = slice(nc, None)
         xs, sigmas, ics = [x[:nc]], [sigma[:nc]], [ic[:nc]]
-        for rows in plan.extra:
+        for rows in plan.extra:  # one row per image, or per image of rows.images (only some images probe)
+            pick = img if rows.images is None else [nc + i for i in rows.images]
             xs.append(plan.inputs(rows))
-            sigmas.append(sigma[img])
-            ics.append(ic[img])
+            sigmas.append(sigma[pick])
+            ics.append(ic[pick])
         params.x = torch.cat(xs + [x[img]])
         params.sigma = torch.cat(sigmas + [sigma[img]])
         params.image_cond = torch.cat(ics + [ic[img]])
@@ -138,14 +140,15 @@ class A1111Adapter:
             return
         plan, nc, b = pend.plan, pend.cond_rows, pend.plan.x.shape[0]
         x_out = params.x
-        expected = nc + (len(plan.extra) + 1) * b
+        sizes = [plan.row_count(rows) for rows in plan.extra]
+        expected = nc + sum(sizes) + b
         if x_out.shape[0] != expected:
             self.job.warn(f"negguide skipped a step: the UNet output has {x_out.shape[0]} rows, expected {expected}")
             sp.pending = None
             return
         predictions = {Rows(plan.cond_branch): x_out[pend.first_cond_rows], Rows(plan.uncond_branch): x_out[-b:]}
-        for i, rows in enumerate(plan.extra):
-            predictions[rows] = x_out[nc + i * b: nc + (i + 1) * b]
+        extra_out = x_out[nc:nc + sum(sizes)].split(sizes) if sizes else []
+        predictions.update(zip(plan.extra, extra_out, strict=True))
         pend.correction = sp.run.correction(plan, predictions)
 
     def on_cfg_after_cfg(self, params):

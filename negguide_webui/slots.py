@@ -29,8 +29,9 @@ class Conditionings:
             self.sp.cache[key] = C.marker_of(self.slots[slot])
         return self.sp.cache[key]
 
-    def body(self, branch: str, rows: int | list[int] | None = None):
-        """A branch's conditioning without marker; ``rows``: how many (empty), or which cond rows."""
+    def body(self, branch: str, rows: list[int] | None = None):
+        """A branch's conditioning without marker; ``rows``: which rows of its slot (None: all; the empty
+        prompt: that many rows)."""
         if branch == "empty":
             return self._empty_rows(C.rows(self.slots["uncond"]) if rows is None else len(rows))
         slot = "cond" if branch == "positive" else "uncond"
@@ -59,19 +60,22 @@ class Conditionings:
             raise ValueError("the prompt has several AND parts: the uncond slot holds one prompt per image")
         return self.for_slot(branch, "uncond")
 
-    def cond_part(self, cond_branch: str, extra_branches: list[str], first_cond_rows: list[int] | None = None):
+    def cond_part(self, cond_branch: str, extra: list, first_cond_rows: list[int] | None = None):
         """The cond slot's conditioning (``cond_branch``, row count unchanged) followed by one conditioning per
-        extra row group (one row per image), all padded to one token length so that they share one batched
-        UNet call (the WebUI's own way, see :func:`conds.pad_tokens`)."""
+        extra row group (:class:`negguide.run.Rows`: one row per image, or per image of ``rows.images``), all
+        padded to one token length so that they share one batched UNet call (the WebUI's own way, see
+        :func:`conds.pad_tokens`)."""
         n_cond = C.rows(self.slots["cond"])
-        if cond_branch == "positive" and not extra_branches:
+        if cond_branch == "positive" and not extra:
             return [self.slots["cond"]]  # stock: untouched
         if cond_branch != "positive" and n_cond != C.rows(self.slots["uncond"]):
             raise ValueError("the prompt has several AND parts: the cond slot cannot take another prompt")
         parts = [(self.body(cond_branch, None if cond_branch == "positive" else list(range(n_cond))),
                   self.marker("cond"))]
-        parts += [(self.body(b, first_cond_rows if b == "positive" else None), self.marker(SLOT_OF_BRANCH[b]))
-                  for b in extra_branches]
+        for rows in extra:
+            images = list(range(C.rows(self.slots["uncond"]))) if rows.images is None else list(rows.images)
+            picked = [first_cond_rows[i] for i in images] if rows.branch == "positive" else images
+            parts.append((self.body(rows.branch, picked), self.marker(SLOT_OF_BRANCH[rows.branch])))
         n = max(C.tokens(body) for body, _ in parts)
         empty = self.job.empty(self.is_hr)
         return [C.with_marker(C.pad_tokens(body, n, empty), marker) for body, marker in parts]

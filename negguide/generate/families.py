@@ -47,16 +47,17 @@ class Conditioning:
         for branch in branches:
             self[branch]
 
-    def stacked(self, branches: tuple[str, ...]) -> dict[str, torch.Tensor]:
-        """Every key's rows for ``branches`` in order (``[G*B, ...]``), plus the shared tensors repeated."""
-        if branches not in self._stacks:
-            parts = [self[b] for b in branches]
-            stack = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-            rows = next(iter(stack.values())).shape[0]
-            for k, v in self._shared.items():
-                stack[k] = v.repeat(rows // v.shape[0], *([1] * (v.ndim - 1)))
-            self._stacks[branches] = stack
-        return self._stacks[branches]
+    def stacked(self, layout: tuple[tuple[str, int], ...]) -> dict[str, torch.Tensor]:
+        """Every key's rows for a plan's row layout (``(branch, image)`` per row, see
+        :meth:`negguide.run.Plan.row_layout`), plus the shared tensors, one row each. Cached per layout: a run
+        asks for a handful of layouts (with and without probe rows)."""
+        if layout not in self._stacks:
+            branches = list(dict.fromkeys(b for b, _ in layout))
+            stack = {k: torch.cat([self[b][k][i:i + 1] for b, i in layout]) for k in self[branches[0]]}
+            for k, v in self._shared.items():  # one row for every image (SDXL's size conditioning)
+                stack[k] = v.repeat(len(layout) // v.shape[0], *([1] * (v.ndim - 1)))
+            self._stacks[layout] = stack
+        return self._stacks[layout]
 
 
 class Family:

@@ -41,8 +41,7 @@ def denoise(family: Family, adapter: SchedulerAdapter, run: GuidanceRun, cond: C
     for k, t in enumerate(timesteps):
         x_in = scale(latents, t) if scale is not None else latents
         plan = run.plan(x_in, adapter.level(k, t))
-        branches = tuple(rows.branch for rows in plan.groups)
-        output = family.predict(plan.stacked_inputs(), t, cond.stacked(branches), attention_kwargs)
+        output = family.predict(plan.stacked_inputs(), t, cond.stacked(plan.row_layout()), attention_kwargs)
         guided = run.combine(plan, output)
         latents = scheduler.step(guided, t, latents, **extra_step_kwargs, return_dict=False)[0]
         if callback is not None:

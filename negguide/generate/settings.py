@@ -11,7 +11,7 @@ import dataclasses
 import json
 
 from ..checks import SettingsError
-from ..configs import DNGConfig, SLDConfig
+from ..configs import DNGConfig, ProbeGate, SLDConfig
 from ..spec import MODES, GuidanceSpec
 from ..windows import StepWindow
 
@@ -35,6 +35,8 @@ def _config(value, cls, name):
         return value
     if isinstance(value, dict):
         try:
+            if isinstance(value.get("gate"), dict):  # DNG's probe gate, given as a dict too
+                value = {**value, "gate": ProbeGate(**value["gate"])}
             return cls(**value)
         except TypeError as err:
             raise SettingsError([f"{name} settings: {err}"]) from None
@@ -74,7 +76,13 @@ def expected_branches(spec: GuidanceSpec, has_negative: bool) -> tuple[str, ...]
 
 
 def _fields(obj) -> dict:
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+    """A settings dataclass as a dict, nested settings (DNG's probe gate) included."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        if f.init:
+            value = getattr(obj, f.name)
+            out[f.name] = _fields(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def spec_to_dict(spec: GuidanceSpec) -> dict:

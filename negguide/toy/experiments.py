@@ -13,9 +13,9 @@ import math
 import torch
 
 from ..configs import DNGConfig, PosteriorConfig, SLDConfig
-from ..denoiser import GuidedDenoiser
+from ..denoiser import GuidedDenoiser, evaluate_per_branch
 from ..frames import Frame
-from ..posterior import FlowTracker, TransitionTracker
+from ..posterior import FlowTracker, ProbeGate, TransitionTracker
 from ..run import GuidanceRun
 from ..samplers import SamplerInfo
 from ..schedules import DiscreteSchedule, karras_sigmas
@@ -102,10 +102,10 @@ def guided_model(mix: GaussianMixture, method: str, scale: float, n: int, steps:
     run = GuidanceRun(_spec(method, scale, dng_config, sld_config), n, Frame.k_diffusion(), SamplerInfo(True),
                       steps=steps, record="mean", tracker=oracle)
 
-    def branch_model(x, sigma, branches):
-        rows = x.shape[0] // len(branches)
-        return torch.cat([models[b].denoise(x[g * rows:(g + 1) * rows], sigma[g * rows:(g + 1) * rows])
-                          for g, b in enumerate(branches)])
+    denoisers = {branch: model.denoise for branch, model in models.items()}
+
+    def branch_model(x, sigma, layout):
+        return evaluate_per_branch(x, sigma, layout, denoisers)
 
     return GuidedDenoiser(run, branch_model), run
 
@@ -165,39 +165,46 @@ def removal_metrics(mix: GaussianMixture, x0: torch.Tensor) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------ 3c
-def make_tracker(spec: str, config: PosteriorConfig, n: int, mix: GaussianMixture, seed: int):
-    """``spec``: ``transition-<beta|beta_tilde|sampler>``, ``flow-exact``, ``flow-moment``, ``flow-hutchinson-K``."""
+def make_tracker(spec: str, config: PosteriorConfig, n: int, mix: GaussianMixture, seed: int,
+                 gate: ProbeGate | None = None):
+    """``spec``: ``transition-<beta|beta_tilde|sampler>``, ``flow-exact``, ``flow-moment``,
+    ``flow-hutchinson-K``, ``flow-gated-K``; a ``+evidence`` suffix starts a flow tracker from the evidence of
+    its first evaluation instead of the prior."""
+    spec, _, start = spec.partition("+")
     kind, _, rest = spec.partition("-")
     if kind == "transition":
         return TransitionTracker(config, n, variance=rest)
+    start = start or "prior"
     forget = mix.to_forget()
     if rest == "exact":
-        return FlowTracker(config, n, divergence="exact", exact_divergence=lambda x, s: (
+        return FlowTracker(config, n, divergence="exact", start=start, exact_divergence=lambda x, s: (
             forget.divergence_of_denoiser(x, s) - mix.divergence_of_denoiser(x, s)))
     if rest == "moment":
-        return FlowTracker(config, n, divergence="moment")
-    probe_pairs = int(rest.split("-")[1])
-    return FlowTracker(config, n, divergence="hutchinson", probe_pairs=probe_pairs,
+        return FlowTracker(config, n, divergence="moment", start=start)
+    divergence, _, pairs = rest.partition("-")
+    return FlowTracker(config, n, divergence=divergence, probe_pairs=int(pairs), start=start, gate=gate,
                        generator=torch.Generator().manual_seed(seed + 17))
 
 
 def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_spec: str, n: int, seed: int,
-                    config: PosteriorConfig | None = None) -> dict:
+                    config: PosteriorConfig | None = None, gate: ProbeGate | None = None) -> dict:
     """Unguided trajectories; tracked vs exact ``p(forbidden | x)`` at every step and at the end."""
     config = config or PosteriorConfig(prior=mix.prior_forbidden, temperature=1.0, offset=0.0,
                                        p_min=1e-12, p_max=1 - 1e-9)
     gen = torch.Generator().manual_seed(seed)
     sigmas = sigmas_for(sampler, steps)
     forget = mix.to_forget()
-    tracker = make_tracker(tracker_spec, config, n, mix, seed)
+    tracker = make_tracker(tracker_spec, config, n, mix, seed, gate)
     tracked, exact = [], []
 
     def model(x, sigma, step):
         d_u, d_c = mix.denoise(x, sigma), forget.denoise(x, sigma)
-        if tracker.extra_rows_per_image:
-            v, pts = tracker.probe_points(x, sigma)
+        request = tracker.probe_points(x, sigma, step) if tracker.extra_rows_per_image else None
+        if request is not None:
+            pts = request.points
             flat = pts.reshape(-1, x.shape[1])
-            at = (v, mix.denoise(flat, sigma).reshape(pts.shape), forget.denoise(flat, sigma).reshape(pts.shape))
+            at = (request.directions, mix.denoise(flat, sigma).reshape(pts.shape),
+                  forget.denoise(flat, sigma).reshape(pts.shape))
             tracker.observe(x, sigma, d_u, d_c, probe_predictions=at)
         else:
             tracker.observe(x, sigma, d_u, d_c)
@@ -218,6 +225,8 @@ def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_spec
         "tracker": tracker_spec,
         "stochastic_sampler": sampler in STOCHASTIC,
         "extra_rows_per_image": tracker.extra_rows_per_image,
+        "average_extra_rows": (tracker.average_probe_rows() if isinstance(tracker, FlowTracker)
+                               else float(tracker.extra_rows_per_image)),
         "mean_abs_error_final": float(err[-1].mean()),
         "mean_abs_error_time": float(err.mean()),
         "forbidden_found": float((tracked[-1][ends_forbidden] > 0.5).double().mean()) if ends_forbidden.any()

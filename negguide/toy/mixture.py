@@ -9,6 +9,7 @@ Computation is float64.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -128,3 +129,101 @@ def latent_like(dim: int = 64, classes: int = 10, seed: int = 0) -> GaussianMixt
     forbidden = torch.zeros(classes, dtype=torch.bool)
     forbidden[0] = True
     return GaussianMixture(torch.full((classes,), 1 / classes, dtype=torch.float64), means, variances, forbidden)
+
+
+@dataclass(frozen=True)
+class AnisotropicMixture:
+    """Gaussian mixture with a full covariance per component, ``Sigma_k = U_k diag(lam_k) U_k^T``: correlated,
+    anisotropic classes, as a real model's classes are (a probe on a settled image then still has variance).
+
+    Same interface as :class:`GaussianMixture` where the tracking study needs it; all quantities are exact:
+    at noise sigma the class covariance is ``Sigma_k + sigma^2 I`` (eigenvalues ``lam + sigma^2`` in the
+    class's own basis), ``E[x0 | x, k] = m_k + U_k diag(lam / (lam + sigma^2)) U_k^T (x - m_k)`` and
+    ``tr Cov[x0 | x, k] = sum lam sigma^2 / (lam + sigma^2)``.
+    """
+
+    weights: torch.Tensor  # [K]
+    means: torch.Tensor  # [K, d]
+    bases: torch.Tensor  # [K, d, d], orthonormal columns
+    eigenvalues: torch.Tensor  # [K, d]
+    forbidden: torch.Tensor  # [K] bool
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def prior_forbidden(self) -> float:
+        return float(self.weights[self.forbidden].sum())
+
+    def subset(self, mask: torch.Tensor) -> AnisotropicMixture:
+        w = self.weights[mask]
+        return AnisotropicMixture(w / w.sum(), self.means[mask], self.bases[mask], self.eigenvalues[mask],
+                                  self.forbidden[mask])
+
+    def remembered(self) -> AnisotropicMixture:
+        return self.subset(~self.forbidden)
+
+    def to_forget(self) -> AnisotropicMixture:
+        return self.subset(self.forbidden)
+
+    def _projected(self, x, sigma):
+        """``z = U_k^T (x - m_k)`` [N, K, d] and the noised eigenvalues ``lam + sigma^2`` [N or 1, K, d]."""
+        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1) ** 2
+        z = torch.einsum("kij,nki->nkj", self.bases, x[:, None, :] - self.means[None])
+        return z, self.eigenvalues[None] + s2
+
+    def _log_comp(self, x, sigma):
+        z, var = self._projected(x, sigma)
+        return self.weights.log()[None] - 0.5 * ((z * z / var).sum(-1) + var.log().sum(-1) + self.dim * LOG_2PI)
+
+    def responsibilities(self, x, sigma) -> torch.Tensor:
+        return torch.softmax(self._log_comp(x, sigma), dim=1)
+
+    def posterior_forbidden(self, x, sigma) -> torch.Tensor:
+        log_comp = self._log_comp(x, sigma)
+        return (torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp, 1)).exp()
+
+    def log_odds_forbidden(self, x, sigma) -> torch.Tensor:
+        log_comp = self._log_comp(x, sigma)
+        return torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp[:, ~self.forbidden], 1)
+
+    def _component_means(self, x, sigma):
+        z, var = self._projected(x, sigma)
+        shrunk = z * (self.eigenvalues[None] / var)
+        return self.means[None] + torch.einsum("kij,nkj->nki", self.bases, shrunk)  # [N, K, d]
+
+    def denoise(self, x, sigma) -> torch.Tensor:
+        r = self.responsibilities(x, sigma)
+        return (r[:, :, None] * self._component_means(x, sigma)).sum(1)
+
+    def divergence_of_denoiser(self, x, sigma) -> torch.Tensor:
+        """``div_x E[x0 | x] = tr Cov[x0 | x] / sigma^2``, per sample."""
+        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1) ** 2
+        r = self.responsibilities(x, sigma)
+        m_k = self._component_means(x, sigma)
+        m = (r[:, :, None] * m_k).sum(1)
+        lam = self.eigenvalues[None]
+        within = (lam * s2[:, None, None] / (lam + s2[:, None, None])).sum(-1)  # [N or 1, K]
+        second = (r * (within + (m_k**2).sum(-1))).sum(1)
+        return (second - (m**2).sum(1)) / s2
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, dtype=torch.float64, generator=generator) * self.eigenvalues[k].sqrt()
+        return self.means[k] + torch.einsum("nij,nj->ni", self.bases[k], eps), k
+
+
+def anisotropic_latent_like(dim: int = 64, classes: int = 10, seed: int = 0) -> AnisotropicMixture:
+    """:func:`latent_like` with correlated, anisotropic classes of unequal spreads: each class has a random
+    orthonormal basis and eigenvalues log-uniform over a 30x range around a class-specific scale."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(classes, dim, dtype=torch.float64, generator=g) * 0.6
+    bases = torch.linalg.qr(torch.randn(classes, dim, dim, dtype=torch.float64, generator=g)).Q
+    scale = 0.15 + 0.35 * torch.rand(classes, 1, dtype=torch.float64, generator=g)
+    spread = torch.exp(math.log(30.0) * (torch.rand(classes, dim, dtype=torch.float64, generator=g) - 0.5))
+    eigenvalues = scale * spread / spread.mean(1, keepdim=True)  # mean eigenvalue = the class's scale
+    forbidden = torch.zeros(classes, dtype=torch.bool)
+    forbidden[0] = True
+    return AnisotropicMixture(torch.full((classes,), 1 / classes, dtype=torch.float64), means, bases, eigenvalues,
+                              forbidden)

@@ -7,14 +7,14 @@ import torch
 
 from negguide import guidance as G
 from negguide.checks import SettingsError
-from negguide.configs import PosteriorConfig
+from negguide.configs import PosteriorConfig, ProbeGate
 from negguide.dng import DNGConfig, DynamicNegativeGuidance, describe_tracker
 from negguide.posterior import FlowTracker, TransitionTracker
 from negguide.predictions import eps_from_denoised, ve_from_vp, x0_from_eps_vp
 from negguide.samplers import SamplerInfo, is_stochastic_name
 from negguide.schedules import DiscreteSchedule
 from negguide.toy import experiments as E
-from negguide.toy.mixture import latent_like, three_modes_1d, three_modes_2d
+from negguide.toy.mixture import anisotropic_latent_like, latent_like, three_modes_1d, three_modes_2d
 
 
 @pytest.mark.parametrize("make_mix", [three_modes_1d, three_modes_2d])
@@ -183,3 +183,71 @@ def test_dng_config_reports_every_problem_at_once():
     with pytest.raises(SettingsError) as info:
         DNGConfig(prior=2.0, temperature=0.0, tracker="x")
     assert len(info.value.problems) == 3
+
+
+def _always_open():
+    return ProbeGate(every=1, p_low=0.0, p_high=1.0, min_move=0.0, smoothing=0.0, control_variate=False)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_gated_tracker_with_an_always_open_gate_is_plain_hutchinson(sampler):
+    mix = anisotropic_latent_like(16, seed=2)
+    cfg = PosteriorConfig(prior=0.1, p_min=1e-12, p_max=1 - 1e-9)
+    gated = E.track_posterior(mix, sampler, 12, "flow-gated-1", 40, seed=5, config=cfg, gate=_always_open())
+    plain = E.track_posterior(mix, sampler, 12, "flow-hutchinson-1", 40, seed=5, config=cfg)
+    assert gated["mean_abs_error_final"] == pytest.approx(plain["mean_abs_error_final"], rel=1e-8)  # same math
+    assert gated["curves"]["tracked_forbidden"] == pytest.approx(plain["curves"]["tracked_forbidden"], rel=1e-8)
+    assert gated["average_extra_rows"] == plain["average_extra_rows"] == 2.0
+
+
+def test_gated_tracker_probes_only_undecided_moving_images_and_counts_its_rows():
+    mix = latent_like(32, seed=1)
+    forget = mix.to_forget()
+    cfg = PosteriorConfig(prior=0.1)
+    tracker = FlowTracker(cfg, 6, divergence="gated", probe_pairs=2, gate=ProbeGate(every=2),
+                          generator=[torch.Generator().manual_seed(i) for i in range(6)])
+    sigmas = E.sigmas_for("ddim", 10)
+    x = E.initial_state(mix, float(sigmas[0]), 6, torch.Generator().manual_seed(0))
+    spent = 0
+    for step in range(10):
+        s = float(sigmas[step])
+        p_before = tracker.posterior()
+        request = tracker.probe_points(x, s, step)
+        open_ = ((p_before >= 1e-3) & (p_before <= 0.999) & ((p_before / 0.1).log().abs() >= 0.2) & (step % 2 == 0))
+        if request is None:
+            assert not open_.any()
+            tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s))
+        else:
+            images = torch.arange(6) if request.images is None else request.images
+            assert images.tolist() == open_.nonzero().reshape(-1).tolist()
+            assert request.points.shape == (2, len(images), 32)
+            flat = request.points.reshape(-1, 32)
+            at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
+                  forget.denoise(flat, s).reshape(request.points.shape))
+            tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
+            spent += 2 * 2 * len(images)
+        x = x + (float(sigmas[step + 1]) - s) * (x - mix.denoise(x, s)) / s
+    tracker.finish(x)
+    assert 0 < spent < 2 * 2 * 6 * 10  # some images probed on some steps, not all
+    assert tracker.probe_rows == spent and tracker.average_probe_rows() == pytest.approx(spent / 60)
+    assert torch.isfinite(tracker.log_p).all()
+
+
+@pytest.mark.parametrize("steps", [20, 50, 100])
+def test_the_evidence_start_removes_the_start_error_that_grew_with_the_steps(steps):
+    """The exact flow tracker started at the prior carries the prior's error at sigma_max; started from the
+    first evaluation's large-sigma evidence it does not (measured on the 10-class 64-D mixture)."""
+    mix = latent_like(64)
+    cfg = PosteriorConfig(prior=mix.prior_forbidden, p_min=1e-12, p_max=1 - 1e-9)
+    prior = E.track_posterior(mix, "ddim", steps, "flow-exact", 200, seed=1, config=cfg)
+    evidence = E.track_posterior(mix, "ddim", steps, "flow-exact+evidence", 200, seed=1, config=cfg)
+    assert evidence["mean_abs_error_final"] <= prior["mean_abs_error_final"] + 1e-6
+    assert evidence["mean_abs_error_final"] < 2e-3
+
+
+def test_gated_tracker_refuses_probe_predictions_it_did_not_ask_for():
+    tracker = FlowTracker(PosteriorConfig(prior=0.1), 2, divergence="gated")
+    x = torch.zeros(2, 4, dtype=torch.float64)
+    assert tracker.probe_points(x, 5.0, 0) is None  # at the prior: nothing moved yet
+    with pytest.raises(ValueError, match="exactly its request"):
+        tracker.observe(x, 5.0, x, x + 0.1, probe_predictions=(torch.ones(1, 2, 4), x[None], x[None]))

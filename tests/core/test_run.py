@@ -9,7 +9,7 @@ from negguide import guidance as G
 from negguide.checks import SettingsError
 from negguide.clock import EvaluationClock, ScheduleClock
 from negguide.configs import DNGConfig, SLDConfig
-from negguide.denoiser import GuidedDenoiser
+from negguide.denoiser import GuidedDenoiser, evaluate_per_branch
 from negguide.frames import Frame
 from negguide.run import GuidanceRun, Rows
 from negguide.samplers import SamplerInfo
@@ -17,7 +17,7 @@ from negguide.schedules import DiscreteSchedule
 from negguide.sld import SafeLatentDiffusion
 from negguide.spec import GuidanceSpec
 from negguide.toy import experiments as E
-from negguide.toy.mixture import latent_like, three_modes_2d
+from negguide.toy.mixture import anisotropic_latent_like, latent_like, three_modes_2d
 from negguide.toy.samplers import SAMPLERS
 from negguide.windows import StepWindow
 
@@ -265,7 +265,8 @@ def _ddpm_per_image_noise(model, x, sigmas, seeds):
 
 
 @pytest.mark.parametrize("sampler, tracker", [("ddpm", "transition"), ("euler", "flow-moment"),
-                                              ("dpmpp_2m", "flow-moment"), ("euler", "flow-hutchinson")])
+                                              ("dpmpp_2m", "flow-moment"), ("euler", "flow-hutchinson"),
+                                              ("dpmpp_2m", "flow-gated")])
 def test_dng_state_per_image_in_a_batch_equals_single_runs(sampler, tracker):
     mix = latent_like(16)
     forget = mix.to_forget()
@@ -273,12 +274,10 @@ def test_dng_state_per_image_in_a_batch_equals_single_runs(sampler, tracker):
                                                    p_max=0.99, tracker=tracker), class_removal=True)
     sigmas = E.sigmas_for(sampler, 12)
     x0 = E.initial_state(mix, float(sigmas[0]), 3, torch.Generator().manual_seed(0))
-    models = {"positive": mix, "negative": forget}
+    models = {"positive": mix.denoise, "negative": forget.denoise}
 
-    def branch_model(x, sigma, branches):
-        rows = x.shape[0] // len(branches)
-        return torch.cat([models[b].denoise(x[g * rows:(g + 1) * rows], sigma[g * rows:(g + 1) * rows])
-                          for g, b in enumerate(branches)])
+    def branch_model(x, sigma, layout):
+        return evaluate_per_branch(x, sigma, layout, models)
 
     def sample(images):
         probes = [torch.Generator().manual_seed(500 + i) for i in images]  # one probe generator per image
@@ -305,12 +304,9 @@ def test_hutchinson_probes_are_one_batched_call_per_step():
     mix = latent_like(16)
     calls = []
 
-    def branch_model(x, sigma, branches):
-        calls.append(branches)
-        rows = x.shape[0] // len(branches)
-        models = {"positive": mix, "negative": mix.to_forget()}
-        return torch.cat([models[b].denoise(x[g * rows:(g + 1) * rows], sigma[g * rows:(g + 1) * rows])
-                          for g, b in enumerate(branches)])
+    def branch_model(x, sigma, layout):
+        calls.append(layout)
+        return evaluate_per_branch(x, sigma, layout, {"positive": mix.denoise, "negative": mix.to_forget().denoise})
 
     spec = GuidanceSpec("dng", 1.0, dng=DNGConfig(probe_pairs=2), class_removal=True)
     run = GuidanceRun(spec, 4, Frame.k_diffusion(), DETERMINISTIC, steps=5, generator=torch.Generator().manual_seed(0))
@@ -318,7 +314,41 @@ def test_hutchinson_probes_are_one_batched_call_per_step():
     x = SAMPLERS["euler"](GuidedDenoiser(run, branch_model), E.initial_state(mix, float(sigmas[0]), 4,
                                                                            torch.Generator().manual_seed(1)), sigmas)
     assert torch.isfinite(x).all() and len(calls) == 5
-    assert all(c == ("positive", "negative", "positive", "negative", "positive", "negative") for c in calls)
+    # one call per step: 4 images x (positive, negative) at the state + 2 probe pairs x 2 branches x 4 images
+    assert all(len(c) == 8 + 16 and {b for b, _ in c} == {"positive", "negative"} for c in calls)
+
+
+def test_gated_probes_are_rows_for_the_probing_images_only_in_the_same_call():
+    mix = anisotropic_latent_like(16, seed=3)
+    calls, plans = [], []
+
+    def branch_model(x, sigma, layout):
+        calls.append(layout)
+        return evaluate_per_branch(x, sigma, layout, {"positive": mix.denoise, "negative": mix.to_forget().denoise})
+
+    spec = GuidanceSpec("dng", 1.0, dng=DNGConfig(lambda0=1.0, prior=0.1, temperature=1.0, offset=0.0, p_max=0.99,
+                                                   tracker="flow-gated", probe_pairs=2), class_removal=True)
+    run = GuidanceRun(spec, 6, Frame.k_diffusion(), DETERMINISTIC, steps=10,
+                      generator=[torch.Generator().manual_seed(i) for i in range(6)])
+    original_plan = run.plan
+
+    def plan(*args, **kwargs):
+        plans.append(original_plan(*args, **kwargs))
+        return plans[-1]
+
+    run.plan = plan
+    sigmas = E.sigmas_for("ddim", 10)
+    x = SAMPLERS["ddim"](GuidedDenoiser(run, branch_model), E.initial_state(mix, float(sigmas[0]), 6,
+                                                                          torch.Generator().manual_seed(1)), sigmas)
+    run.finish(x)
+    assert torch.isfinite(x).all() and len(calls) == 10  # one batched call per step, probes included
+    probing = [len(next((r.images or range(6)) for r in pl.extra if r.probe is not None)) if pl.probe_inputs is not None
+               else 0 for pl in plans]
+    assert [len(c) for c in calls] == [12 + 2 * 2 * n for n in probing]
+    assert 0 < sum(probing) < 6 * 10 and len(set(probing)) > 1  # images probe on different steps
+    rows = [r["probe_rows"] for r in run.records]
+    assert rows == [4 * n for n in probing]
+    assert run.average_extra_rows() == pytest.approx(1 + sum(rows) / 60)
 
 
 def test_sld_momentum_moves_once_per_step_through_the_run():
