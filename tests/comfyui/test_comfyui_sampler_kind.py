@@ -4,19 +4,10 @@ deterministic: probability flow), from the SAMPLER object the way comfy.samplers
 import types
 
 import pytest
+from sampler_families import DETERMINISTIC, STOCHASTIC, expected_tracker
 
 from negguide.configs import DNGConfig
 from negguide_comfyui.sampler_kind import sampler_info, sampler_name
-
-# comfy/samplers.py SAMPLER_NAMES at a125cd84, by family
-STOCHASTIC = ["euler_ancestral", "euler_ancestral_cfg_pp", "dpm_2_ancestral", "dpmpp_2s_ancestral",
-              "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
-              "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm",
-              "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp", "er_sde", "seeds_2", "seeds_3",
-              "sa_solver", "sa_solver_pece"]
-DETERMINISTIC = ["euler", "euler_cfg_pp", "heun", "heunpp2", "dpm_2", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2m",
-                 "dpmpp_2m_cfg_pp", "ipndm", "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp",
-                 "gradient_estimation", "gradient_estimation_cfg_pp", "ddim", "uni_pc", "uni_pc_bh2"]
 
 
 def comfy_sampler(name: str, **options):
@@ -29,8 +20,7 @@ def comfy_sampler(name: str, **options):
 @pytest.mark.parametrize("name", STOCHASTIC + DETERMINISTIC)
 def test_every_shipped_sampler_gets_its_tracker(name):
     info = sampler_info(comfy_sampler(name), [14.6, 3.0, 0.5])
-    expected = "transition" if name in STOCHASTIC else "flow-hutchinson"
-    assert DNGConfig().resolved_tracker(info) == expected
+    assert DNGConfig().resolved_tracker(info) == expected_tracker(name)
     assert sampler_name(comfy_sampler(name)) == ("euler" if name == "ddim" else name)
 
 
