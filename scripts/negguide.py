@@ -1,4 +1,5 @@
-"""negguide: the always-visible "Negative guidance" panel for AUTOMATIC1111 1.8-1.10 and Forge.
+"""negguide: the always-visible "Negative guidance" panel for AUTOMATIC1111 1.8-1.10, Forge and its forks
+(reForge, Forge Classic, Forge Neo).
 
 Thin: everything lives in ``negguide_webui`` (glue) and ``negguide`` (the backend-neutral core), both in this
 extension's root folder. API: ``alwayson_scripts: {"negative guidance": {"args": [...]}}`` in the order of

@@ -47,6 +47,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def checkpoint_is_sdxl(path: str | None) -> bool:
+    """From the safetensors header's key names (SDXL's second text encoder), without loading anything."""
+    if not path or not path.endswith(".safetensors"):
+        return False
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return "conditioner.embedders.1." in f.read(n).decode(errors="replace")
+
+
+SDXL = checkpoint_is_sdxl(os.environ.get("WEBUI_CKPT"))
+
 # where each program of the family defines its launch flags
 ARG_PARSERS = ("modules/cmd_args.py", "ldm_patched/modules/args_parser.py", "backend/args.py")
 
@@ -287,6 +298,8 @@ def test_dnp_script_manual_caption(server):
     assert len(r["images"]) == 1 and "NegGuide mode: dns" in info["infotexts"][0]
 
 
+@pytest.mark.skipif(SDXL, reason="SDXL encodes an empty *negative* prompt as zeros (DNS's empty branch), an empty "
+                                   "positive prompt as text: no stock request has DNS's two branches")
 @pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
 def test_dns_is_stock_cfg_with_the_prompts_swapped(server, sampler):
     """DNS at s = CFG - 1 (Eq. 19): eps_empty + s (eps_empty - eps_prompt) is exactly the stock CFG of the prompt
@@ -316,9 +329,9 @@ BATCH_CASES = {
 @pytest.mark.parametrize("case", list(BATCH_CASES))
 def test_batch_image_is_the_single_run_of_its_seed(server, case):
     """Image i of a batch (seed s + i) == the single run of seed s + i: nothing of one image's guidance leaks into
-    another's. Bit for bit, except DNG: its posterior takes the UNet's float32 rounding, which differs between
-    batch sizes, through a likelihood ratio (exactly per image in float64: test_webui_forge_forks.py), so a few
-    values may move by one level of 255."""
+    another's. Up to float32 rounding: the UNet and the VAE round differently at another batch size (stock itself
+    moves a few values by one level of 255 on A1111 1.10.1), so at most one level in 1% of the values; two seeds
+    differ almost everywhere. Exactly per image in float64: test_webui_forge_forks.py, test_webui_a1111.py."""
     args = BATCH_CASES[case]
     both, _, log = txt2img(server, args, batch_size=2, seed=1234)
     logs = log
@@ -326,9 +339,6 @@ def test_batch_image_is_the_single_run_of_its_seed(server, case):
         one, _, log = txt2img(server, args, batch_size=1, seed=1234 + i)
         logs += log
         largest, count = _differing_values(pixels(both["images"][i]), pixels(one["images"][0]))
-        if case == "dng":
-            assert largest <= 1 and count <= 0.01 * 64 * 64 * 3, (i, largest, count)
-        else:
-            assert (largest, count) == (0, 0), i
+        assert largest <= 1 and count <= 0.01 * 64 * 64 * 3, (i, largest, count)
     _clean(logs)
-    assert pixels(both["images"][0]) != pixels(both["images"][1])
+    assert _differing_values(pixels(both["images"][0]), pixels(both["images"][1]))[1] > 0.5 * 64 * 64 * 3
