@@ -117,7 +117,7 @@ class DNGConfig:
     variance: str = "beta"  # transition tracker: "beta" (paper Alg. 2), "beta_tilde" (authors' code), "sampler"
     probe_pairs: int = 1  # Hutchinson probes of the flow tracker: 2 extra model rows per image each
     gate: ProbeGate = field(default_factory=ProbeGate)  # flow-gated: where and when images probe
-    flow_start: str = "prior"  # flow trackers: "prior" or "evidence" (the first evaluation's large-sigma evidence)
+    flow_start: str = "evidence"  # flow trackers: "evidence" (the first evaluation's large-sigma evidence) or "prior"
     posterior: PosteriorConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -151,7 +151,7 @@ class DNGConfig:
 
     def resolved_tracker(self, sampler: SamplerInfo) -> str:
         """``auto``: the transition likelihood where the sampler injects noise, else the flow tracker with
-        Hutchinson probes (the best measured deterministic tracker, see the README's tracking table)."""
+        Hutchinson probes (see the README's tracking table)."""
         if self.tracker != "auto":
             return self.tracker
         return "transition" if sampler.injects_noise else "flow-hutchinson"

@@ -145,7 +145,13 @@ class ForgeAdapter:
         for rows in plan.extra:  # the probe rows of one Hutchinson point share their state: one call per point
             by_point.setdefault(rows.probe, []).append(rows)
         for group in by_point.values():
-            outs = self.api.evaluate(args["model"], [compiled[rows.branch] for rows in group], plan.inputs(group[0]),
-                                     sigma, args["model_options"])
-            predictions.update(zip(group, outs, strict=True))
+            images = group[0].images
+            inputs = plan.inputs(group[0])
+            if images is not None:  # only some images probe: Forge's compiled conds hold every image's row, so
+                inputs = plan.x.clone()  # the call keeps the batch and the others' rows are dropped after it
+                inputs[list(images)] = plan.inputs(group[0])
+            outs = self.api.evaluate(args["model"], [compiled[rows.branch] for rows in group], inputs, sigma,
+                                     args["model_options"])
+            predictions.update((rows, out if images is None else out[list(images)])
+                               for rows, out in zip(group, outs, strict=True))
         return denoised + sp.run.correction(plan, predictions).to(denoised)

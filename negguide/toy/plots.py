@@ -83,20 +83,29 @@ def lambda_curve(arrays: dict, path: Path) -> None:
 
 
 def high_dimensional(arrays: dict, path: Path) -> None:
+    """End tracking error against the probe rows each tracker spends (the summary's ``average_extra_rows``),
+    one panel per mixture: each tracker's mean over samplers, step counts and seeds, bars from best to worst."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, dim in zip(axes, sorted({r["dim"] for r in arrays["high_d"]}), strict=False):
-        for sampler, marker in (("ddim", "o"), ("dpmpp_2m", "s"), ("euler_a", "^")):
-            rows = [r for r in arrays["high_d"] if r["dim"] == dim and r["sampler"] == sampler]
-            for r in rows:
-                rows_cost = 1 + r["extra_rows_per_image"] if r["tracker"] != "flow-exact" else None
-                xval = rows_cost if rows_cost is not None else 12
-                ax.scatter(xval, r["mean_abs_error_final"], marker=marker, label=f"{sampler} {r['tracker']}")
-        ax.set_xlabel("extra model rows per image and step (12 = exact divergence, not available in practice)")
-        ax.set_title(f"{dim}-D mixture, 10 classes, 20 steps", fontsize=9)
-    axes[0].set_ylabel("mean |p_tracked - p_exact| at the end")
-    axes[0].legend(fontsize=6)
-    fig.tight_layout()
+    rows = arrays["high_d"]
+    panels = sorted({(r["mixture"], r["dim"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), sharey=True, squeeze=False)
+    trackers = list(dict.fromkeys(r["tracker"] for r in rows))
+    for ax, (mixture, dim) in zip(axes[0], panels, strict=True):
+        for i, spec in enumerate(trackers):
+            mine = [r for r in rows if r["mixture"] == mixture and r["dim"] == dim and r["tracker"] == spec]
+            errors = [r["mean_abs_error_final"] for r in mine]
+            x = sum(r["average_extra_rows"] for r in mine) / len(mine)
+            mean = sum(errors) / len(errors)
+            ax.errorbar([x], [mean], yerr=[[mean - min(errors)], [max(errors) - mean]], fmt="os^vDPX"[i % 7],
+                        capsize=3, label=spec)
+        ax.axhline(0.03, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("probe rows per image and step")
+        ax.set_title(f"{mixture}, {dim}-D, 10 classes", fontsize=9)
+        ax.set_yscale("log")
+    axes[0][0].set_ylabel("mean |p_tracked - p_exact| at the end")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 

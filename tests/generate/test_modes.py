@@ -12,7 +12,7 @@ from negguide import guidance as G
 from negguide.sld import SafeLatentDiffusion, SLDConfig
 
 W = 6.0
-DNG = {"lambda0": 3.0, "prior": 0.2}
+DNG = {"lambda0": 3.0, "prior": 0.2, "flow_start": "prior"}  # the first step's lambda is the prior's
 MODES = {
     "off": (dict(), lambda p, e, n: G.cfg(n, p, W)),
     "np3": (dict(), lambda p, e, n: G.negative_prompt_3term(e, p, n, W)),
