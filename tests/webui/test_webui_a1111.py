@@ -411,3 +411,31 @@ def test_marker_helper_sign():
     t[0, 0] = 1024
     t[1, 0] = -1024
     assert marker_sign(t).tolist() == [1, -1]
+
+
+@pytest.mark.parametrize("forge", [False, True], ids=["a1111", "forge"])
+def test_gated_probes_for_some_images_only_keep_each_image_exact(tiny_sd64, forge):
+    """Gated flow tracker: on steps where only one image of the batch probes, its probe rows go through the one
+    UNet call (A1111) or Forge's post-CFG evaluation; image i of the batch == a single run of its seed."""
+    from harness import forge as F
+
+    model = F.make_forge_model(tiny_sd64) if forge else tiny_sd64
+    webui = H.WebUI(model)
+    s = NegGuideSettings(mode=MODE_DNG, tracker="flow-gated", lambda0=2.0, temperature=10.0)
+    kw = dict(steps=6, sampler_name="Euler", prompt="a red car", cfg_scale=5.0, forge=forge)
+    try:
+        # image 1's negative is its positive prompt: no evidence, its posterior never moves, it never probes
+        both = run(webui, s, batch_size=2, negative_prompt=["rust", "a red car"], **kw)
+        records = both[2].last_job.passes[0].run.records
+        assert any(r["probe_rows"] == 2 for r in records), [r["probe_rows"] for r in records]
+        p_both = torch.tensor([r["p"] for r in both[2].last_job.passes[0].run.dng.records])
+        for i, (neg, seed) in enumerate([("rust", 1), ("a red car", 2)]):
+            alone = run(webui, s, batch_size=1, negative_prompt=neg, seed=seed, **kw)
+            p_alone = torch.tensor([r["p"] for r in alone[2].last_job.passes[0].run.dng.records])[:, 0]
+            assert torch.allclose(p_both[:, i], p_alone, rtol=1e-9, atol=0)
+            assert torch.equal(both[0].latents[i], alone[0].latents[0])
+        assert webui.callbacks.errors == [] and webui.callbacks.count() == 0
+    finally:
+        for attr in ("forge_objects", "forge_objects_original", "forge_objects_after_applying_lora"):
+            if hasattr(model, attr):
+                delattr(model, attr)

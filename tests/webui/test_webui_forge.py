@@ -44,7 +44,7 @@ def test_dns_swap(webui):
         assert same(e["cond"], encode(m, "")) and same(e["uncond"], encode(m, "a red car"))
 
 
-@pytest.mark.parametrize("tracker", ["transition", "flow-moment", "flow-hutchinson"])
+@pytest.mark.parametrize("tracker", ["transition", "flow-moment", "flow-hutchinson", "flow-gated"])
 def test_dng_post_cfg_matches_separate_calls(webui, tracker):
     m = webui.sd_model
     s = NegGuideSettings(mode=MODE_DNG, tracker=tracker, lambda0=3.0)
