@@ -40,6 +40,7 @@ MODES = [
     ("DNG transition", NegGuideSettings(mode=MODE_DNG, tracker="transition")),
     ("DNG flow-moment", NegGuideSettings(mode=MODE_DNG, tracker="flow-moment")),
     ("DNG flow-hutchinson", NegGuideSettings(mode=MODE_DNG, tracker="flow-hutchinson")),
+    ("DNG flow-gated", NegGuideSettings(mode=MODE_DNG, tracker="flow-gated")),
 ]
 
 
@@ -112,7 +113,7 @@ def main(argv=None):
             webui.callbacks.seconds = 0.0
             with torch.inference_mode():
                 H.process_images(p)
-            rows[name] = max(model.rows_log) if model.rows_log else 0
+            rows[name] = sum(model.rows_log) / len(model.rows_log) if model.rows_log else 0
             if rep:
                 per_mode[name].append(timer.times[0] / a.steps)
                 cb_time[name].append(webui.callbacks.seconds / a.steps)
@@ -130,7 +131,7 @@ def main(argv=None):
         "modes": {},
     }
     print(
-        f"| mode | UNet rows per call (batch {a.batch}) | ms / step (best of {a.repeats}) | vs stock CFG "
+        f"| mode | UNet rows per call (batch {a.batch}, mean) | ms / step (best of {a.repeats}) | vs stock CFG "
         "| extension callbacks, ms / step | (base + callbacks) / base |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
@@ -146,7 +147,7 @@ def main(argv=None):
             "all_ms": [1e3 * t for t in per_mode[name]],
         }
         print(
-            f"| {name} | {rows[name]} | {1e3 * best:.2f} | {best / base:.3f}x | {1e3 * cb:.3f} "
+            f"| {name} | {rows[name]:.2f} | {1e3 * best:.2f} | {best / base:.3f}x | {1e3 * cb:.3f} "
             f"| {(base + cb) / base:.3f}x |"
         )
     if a.out:

@@ -117,7 +117,7 @@ def tracker_table(rows: list[dict]) -> list[dict]:
 def run_study(full: bool = False, seed: int = 0, log=print) -> tuple[dict, dict]:
     """Returns (summary for JSON, arrays for plots)."""
     sizes = ({"removal_1d": 100_000, "steps_1d": 1000, "removal_2d": 20_000, "steps_2d": 1000, "tracking": 20_000,
-              "high_d": 4_000}
+              "high_d": 300}
              if full else
              {"removal_1d": 4_000, "steps_1d": 250, "removal_2d": 2_000, "steps_2d": 100, "tracking": 1_000,
               "high_d": 300})
