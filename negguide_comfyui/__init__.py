@@ -5,9 +5,10 @@ a plot of the per-step guidance. ComfyUI loads them through the repository's roo
 Glue only: every guidance decision comes from :class:`negguide.run.GuidanceRun` (see docs/comfyui.md).
 
 - ``modes``          each mode's widgets and the core GuidanceSpec they make
-- ``model_kind``     a ComfyUI model's frame (k-diffusion or flow time) and whether it is guidance-distilled
+- ``model_kind``     a ComfyUI model's frame (k-diffusion or flow time), guidance distillation, the modes it refuses
 - ``sampler_kind``   a ComfyUI SAMPLER's name and whether it injects noise (DNG's tracker)
 - ``guided_pass``    one sampling pass: the GuidanceRun and the branch conditionings, per model evaluation
+- ``per_image``      one probe seed per image; a conditioning restricted to some images
 - ``patch``          the sampling wrappers a negguide node puts on a clone of the model
 - ``trace``, ``plot`` the records of the latest prompt's passes and their picture
 - ``nodes_*``        the node classes

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from .guided_pass import refuse_for_model
-from .model_kind import model_kind
+from .model_kind import model_kind, refuse_unsupported
 from .modes import Mode
 from .patch import Guidance
 from .trace import Trace
@@ -23,5 +22,5 @@ def make_guidance(mode: Mode, values: dict, model, empty_conditioning, cfg_scale
     """Validates everything that can be checked before sampling (the core's checks of the settings, the model
     family); ``cfg_scale`` is the guider's, or a nominal one for a patch (the sampler's is checked when it runs)."""
     guidance = Guidance(mode, MappingProxyType(dict(values)), model_kind(model), empty_conditioning, Trace())
-    refuse_for_model(guidance.spec(cfg_scale), guidance.kind, None)
+    refuse_unsupported(guidance.spec(cfg_scale), guidance.kind, None)
     return guidance

@@ -18,74 +18,17 @@ CFG arithmetic unchanged, bit for bit.
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
-from negguide.checks import SettingsError, raise_problems
+from negguide.checks import SettingsError
 from negguide.clock import ScheduleClock
-from negguide.frames import Frame
-from negguide.run import GuidanceRun, Rows, check_compatible
-from negguide.samplers import SamplerInfo
+from negguide.run import GuidanceRun, Rows
 from negguide.spec import GuidanceSpec
 
-from .model_kind import ModelKind
+from .model_kind import ModelKind, refuse_unsupported
+from .per_image import image_seeds, select_images
 from .sampler_kind import sampler_info, sampler_name
 from .trace import PassSummary, current_node_id
-
-
-def refuse_for_model(spec: GuidanceSpec, kind: ModelKind, sampler: SamplerInfo | None) -> None:
-    """The model-family rules, before any model row runs.
-
-    The core keys its rectified-flow rules on a velocity-predicting frame; ComfyUI hands x0 for flow models, so
-    they are asked with the flow frame the model really is. Guidance-distilled models (Flux dev) are refused
-    here: their predictions already carry a distilled guidance, there is no CFG to steer at cfg 1, and DNG's
-    posterior needs the conditional predictions such a model does not make."""
-    if kind.rectified_flow:
-        check_compatible(spec, Frame.rectified_flow(), sampler)
-    raise_problems([
-        (not (kind.guidance_distilled and spec.mode == "dng"),
-         f"{kind.name} is guidance-distilled (Flux dev-type): DNG's posterior compares the model's conditional "
-         f"predictions, which such a model does not make; use a model that is not guidance-distilled"),
-        (not (kind.guidance_distilled and spec.cfg_scale <= 1.0),
-         f"{kind.name} is guidance-distilled and runs without CFG (cfg {spec.cfg_scale:g}): a negative prompt has "
-         f"nothing to act on; set cfg > 1 (twice the model rows) or use a model that is not guidance-distilled"),
-    ])
-
-
-def image_seeds(seed: int | None, noise: torch.Tensor) -> list[int]:
-    """One probe seed per image, from the sampling seed and that image's own initial noise: image i of a batch
-    gets the seed of a single run of its noise (ComfyUI's ``batch_index``, ``LatentFromBatch``), whatever else
-    is in the batch."""
-    key = str(0 if seed is None else int(seed)).encode()[:64]
-    seeds = []
-    for image in noise.detach().float().cpu():
-        digest = hashlib.blake2b(image.contiguous().numpy().tobytes(), digest_size=8, key=key).digest()
-        seeds.append(int.from_bytes(digest, "little") & (2**63 - 1))
-    return seeds
-
-
-def select_images(conds: list[dict], images: tuple[int, ...] | None, batch: int) -> list[dict]:
-    """A ComfyUI conditioning restricted to some images of the batch: per-image data (an inpainting model's
-    concat latent, a batch of prompts, masks) keeps those images' rows; data shared by the batch stays."""
-    if images is None:
-        return conds
-    index = list(images)
-
-    def rows_of(value):
-        tensor = getattr(value, "cond", None)
-        if batch > 1 and torch.is_tensor(tensor) and tensor.shape[0] == batch and hasattr(value, "_copy_with"):
-            return value._copy_with(tensor[index])
-        return value
-
-    out = []
-    for c in conds:
-        c = {**c, "model_conds": {k: rows_of(v) for k, v in c["model_conds"].items()}}
-        mask = c.get("mask")
-        if batch > 1 and torch.is_tensor(mask) and mask.shape[0] == batch:
-            c["mask"] = mask[index]
-        out.append(c)
-    return out
 
 
 def schedule_clock(sigmas: torch.Tensor) -> ScheduleClock:
@@ -165,7 +108,7 @@ class GuidedPass:
 def start_pass(spec: GuidanceSpec, kind: ModelKind, sampler, sigmas: torch.Tensor, noise: torch.Tensor, seed,
                conds: dict[str, list], title: str, evaluate) -> GuidedPass:
     info = sampler_info(sampler, sigmas[:-1].tolist())
-    refuse_for_model(spec, kind, info)
+    refuse_unsupported(spec, kind, info)
     generators = [torch.Generator().manual_seed(s) for s in image_seeds(seed, noise)]
     run = GuidanceRun(spec, noise.shape[0], kind.frame, info, clock=schedule_clock(sigmas), generator=generators)
     return GuidedPass(run, conds, title, sampler_name(sampler), evaluate)

@@ -1,4 +1,5 @@
-"""What negguide needs to know about a ComfyUI model: its frame, and whether it is guidance-distilled.
+"""What negguide needs to know about a ComfyUI model: its frame, whether it is guidance-distilled, and which
+modes it cannot run.
 
 ComfyUI's samplers all work with a denoised (x0) prediction at ComfyUI's sigma; what the state means follows
 the model's ``model_sampling`` (``comfy/model_sampling.py``):
@@ -14,7 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from negguide.checks import raise_problems
 from negguide.frames import Frame
+from negguide.run import check_compatible
+from negguide.samplers import SamplerInfo
+from negguide.spec import GuidanceSpec
 
 
 @dataclass(frozen=True)
@@ -43,3 +48,22 @@ def model_kind(model_patcher) -> ModelKind:
     unet_config = getattr(getattr(base, "model_config", None), "unet_config", None) or {}
     name = f"{type(base).__name__} ({', '.join(c.__name__ for c in type(sampling).__bases__)})"
     return ModelKind(frame_of(sampling), bool(unet_config.get("guidance_embed", False)), name)
+
+
+def refuse_unsupported(spec: GuidanceSpec, kind: ModelKind, sampler: SamplerInfo | None) -> None:
+    """The model-family rules, before any model row runs.
+
+    The core keys its rectified-flow rules on a velocity-predicting frame; ComfyUI hands x0 for flow models, so
+    they are asked with the flow frame the model really is. Guidance-distilled models (Flux dev) are refused
+    here: their predictions already carry a distilled guidance, there is no CFG to steer at cfg 1, and DNG's
+    posterior needs the conditional predictions such a model does not make."""
+    if kind.rectified_flow:
+        check_compatible(spec, Frame.rectified_flow(), sampler)
+    raise_problems([
+        (not (kind.guidance_distilled and spec.mode == "dng"),
+         f"{kind.name} is guidance-distilled (Flux dev-type): DNG's posterior compares the model's conditional "
+         f"predictions, which such a model does not make; use a model that is not guidance-distilled"),
+        (not (kind.guidance_distilled and spec.cfg_scale <= 1.0),
+         f"{kind.name} is guidance-distilled and runs without CFG (cfg {spec.cfg_scale:g}): a negative prompt has "
+         f"nothing to act on; set cfg > 1 (twice the model rows) or use a model that is not guidance-distilled"),
+    ])

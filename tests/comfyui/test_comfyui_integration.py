@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from comfyui_server import Graph, Server, default_python
+from example_workflows import EXAMPLES, SD15_EXAMPLES
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 pytestmark = [pytest.mark.skipif(not COMFYUI_DIR, reason="COMFYUI_DIR is not set (no real ComfyUI to test against)"),
@@ -274,3 +275,12 @@ def test_refusals_stop_the_prompt_with_the_reason(server, case):
     t = scene(follow, server)
     save(follow, ksampler(follow, t.model, t.pos, t.neg, t.latent, seed=SEED + 7), "after_refusal")
     run(server, follow)  # the server goes on
+
+
+@pytest.mark.parametrize("name", SD15_EXAMPLES)
+def test_the_example_workflows_run(server, name):
+    """examples/comfyui as they are, with the test checkpoint, 2 steps and small latents."""
+    size = 128 if name == "windowed_hires" else 64  # the hires pass upscales the latent by 1.5
+    result = run(server, EXAMPLES[name](checkpoint=server.checkpoint, steps=STEPS, size=size))
+    images = [o for o in result.entry["outputs"].values() if "images" in o]
+    assert images and all(o["images"] for o in images)
