@@ -258,6 +258,11 @@ class GuidanceRun:
         return guided - G.cfg(p[plan.uncond_branch], p[plan.cond_branch], self.spec.cfg_scale)
 
     def _branch_predictions(self, plan: Plan, preds: Mapping[Rows, torch.Tensor]) -> dict[str, torch.Tensor]:
+        wrong = [f"{r}: {t.shape[0]} rows, expected {plan.row_count(r)}" for r, t in preds.items()
+                 if t.shape[0] != plan.row_count(r)]
+        if wrong:  # a backend's bug (e.g. every image evaluated for a probe subset): say so before the math does
+            raise ValueError("predictions do not match the plan's rows (Rows.images lists the only images to "
+                             "evaluate): " + "; ".join(wrong))
         out = {r.branch: t for r, t in preds.items() if r.probe is None}
         if self.spec.class_removal:
             out[EMPTY] = out[POSITIVE]

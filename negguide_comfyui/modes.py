@@ -24,7 +24,8 @@ FORMS = ("2-term", "3-term")  # np: N + w (P - N);  np3: E + w (P - N)
 
 
 def _float(default: float, lo: float, hi: float, step: float, tooltip: str) -> tuple:
-    return ("FLOAT", {"default": default, "min": lo, "max": hi, "step": step, "tooltip": tooltip})
+    # round: False keeps what the user types (a prior of 0.0005) instead of rounding it to the arrows' step
+    return ("FLOAT", {"default": default, "min": lo, "max": hi, "step": step, "round": False, "tooltip": tooltip})
 
 
 CFG_INPUT = ("cfg", _float(7.0, 0.0, 100.0, 0.1, "Classifier-free guidance scale."), lambda v: v)
@@ -126,12 +127,13 @@ DNG = Mode(
         "p_max": _float(_defaults_dng.p_max, 0.001, 0.999, 0.01, "Upper clamp of p: lambda <= lambda0 p_max / "
                         "(1 - p_max) (0.8: 4 lambda0)."),
         "tracker": (list(TRACKERS), {"default": "auto", "tooltip": "auto: transition likelihood where the sampler "
-                                     "injects noise, flow-hutchinson where it does not. flow-moment: 1 extra row "
-                                     "on any sampler (weaker in high dimension)."}),
+                                     "injects noise, flow-gated where it does not (probes only while an image's "
+                                     "posterior is undecided). flow-moment: 1 extra row on any sampler (weaker in "
+                                     "high dimension)."}),
     },
     {
         "probe_pairs": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "Hutchinson probe pairs of the "
-                                "flow-hutchinson tracker (2 rows per image each, at a step's first evaluation)."}),
+                                "flow-hutchinson and flow-gated trackers (2 rows per image each, at a step's first evaluation)."}),
         "variance": (list(VARIANCES), {"default": "beta", "tooltip": "Transition tracker's step variance: beta "
                                        "(paper Alg. 2), beta_tilde (authors' code), sampler (the sampler's eta)."}),
     },

@@ -65,5 +65,6 @@ def plot_passes(passes, width: int = 640):
         p_max = min(1.0, max(0.02, 1.1 * max((max(v) for _, v in ps), default=1.0)))
         _panel(draw, (44, top, half - 10, top + row_h - 50), ps, f"p(t)  [{tag}]", p_max, font)
         _panel(draw, (half + 40, top, width - 10, top + row_h - 50), ls, "lambda(t)", lam_max, font)
-        draw.text((44, top + row_h - 46), f"step 1 .. {len(steps)}", fill=(0, 0, 0), font=font)
+        draw.text((44, top + row_h - 46), f"step 1 .. {len(steps)};  UNet rows per image and step beyond CFG's 2: "
+                  f"{sp.run.average_extra_rows():.2f}", fill=(0, 0, 0), font=font)
     return img

@@ -23,7 +23,7 @@ MODE_HELP = {
     "shows the 'reverse activation' effect.",
     S.MODE_DNG: "Dynamic Negative Guidance (Koulischer et al. 2025): the negative term is scaled per image by "
     "lambda0 p/(1-p), p the tracked posterior that the image shows the negative prompt. One extra "
-    "UNet row per image (more with the Hutchinson tracker).",
+    "UNet row per image (two more on the steps where a deterministic sampler's tracker probes).",
     S.MODE_DNS: "Diffusion-negative sample (Desai & Vasconcelos 2024, Eq. 19): samples what the model finds "
     "least like your prompt, with s = CFG scale - 1. Use it to see what to write as a negative prompt.",
 }

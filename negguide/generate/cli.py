@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--offset", type=float, help="dng: offset (default 0.003)")
     g.add_argument("--p-max", type=float, help="dng: posterior clamp (default 0.8)")
     g.add_argument("--tracker", choices=TRACKERS, help="dng: posterior tracker (default auto: transition for "
-                                                       "stochastic schedulers, flow-hutchinson otherwise)")
-    g.add_argument("--probe-pairs", type=int, help="dng flow-hutchinson: probe pairs (default 1)")
+                                                       "stochastic schedulers, flow-gated otherwise)")
+    g.add_argument("--probe-pairs", type=int, help="dng flow-hutchinson / flow-gated: probe pairs (default 1)")
     g.add_argument("--sld-threshold", type=float)
     g.add_argument("--sld-s-s", type=float)
     g.add_argument("--sld-beta-m", type=float)

@@ -235,7 +235,7 @@ class NegGuidePipeline:
             "sampler": a1111_name(adapter.scheduler), "stochastic": adapter.sampler.injects_noise, "eta": eta,
             "height": height, "width": width, "seeds": _seeds(generator),
             "per_image_generators": isinstance(generator, list), "tracker": run.tracker_name(),
-            "dtype": str(dtype).replace("torch.", ""),
+            "average_extra_rows": run.average_extra_rows(), "dtype": str(dtype).replace("torch.", ""),
         }
         return NegGuideOutput(images=images, records=run.records, settings=settings, nsfw_content_detected=nsfw)
 

@@ -167,14 +167,14 @@ def every_sampler_gets_its_tracker(app: ComfyApp) -> str:
 def sampler_nodes_options_set_the_tracker(app: ComfyApp) -> str:
     m, pos, neg, empty = _setup(app, "sd1")
     nodes = app.sampling_nodes
-    cases = [(nodes.SamplerEulerAncestral().get_sampler(0.0, 1.0)[0], "flow-hutchinson"),
+    cases = [(nodes.SamplerEulerAncestral().get_sampler(0.0, 1.0)[0], "flow-gated"),
              (nodes.SamplerEulerAncestral().get_sampler(1.0, 1.0)[0], "transition"),
              (nodes.SamplerDPMPP_2M_SDE().get_sampler("midpoint", 1.0, 1.0, "cpu")[0], "transition"),
-             (nodes.SamplerER_SDE().get_sampler("ODE", 3, 1.0, 1.0)[0], "flow-hutchinson"),
+             (nodes.SamplerER_SDE().get_sampler("ODE", 3, 1.0, 1.0)[0], "flow-gated"),
              (nodes.SamplerER_SDE().get_sampler("ER-SDE", 3, 1.0, 1.0)[0], "transition"),
              (nodes.SamplerSASolver().get_sampler(m, 1.0, 0.2, 0.8, 1.0, 3, 4, False, False)[0], "transition"),
-             (nodes.SamplerSASolver().get_sampler(m, 0.0, 0.2, 0.8, 1.0, 3, 4, False, False)[0], "flow-hutchinson"),
-             (nodes.SamplerLMS().get_sampler(4)[0], "flow-hutchinson")]
+             (nodes.SamplerSASolver().get_sampler(m, 0.0, 0.2, 0.8, 1.0, 3, 4, False, False)[0], "flow-gated"),
+             (nodes.SamplerLMS().get_sampler(4)[0], "flow-gated")]
     guider, trace = app.guider("NegGuideDNGGuider", m, pos, neg, empty, cfg=5.0, **DNG)
     for sampler, expected in cases:
         app.custom(guider, "sd1", steps=4, sampler_object=sampler)
@@ -312,7 +312,7 @@ def sd3_flow_frame(app: ComfyApp) -> str:
     dng, trace = app.patch("NegGuideDNGPatch", m, empty, **DNG)
     app.ksampler(dng, pos, neg, "sd3", "euler")
     summary = trace.passes[-1]
-    assert summary.tracker == "flow-hutchinson" and summary.final_p is not None
+    assert summary.tracker == "flow-gated" and summary.final_p is not None
     for attempt, message in ((lambda: app.ksampler(dng, pos, neg, "sd3", "euler_ancestral"),
                               "stochastic rectified-flow sampler"),
                              (lambda: app.patch("NegGuideSLDPatch", m, empty, threshold=0.04, scale=100.0,

@@ -12,4 +12,4 @@ DETERMINISTIC = ("euler", "euler_cfg_pp", "heun", "heunpp2", "dpm_2", "lms", "dp
 
 
 def expected_tracker(name: str) -> str:
-    return "transition" if name in STOCHASTIC else "flow-hutchinson"
+    return "transition" if name in STOCHASTIC else "flow-gated"

@@ -226,10 +226,10 @@ def test_two_patched_models_in_one_graph_share_nothing(server):
         assert torch.equal(run(server, single_graph).latent(single[name]), r.latent(both[name])), name
 
 
-@pytest.mark.parametrize("sampler,tracker", [("euler_ancestral", "transition"), ("dpmpp_2m", "flow-hutchinson"),
-                                             ("heun", "flow-hutchinson"), ("dpmpp_sde", "transition"),
-                                             ("lcm", "transition"), ("uni_pc", "flow-hutchinson"),
-                                             ("ddim", "flow-hutchinson")])
+@pytest.mark.parametrize("sampler,tracker", [("euler_ancestral", "transition"), ("dpmpp_2m", "flow-gated"),
+                                             ("heun", "flow-gated"), ("dpmpp_sde", "transition"),
+                                             ("lcm", "transition"), ("uni_pc", "flow-gated"),
+                                             ("ddim", "flow-gated")])
 def test_every_sampler_family_gets_its_tracker(server, sampler, tracker):
     g = Graph()
     s = scene(g, server)

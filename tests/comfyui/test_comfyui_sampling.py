@@ -63,19 +63,19 @@ def test_guider_and_ksampler_patch_sample_the_same(node, values):
 
 def test_every_row_of_an_evaluation_goes_through_one_model_call():
     m = model()
-    dng = patch("NegGuideDNGPatch", m, **DNG)
-    ksampler(dng[0], sampler="euler_ancestral")  # transition tracker: positive, empty, negative
+    ksampler(patch("NegGuideDNGPatch", m, **DNG)[0], sampler="euler_ancestral")  # transition: 3 rows per image
     assert m.model.calls == [6] * 4
     m.model.calls.clear()
-    ksampler(dng[0], sampler="euler")  # flow-hutchinson: + one call for the probe pair at each step's start
+    hutchinson = patch("NegGuideDNGPatch", m, **{**DNG, "tracker": "flow-hutchinson"})
+    ksampler(hutchinson[0], sampler="euler")  # + one call for the probe pair at each step's start
     assert m.model.calls == [6, 4] * 4
-    summary = dng[1].passes[0]
+    summary = hutchinson[1].passes[0]
     assert (summary.tracker, summary.evaluations, summary.rows_per_image_per_step) == ("flow-hutchinson", 4, 5.0)
 
 
 def test_second_order_samplers_probe_only_at_a_steps_first_evaluation():
     m = model()
-    ksampler(patch("NegGuideDNGPatch", m, **DNG)[0], sampler="heun")
+    ksampler(patch("NegGuideDNGPatch", m, **{**DNG, "tracker": "flow-hutchinson"})[0], sampler="heun")
     # heun's corrector runs at the next step's sigma: the schedule clock counts it as that step's start
     assert m.model.calls == [6, 4, 6, 4, 6, 6, 4, 6, 6, 4, 6]
 
@@ -172,7 +172,7 @@ def test_rectified_flow_models_are_guided_in_their_own_frame_and_refused_where_m
     assert torch.equal(ksampler(window[0], sigmas=FLOW_SIGMAS), stock)  # t = 1 is sigma = inf in the core
     dng = patch("NegGuideDNGPatch", m, **DNG)
     ksampler(dng[0], sigmas=FLOW_SIGMAS)
-    assert dng[1].passes[0].tracker == "flow-hutchinson" and len(dng[1].passes[0].records) == 4
+    assert dng[1].passes[0].tracker == "flow-gated" and len(dng[1].passes[0].records) == 4
     with pytest.raises(SettingsError, match="rectified-flow"):
         patch("NegGuideSLDPatch", m, threshold=0.04, scale=100.0, momentum_scale=0.1, momentum_beta=0.2,
               warmup_steps=0)

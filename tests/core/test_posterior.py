@@ -148,10 +148,10 @@ def test_dng_controller_records_and_bounds_lambda():
 
 def test_an_ancestral_sampler_at_eta_zero_is_deterministic():
     """eta is decided once, in the core: Euler a at eta = 0 injects no noise, so it gets the flow tracker."""
-    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("Euler a", eta=0.0)) == "flow-hutchinson"
+    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("Euler a", eta=0.0)) == "flow-gated"
     assert DNGConfig().resolved_tracker(SamplerInfo.from_name("Euler a")) == "transition"
     assert DNGConfig().resolved_tracker(SamplerInfo.from_name("euler_ancestral", eta=0.5)) == "transition"
-    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("DDIM")) == "flow-hutchinson"  # eta 0 by default
+    assert DNGConfig().resolved_tracker(SamplerInfo.from_name("DDIM")) == "flow-gated"  # eta 0 by default
     assert DNGConfig().resolved_tracker(SamplerInfo.from_name("DDIMScheduler", eta=1.0)) == "transition"
 
 

@@ -38,7 +38,8 @@ def evaluate(plan, preds, probe_seed=50):
     """Outputs for every group of a plan: the branch prediction, or a deterministic stand-in at probes."""
     out = {}
     for rows in plan.groups:
-        out[rows] = preds[rows.branch] if rows.probe is None else rand(B, 4, 2, 2, seed=probe_seed + rows.probe)
+        full = preds[rows.branch] if rows.probe is None else rand(B, 4, 2, 2, seed=probe_seed + rows.probe)
+        out[rows] = full if rows.images is None else full[list(rows.images)]
     return out
 
 
@@ -93,7 +94,7 @@ def test_slots_and_rows_of_each_mode():
     assert (plan.cond_branch, plan.uncond_branch, plan.extra) == ("empty", "positive", ())
     _, plan, _, _ = one_step(GuidanceSpec("dng"), sampler=STOCHASTIC)
     assert (plan.cond_branch, plan.uncond_branch, plan.extra) == ("positive", "empty", (Rows("negative"),))
-    _, plan, _, _ = one_step(GuidanceSpec("dng"), sampler=DETERMINISTIC)  # one Hutchinson probe pair
+    _, plan, _, _ = one_step(GuidanceSpec("dng", dng=DNGConfig(tracker="flow-hutchinson")), sampler=DETERMINISTIC)
     assert plan.groups == (Rows("positive"), Rows("empty"), Rows("negative"), Rows("positive", 0),
                            Rows("negative", 0))
     assert plan.probe_inputs.shape == (1, B, 4, 2, 2)
@@ -133,7 +134,8 @@ def test_an_empty_window_is_an_empty_negative_prompt(window):
 
 def test_second_order_samplers_update_once_per_step_and_probe_only_at_its_start():
     clock = EvaluationClock(steps=4, evaluations=8)  # Heun: 7 evaluations, the last step evaluates once
-    run = GuidanceRun(GuidanceSpec("dng"), B, Frame.k_diffusion(), DETERMINISTIC, clock=clock)
+    spec = GuidanceSpec("dng", dng=DNGConfig(tracker="flow-hutchinson"))  # a probe pair at every step's start
+    run = GuidanceRun(spec, B, Frame.k_diffusion(), DETERMINISTIC, clock=clock)
     preds = branch_preds()
     steps, probes, lambdas = [], [], []
     for k in range(7):
@@ -308,7 +310,7 @@ def test_hutchinson_probes_are_one_batched_call_per_step():
         calls.append(layout)
         return evaluate_per_branch(x, sigma, layout, {"positive": mix.denoise, "negative": mix.to_forget().denoise})
 
-    spec = GuidanceSpec("dng", 1.0, dng=DNGConfig(probe_pairs=2), class_removal=True)
+    spec = GuidanceSpec("dng", 1.0, dng=DNGConfig(tracker="flow-hutchinson", probe_pairs=2), class_removal=True)
     run = GuidanceRun(spec, 4, Frame.k_diffusion(), DETERMINISTIC, steps=5, generator=torch.Generator().manual_seed(0))
     sigmas = E.sigmas_for("euler", 5)
     x = SAMPLERS["euler"](GuidedDenoiser(run, branch_model), E.initial_state(mix, float(sigmas[0]), 4,
@@ -375,7 +377,8 @@ def test_no_nan_at_any_finite_input(mode, dtype):
             x = (rand(B, 4, 2, 2, seed=step) * 1e3).to(dtype)
             plan = run.plan(x, level)
             preds = {b: (t * 1e4).to(dtype) for b, t in branch_preds(seed=step).items()}
-            out = {r: (preds[r.branch] if r.probe is None else -preds[r.branch]) for r in plan.groups}
+            out = {r: (preds[r.branch] if r.probe is None else -preds[r.branch])[list(r.images or range(B))]
+                   for r in plan.groups}
             guided = run.combine(plan, out)
             assert guided.dtype == dtype and not torch.isnan(guided).any()
 

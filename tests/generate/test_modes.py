@@ -96,6 +96,9 @@ def test_every_mode_makes_one_batched_call_per_evaluation(pipes, family, mode, o
         if options["tracker"] == "flow-hutchinson":  # probes at the first evaluation of each informative step
             first = 2 if family == "sd3" else 0
             assert calls[first] == 2 * (3 + 2 * 2) and calls[first + 1] == 2 * 3
+        # the cost the run reports: the negative row, plus 2 pairs x 2 branches at every informative step
+        probing = options["tracker"] == "flow-hutchinson"
+        assert out.settings["average_extra_rows"] == (1.0 + 4.0 if probing else 1.0)
 
 
 @pytest.mark.parametrize("mode, options, expected", [

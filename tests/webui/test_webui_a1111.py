@@ -108,10 +108,11 @@ def test_dns_swaps_prompts_and_matches_eq19(webui, sampler):
 # --- DNG --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DDIM", "Heun"])
-def test_dng_injected_rows_equal_separate_calls(webui, sampler):
+@pytest.mark.parametrize("sampler, tracker", [("Euler", "auto"), ("Euler a", "auto"), ("DDIM", "auto"),
+                                             ("Heun", "auto"), ("Euler", "flow-hutchinson")])
+def test_dng_injected_rows_equal_separate_calls(webui, sampler, tracker):
     m = webui.sd_model
-    s = NegGuideSettings(mode=MODE_DNG, lambda0=3.0)
+    s = NegGuideSettings(mode=MODE_DNG, lambda0=3.0, tracker=tracker)
     res, p, script, spy = run(
         webui,
         s,
@@ -126,16 +127,16 @@ def test_dng_injected_rows_equal_separate_calls(webui, sampler):
     pos, neg, empty = encode(m, "a red car"), encode(m, "rust"), encode(m, "")
     job = script.last_job
     guidance = job.passes[0].run
-    assert guidance.tracker_name() == ("transition" if sampler == "Euler a" else "flow-hutchinson")
+    expected = tracker if tracker != "auto" else ("transition" if sampler == "Euler a" else "flow-gated")
+    assert guidance.tracker_name() == expected
     assert len(guidance.dng.records) == 5  # one posterior update per step, also for Heun
     lams = {r["step"]: torch.tensor(r["lambda"]) for r in guidance.dng.records}
-    k = guidance.dng.probe_pairs
+    probe_rows = {r["step"]: r["probe_rows"] for r in guidance.dng.records}  # the gated tracker: only some steps
     for e, x_out, out in zip(spy.den, spy.dend, spy.after, strict=True):
         b = 2
         step = e["call"] * e["steps"] // e["total"]
         first = e["call"] == 0 or (e["call"] - 1) * e["steps"] // e["total"] != step
-        kk = k if first else 0
-        assert x_out.shape[0] == 2 + b + 2 * kk * b + b  # one batched call: cond, neg, probes, empty
+        assert x_out.shape[0] == 2 + b + (probe_rows[step] if first else 0) + b  # one call: cond, neg, probes, empty
         x, sig, ic = e["x"][:2], e["sigma"][:2], e["image_cond"][:2]
         d = e["denoiser"]
 
@@ -267,7 +268,7 @@ def test_prompt_editing_and_and_prompts_with_dng(webui):
 
 
 def test_ngms_skipped_uncond_steps(webui):
-    s = NegGuideSettings(mode=MODE_DNG)
+    s = NegGuideSettings(mode=MODE_DNG, tracker="flow-hutchinson")  # a probe pair at every step
     res, p, script, spy = run(webui, s, spy=True, steps=6, s_min_uncond=100.0)
     assert any(x.shape[0] == 1 + 1 + 2 * 1 + 1 for x in spy.dend)
     assert all(torch.isfinite(t).all() for t in res.latents)
