@@ -225,7 +225,7 @@ def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_spec
         "tracker": tracker_spec,
         "stochastic_sampler": sampler in STOCHASTIC,
         "extra_rows_per_image": tracker.extra_rows_per_image,
-        "average_extra_rows": (tracker.average_probe_rows() if isinstance(tracker, FlowTracker)
+        "average_probe_rows": (tracker.average_probe_rows() if isinstance(tracker, FlowTracker)
                                else float(tracker.extra_rows_per_image)),
         "mean_abs_error_final": float(err[-1].mean()),
         "mean_abs_error_time": float(err.mean()),

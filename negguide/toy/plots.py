@@ -83,7 +83,7 @@ def lambda_curve(arrays: dict, path: Path) -> None:
 
 
 def high_dimensional(arrays: dict, path: Path) -> None:
-    """End tracking error against the probe rows each tracker spends (the summary's ``average_extra_rows``),
+    """End tracking error against the probe rows each tracker spends (the summary's ``average_probe_rows``),
     one panel per mixture: each tracker's mean over samplers, step counts and seeds, bars from best to worst."""
     plt = _plt()
     rows = arrays["high_d"]
@@ -94,7 +94,7 @@ def high_dimensional(arrays: dict, path: Path) -> None:
         for i, spec in enumerate(trackers):
             mine = [r for r in rows if r["mixture"] == mixture and r["dim"] == dim and r["tracker"] == spec]
             errors = [r["mean_abs_error_final"] for r in mine]
-            x = sum(r["average_extra_rows"] for r in mine) / len(mine)
+            x = sum(r["average_probe_rows"] for r in mine) / len(mine)
             mean = sum(errors) / len(errors)
             ax.errorbar([x], [mean], yerr=[[mean - min(errors)], [max(errors) - mean]], fmt="os^vDPX"[i % 7],
                         capsize=3, label=spec)

@@ -106,7 +106,7 @@ def tracker_table(rows: list[dict]) -> list[dict]:
             "tracker": spec, "configurations": len(mine),
             "mean_error": sum(errors) / len(errors), "worst_error": max(errors),
             "within_0.03": sum(e <= 0.03 for e in errors),
-            "average_extra_rows": sum(r["average_extra_rows"] for r in mine) / len(mine),
+            "average_probe_rows": sum(r["average_probe_rows"] for r in mine) / len(mine),
             "forbidden_found": sum(found) / max(1, len(found)),
             "false_alarms": sum(r["false_alarms"] for r in mine) / len(mine),
             "worst_false_alarms": max(r["false_alarms"] for r in mine),

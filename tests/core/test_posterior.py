@@ -197,7 +197,7 @@ def test_gated_tracker_with_an_always_open_gate_is_plain_hutchinson(sampler):
     plain = E.track_posterior(mix, sampler, 12, "flow-hutchinson-1", 40, seed=5, config=cfg)
     assert gated["mean_abs_error_final"] == pytest.approx(plain["mean_abs_error_final"], rel=1e-8)  # same math
     assert gated["curves"]["tracked_forbidden"] == pytest.approx(plain["curves"]["tracked_forbidden"], rel=1e-8)
-    assert gated["average_extra_rows"] == plain["average_extra_rows"] == 2.0
+    assert gated["average_probe_rows"] == plain["average_probe_rows"] == 2.0
 
 
 def test_gated_tracker_probes_only_undecided_moving_images_and_counts_its_rows():
