@@ -6,6 +6,8 @@ import pytest
 
 from negguide.configs import PosteriorConfig
 from negguide.toy import experiments as E
+from negguide.toy import tables
+from negguide.toy.study import tracker_table
 from negguide.toy.__main__ import main
 from negguide.toy.mixture import three_modes_1d, three_modes_2d
 
@@ -55,5 +57,18 @@ def test_main_job_writes_summary_and_plots(tmp_path):
         for _steps, row in summary["posterior_tracking"][sampler].items():
             assert 0 <= row["mean_abs_error_final"] <= 1
     assert summary["posterior_tracking"]["ddpm"]["1000"]["mean_abs_error_final"] <= 0.05
+    table = tables.per_tracker(summary)
+    assert all(tables.NAMES[r["tracker"]] in table for r in summary["high_dimensional_tracking_by_tracker"])
     for png in ("histograms.png", "posterior_tracking.png", "lambda.png", "high_dimensional_tracking.png"):
         assert (tmp_path / png).stat().st_size > 10_000
+
+
+def test_tracking_tables_summarise_the_rows():
+    rows = [{"mixture": "isotropic", "dim": 64, "sampler": "ddim", "steps": 20, "seed": seed,
+             "tracker": "flow-gated-1+evidence", "mean_abs_error_final": err, "mean_abs_error_time": err / 2,
+             "average_probe_rows": probes, "forbidden_found": 1.0, "false_alarms": alarms}
+            for seed, err, probes, alarms in ((1, 0.01, 0.5, 0.0), (2, 0.05, 0.7, 0.02))]
+    summary = {"high_dimensional_tracking": rows, "high_dimensional_tracking_by_tracker": tracker_table(rows)}
+    assert "| **gated** (auto) | 0.60 | 0.0300 | 0.0500 | 1/2 | 100% | 1.0% / 2.0% |" in tables.per_tracker(summary)
+    assert "| isotropic | 64 | ddim | 20 | 0.030 (0.050), 0.60 rows |" in tables.per_configuration(
+        summary, trackers=("flow-gated-1+evidence",))

@@ -1,0 +1,85 @@
+"""The README's posterior-tracking tables, written from a toy run's ``summary.json``.
+
+    python -m negguide.toy.tables out/toy/summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .study import DETERMINISTIC_TRACKERS, STOCHASTIC_TRACKER
+
+NAMES = {"transition-beta_tilde": "transition, beta_tilde", "flow-moment": "moment",
+         "flow-hutchinson-1": "Hutchinson x1", "flow-hutchinson-1+evidence": "Hutchinson x1, evidence start",
+         "flow-hutchinson-2": "Hutchinson x2", "flow-gated-1+evidence": "**gated** (auto)",
+         "flow-exact": "exact divergence", "flow-exact+evidence": "exact, evidence start",
+         "transition-sampler": "transition (Euler a)"}
+
+
+def _cell(r: dict) -> str:
+    found = r["forbidden_found"]
+    found = "" if found != found else f" ({100 * found:.0f}%)"
+    return f"{r['mean_abs_error_final']:.3f} / {r['mean_abs_error_time']:.3f}{found}"
+
+
+def one_dimensional(summary: dict) -> str:
+    """Per sampler and step count: end / time-averaged error (share of forbidden samples found), per tracker."""
+    by = summary["posterior_tracking_by_tracker"]
+    specs = list(STOCHASTIC_TRACKER.values())[:1] + list(DETERMINISTIC_TRACKERS)
+    lines = ["| sampler | steps | " + " | ".join(NAMES.get(s, s) for s in specs) + " |",
+             "|---|---|" + "---|" * len(specs)]
+    for sampler, by_steps in by.items():
+        for steps, trackers in by_steps.items():
+            cells = [_cell(trackers[s]) if s in trackers else "" for s in specs]
+            if sampler in STOCHASTIC_TRACKER:  # its own transition variant in the first column
+                cells[0] = _cell(next(iter(trackers.values())))
+            lines.append(f"| {sampler} | {steps} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_tracker(summary: dict) -> str:
+    """Over every high-dimensional configuration: error, configurations within 0.03, probe rows, found, alarms."""
+    lines = ["| tracker | probe rows per image and step | mean end error | worst | <= 0.03 | found | false alarms "
+             "(mean / worst) |", "|---|---|---|---|---|---|---|"]
+    for r in summary["high_dimensional_tracking_by_tracker"]:
+        lines.append(f"| {NAMES.get(r['tracker'], r['tracker'])} | {r['average_probe_rows']:.2f} | "
+                     f"{r['mean_error']:.4f} | {r['worst_error']:.4f} | {r['within_0.03']}/{r['configurations']} | "
+                     f"{100 * r['forbidden_found']:.0f}% | {100 * r['false_alarms']:.1f}% / "
+                     f"{100 * r['worst_false_alarms']:.1f}% |")
+    return "\n".join(lines)
+
+
+def per_configuration(summary: dict, trackers=("flow-hutchinson-1+evidence", "flow-gated-1+evidence")) -> str:
+    """Per mixture, dimension, sampler and step count, over the seeds: mean (worst) end error and probe rows."""
+    rows = summary["high_dimensional_tracking"]
+    keys = list(dict.fromkeys((r["mixture"], r["dim"], r["sampler"], r["steps"]) for r in rows
+                              if r["tracker"] in trackers))
+    lines = ["| mixture | dim | sampler | steps | " + " | ".join(NAMES.get(t, t) for t in trackers) + " |",
+             "|---|---|---|---|" + "---|" * len(trackers)]
+    for key in keys:
+        cells = []
+        for t in trackers:
+            mine = [r for r in rows if (r["mixture"], r["dim"], r["sampler"], r["steps"]) == key and r["tracker"] == t]
+            errors = [r["mean_abs_error_final"] for r in mine]
+            probes = sum(r["average_probe_rows"] for r in mine) / len(mine)
+            cells.append(f"{sum(errors) / len(errors):.3f} ({max(errors):.3f}), {probes:.2f} rows")
+        lines.append("| " + " | ".join(str(k) for k in key) + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        return 2
+    summary = json.loads(Path(argv[0]).read_text())
+    seeds = summary["high_dimensional_settings"]["seeds"]
+    print(f"1-D mixture:\n\n{one_dimensional(summary)}\n\nhigh-dimensional mixtures, seeds {seeds}:\n\n"
+          f"{per_tracker(summary)}\n\n{per_configuration(summary)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
