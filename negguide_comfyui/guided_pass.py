@@ -52,7 +52,6 @@ class GuidedPass:
     def calc_cond_batch(self, args: dict) -> list[torch.Tensor]:
         x, sigma, model, options = args["input"], args["sigma"], args["model"], args["model_options"]
         plan = self.run.plan(x, sigma)
-        batch = x.shape[0]
         at_state = [g for g in plan.groups if g.probe is None]
         outputs = self._evaluate(model, [self.conds[g.branch] for g in at_state], x, sigma, options)
         predictions = dict(zip(at_state, outputs, strict=True))
@@ -60,7 +59,7 @@ class GuidedPass:
         if probes:
             predictions.update(self._at_probes(plan, probes, model, sigma, options))
         self.evaluations += 1
-        self.rows += batch * (len(at_state) + len(probes))
+        self.rows += sum(plan.row_count(g) for g in plan.groups)  # a gated step probes only some images
         self._pending = (plan, predictions)
         return [predictions[Rows(plan.cond_branch)], predictions[Rows(plan.uncond_branch)]]
 
@@ -71,7 +70,7 @@ class GuidedPass:
         sigma = torch.as_tensor(sigma, device=plan.x.device).reshape(-1).expand(batch)
         groups: dict[tuple | None, list[Rows]] = {}
         for rows in probes:  # a core that probes only some images on a step names them in rows.images
-            groups.setdefault(getattr(rows, "images", None), []).append(rows)
+            groups.setdefault(rows.images, []).append(rows)
         out = {}
         for images, rows in groups.items():
             points = sorted({r.probe for r in rows})

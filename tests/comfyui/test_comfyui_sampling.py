@@ -92,8 +92,21 @@ def test_dng_record_per_image_and_the_trace_of_the_latest_prompt():
     assert len(trace.passes) == 1 and trace.passes[0].sampler == "euler"
 
 
+def test_gated_probes_are_rows_of_the_probing_images_only_and_the_summary_counts_them():
+    m = model()
+    dng, trace = patch("NegGuideDNGPatch", m, **DNG)  # auto: flow-gated on euler
+    ksampler(dng, sampler="euler", x=noise(3))
+    summary = trace.passes[0]
+    state_calls = [n for n in m.model.calls if n == 9]  # 3 branches x 3 images at the sampler's state
+    probe_calls = [n for n in m.model.calls if n != 9]  # one probe pair: 2 rows per probing image
+    assert summary.tracker == "flow-gated" and len(state_calls) == 4
+    assert probe_calls and any(n < 6 for n in probe_calls)  # a step where only some images probe: their rows only
+    assert sum(probe_calls) == sum(r["probe_rows"] for r in summary.records)
+    assert summary.rows == sum(m.model.calls)
+
+
 @pytest.mark.parametrize("sampler,tracker", [("euler", "flow-hutchinson"), ("euler", "transition"),
-                                             ("heun", "flow-moment")])
+                                             ("heun", "flow-moment"), ("euler", "flow-gated")])
 def test_image_i_of_a_batch_is_a_single_run_of_its_noise(sampler, tracker):
     m = model()
     dng = patch("NegGuideDNGPatch", m, **{**DNG, "tracker": tracker})[0]
