@@ -25,6 +25,18 @@ def tokens(c) -> int:
     return int(_ctx(c).shape[1])
 
 
+def as_class_of(ref, c):
+    """``c`` in ``ref``'s own dict class: the WebUIs' ``DictWithShape`` (``.shape``; in the Forge line also
+    ``advanced_indexing``, which their samplers call on every SDXL cond). The model's own encoder returns a plain
+    dict, so the empty prompt's encoding needs this before it takes a slot."""
+    if not (isinstance(ref, dict) and isinstance(c, dict)) or type(c) is type(ref):
+        return c
+    try:
+        return type(ref)(c)
+    except TypeError:  # a dict class that cannot be built from a dict alone
+        return c
+
+
 def _map(c, fn_ctx, fn_other=None):
     if not isinstance(c, dict):
         return fn_ctx(c)
@@ -34,7 +46,7 @@ def _map(c, fn_ctx, fn_other=None):
             out[k] = fn_ctx(v)
         else:
             out[k] = fn_other(v) if fn_other is not None else v
-    return out
+    return as_class_of(c, out)
 
 
 def select(c, idx):
@@ -45,7 +57,7 @@ def select(c, idx):
 def cat(cs: list):
     if not isinstance(cs[0], dict):
         return torch.cat(cs)
-    return {k: torch.cat([c[k] for c in cs]) for k in cs[0]}
+    return as_class_of(cs[0], {k: torch.cat([c[k] for c in cs]) for k in cs[0]})
 
 
 def marker_of(c) -> float:

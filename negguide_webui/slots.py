@@ -49,7 +49,7 @@ class Conditionings:
             if isinstance(ref, dict) != isinstance(e, dict) or C._ctx(e).shape[-1] != C._ctx(ref).shape[-1]:
                 # e.g. the SDXL refiner took over mid-run: its conditionings differ from the base model's
                 raise TypeError("the conditioning changed shape mid-run (refiner switch?); left unchanged")
-            self.sp.cache[key] = C.repeat_rows(e, n)
+            self.sp.cache[key] = C.as_class_of(ref, C.repeat_rows(e, n))
         return self.sp.cache[key]
 
     def uncond_slot(self, branch: str):

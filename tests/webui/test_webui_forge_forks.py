@@ -40,6 +40,13 @@ def webui(tiny_sd):
     _cleanup(w)
 
 
+@pytest.fixture
+def webui_xl(tiny_sdxl):
+    w = _forge_webui(tiny_sdxl)
+    yield w
+    _cleanup(w)
+
+
 def _no_adapter_failure(script):
     assert not [m for m in script.last_job.warnings if "failed" in m], script.last_job.warnings
 
@@ -240,3 +247,19 @@ def test_negative_gets_what_the_program_attached_to_its_own_cond(tiny_sd):
     assert compiled[0]["model_conds"]["c_crossattn"].cond is neg  # its own text, not the cond's
     plain = adapter._compiled_negative(PendingEvaluation(None, negative=neg), [{"model_conds": {}}])
     assert set(plain[0]["model_conds"]) == {"c_crossattn"} and "control" not in plain[0]
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_sdxl_conditionings_stay_the_programs_dict_class(webui_xl, name):
+    """The Forge line indexes every SDXL conditioning with ``DictWithShape.advanced_indexing``: what negguide puts
+    into the slots keeps that class (a plain dict stopped reForge's sampler with a TypeError on real SDXL)."""
+    kw = dict(program=FF.PROGRAMS[name], steps=3, sampler_name="Euler", batch_size=2, cfg_scale=6.0,
+              prompt="a red car", negative_prompt="rust")
+    stock = run(webui_xl, None, **kw)[0]
+    full = run(webui_xl, NegGuideSettings(mode=MODE_WINDOWED, window_start=1, window_end=3), **kw)[0]
+    assert all(torch.equal(a, b) for a, b in zip(full.latents, stock.latents, strict=True))
+    for s in (NegGuideSettings(mode=MODE_WINDOWED, window_start=2, window_end=3), NegGuideSettings(mode=MODE_DNS),
+              NegGuideSettings(mode=MODE_DNG, tracker="flow-hutchinson")):
+        res, p, script, _ = run(webui_xl, s, **kw)
+        _no_adapter_failure(script)
+        assert all(torch.isfinite(t).all() for t in res.latents)

@@ -171,9 +171,25 @@ def _row(c, i):
     return {k: v[i] for k, v in c.items()} if isinstance(c, dict) else c[i]
 
 
+class DictWithShape(dict):
+    """``modules/prompt_parser.py``: the batch of SDXL conditionings ``reconstruct_cond_batch`` returns; the
+    Forge line (Forge, reForge, Classic, Neo) adds ``advanced_indexing``, which its sampler calls on every one."""
+
+    def __init__(self, x, shape=None):
+        super().__init__()
+        self.update(x)
+
+    @property
+    def shape(self):
+        return self["crossattn"].shape
+
+    def advanced_indexing(self, item):
+        return DictWithShape({k: v[item] for k, v in self.items() if isinstance(v, torch.Tensor)})
+
+
 def _stack(rows):
     if isinstance(rows[0], dict):
-        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+        return DictWithShape({k: torch.stack([r[k] for r in rows]) for k in rows[0]})
     return torch.stack(rows)
 
 

@@ -70,6 +70,13 @@ class Condition:
         self.cond = cond
 
 
+def weighted_rows(cond):
+    """The row selection of ``forge_sampler.cond_from_a1111_to_patched_ldm_weighted`` (one prompt per image:
+    every row): ``advanced_indexing`` for a dict conditioning, which a plain dict lacks (a TypeError there)."""
+    rows = list(range(cond.shape[0] if not isinstance(cond, dict) else cond["crossattn"].shape[0]))
+    return cond.advanced_indexing(rows) if hasattr(cond, "advanced_indexing") else cond[rows]
+
+
 def compile_conditions(cond):
     if cond is None:
         return None
@@ -119,7 +126,7 @@ def sampling_function(denoiser, params, cond_scale, post_cfg_keys=()):
     model = unet.model
     x, timestep = params.x, params.sigma
     uncond = compile_conditions(params.text_uncond)
-    cond = compile_conditions(params.text_cond)
+    cond = compile_conditions(weighted_rows(params.text_cond))
     model_options = unet.model_options
     if math.isclose(cond_scale, 1.0) and not model_options.get("disable_cfg1_optimization", False):
         uncond_ = None

@@ -80,7 +80,7 @@ def calc_cond_uncond_batch(model, cond, uncond, x_in, timestep, model_options):
 
 def _compiled(denoiser, params):
     return (cond_from_a1111_to_patched_ldm(params.text_uncond) if params.text_uncond is not None else None,
-            cond_from_a1111_to_patched_ldm(params.text_cond))
+            cond_from_a1111_to_patched_ldm(F.weighted_rows(params.text_cond)))
 
 
 def _post_cfg(model_options, args):
