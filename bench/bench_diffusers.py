@@ -153,11 +153,12 @@ def main(argv=None):
     print(f"{a.family} {a.size} ({side}x{side} px), {a.device} {gpu or ''} {a.dtype}, {a.steps} steps, batch "
           f"{a.batch}, median of {a.repeats} interleaved rounds{', denoiser replaced by a no-op' if a.glue else ''}")
     if a.glue:
-        print("| mode | rows per call (mean) | host cost, us / step (median) | extra over the pipeline's loop, us / step |")
+        print("| mode | rows per call (mean) | host cost, us / step (median) | "
+              "extra over the pipeline's loop, us / step |")
         print("| --- | --- | --- | --- |")
     else:
-        print("| mode | rows per call (mean) | ms / step, median | vs stock (same scheduler) | target | ms / step, best | "
-              "best vs stock | outside the denoiser, ms / step |")
+        print("| mode | rows per call (mean) | ms / step, median | vs stock (same scheduler) | target | "
+              "ms / step, best | best vs stock | outside the denoiser, ms / step |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     baseline = best_baseline = None
     for label, sched, mode, _, target in modes:
@@ -173,7 +174,8 @@ def main(argv=None):
         if a.glue:
             print(f"| {label} | {rows[label]:.2f} | {1e6 * med:.0f} | {1e6 * (med - baseline):+.0f} |")
         else:
-            print(f"| {label} | {rows[label]:.2f} | {1e3 * med:.2f} | {ratio:.3f}x | {f'<= {target}x' if target else ''} "
+            target_text = f"<= {target}x" if target else ""
+            print(f"| {label} | {rows[label]:.2f} | {1e3 * med:.2f} | {ratio:.3f}x | {target_text} "
                   f"| {1e3 * best:.2f} | {best / best_baseline:.3f}x | {1e3 * outside:.2f} |")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -133,7 +133,8 @@ DNG = Mode(
     },
     {
         "probe_pairs": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "Hutchinson probe pairs of the "
-                                "flow-hutchinson and flow-gated trackers (2 rows per image each, at a step's first evaluation)."}),
+                                "flow-hutchinson and flow-gated trackers (2 rows per image each, at a step's first "
+                                "evaluation)."}),
         "variance": (list(VARIANCES), {"default": "beta", "tooltip": "Transition tracker's step variance: beta "
                                        "(paper Alg. 2), beta_tilde (authors' code), sampler (the sampler's eta)."}),
     },

@@ -14,7 +14,8 @@ class NegGuideOutput(BaseOutput):
     ``output_type``. ``records``: the run's per-step record (``step``, ``sigma``, ``negative_active``, and for
     DNG ``p`` and ``lambda`` per image). ``settings``: every setting of the call, JSON-serialisable (what the CLI
     writes into the PNGs). ``settings["average_extra_rows"]``: denoiser rows per image and step beyond CFG's
-    two that the run spent (DNG's gated tracker probes only some steps). DNP adds ``dns_images`` (the diffusion-negative images) and ``dnp_prompts`` (their
+    two that the run spent (DNG's gated tracker probes only some steps).
+    DNP adds ``dns_images`` (the diffusion-negative images) and ``dnp_prompts`` (their
     captions, the negative prompts of the final images)."""
 
     images: object

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .study import DETERMINISTIC_TRACKERS, STOCHASTIC_TRACKER
 
-NAMES = {"transition-beta_tilde": "transition, beta_tilde", "flow-moment": "moment",
+NAMES = {"transition-beta": "transition (the sampler's own)",
+         "transition-beta_tilde": "transition, beta_tilde", "flow-moment": "moment",
          "flow-hutchinson-1": "Hutchinson x1", "flow-hutchinson-1+evidence": "Hutchinson x1, evidence start",
          "flow-hutchinson-2": "Hutchinson x2", "flow-gated-1+evidence": "**gated** (auto)",
          "flow-exact": "exact divergence", "flow-exact+evidence": "exact, evidence start",

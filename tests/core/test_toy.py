@@ -7,9 +7,9 @@ import pytest
 from negguide.configs import PosteriorConfig
 from negguide.toy import experiments as E
 from negguide.toy import tables
-from negguide.toy.study import tracker_table
 from negguide.toy.__main__ import main
 from negguide.toy.mixture import three_modes_1d, three_modes_2d
+from negguide.toy.study import tracker_table
 
 
 @pytest.mark.slow
