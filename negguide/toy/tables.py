@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
-    summary = json.loads(Path(argv[0]).read_text())
+    path = Path(argv[0])
+    if not path.is_file():
+        print(f"error: no summary at {path} (write one with: bash run.sh toy --full --out DIR)", file=sys.stderr)
+        return 2
+    summary = json.loads(path.read_text())
     seeds = summary["high_dimensional_settings"]["seeds"]
     print(f"1-D mixture:\n\n{one_dimensional(summary)}\n\nhigh-dimensional mixtures, seeds {seeds}:\n\n"
           f"{per_tracker(summary)}\n\n{per_configuration(summary)}")
