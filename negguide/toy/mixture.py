@@ -17,12 +17,10 @@ import torch
 LOG_2PI = 1.8378770664093453
 
 
-@dataclass(frozen=True)
-class GaussianMixture:
-    weights: torch.Tensor  # [K], sums to 1
-    means: torch.Tensor  # [K, d]
-    variances: torch.Tensor  # [K], isotropic per component
-    forbidden: torch.Tensor  # [K] bool, the components of the concept to remove
+class _ExactMixture:
+    """What every mixture derives from its per-component log densities (``_log_comp``), posterior means
+    (``_component_means``) and posterior covariance traces (``_within_trace``) at noise level sigma
+    (x: [N, d], sigma: float or [N]). Subclasses hold ``weights`` [K], ``means`` [K, d] and ``forbidden`` [K]."""
 
     @property
     def dim(self) -> int:
@@ -32,46 +30,27 @@ class GaussianMixture:
     def prior_forbidden(self) -> float:
         return float(self.weights[self.forbidden].sum())
 
-    def subset(self, mask: torch.Tensor) -> GaussianMixture:
-        w = self.weights[mask]
-        return GaussianMixture(w / w.sum(), self.means[mask], self.variances[mask], self.forbidden[mask])
-
-    def remembered(self) -> GaussianMixture:
+    def remembered(self):
         return self.subset(~self.forbidden)
 
-    def to_forget(self) -> GaussianMixture:
+    def to_forget(self):
         return self.subset(self.forbidden)
 
-    # --- exact quantities at noise level sigma (x: [N, d], sigma: float or [N]) ----------------------------
-    def _log_resp(self, x: torch.Tensor, sigma) -> tuple[torch.Tensor, torch.Tensor]:
-        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1) ** 2
-        var = self.variances[None, :] + s2  # [N or 1, K]
-        sq = ((x[:, None, :] - self.means[None]) ** 2).sum(-1)  # [N, K]
-        log_comp = self.weights.log()[None] - 0.5 * (sq / var + self.dim * (var.log() + LOG_2PI))
-        return log_comp, var
-
     def log_density(self, x, sigma) -> torch.Tensor:
-        log_comp, _ = self._log_resp(x, sigma)
-        return torch.logsumexp(log_comp, dim=1)
+        return torch.logsumexp(self._log_comp(x, sigma), dim=1)
 
     def responsibilities(self, x, sigma) -> torch.Tensor:
-        log_comp, _ = self._log_resp(x, sigma)
-        return torch.softmax(log_comp, dim=1)
+        return torch.softmax(self._log_comp(x, sigma), dim=1)
 
     def posterior_forbidden(self, x, sigma) -> torch.Tensor:
         """Exact ``p(forbidden | x_sigma)``, by log-sum-exp."""
-        log_comp, _ = self._log_resp(x, sigma)
+        log_comp = self._log_comp(x, sigma)
         return (torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp, 1)).exp()
 
     def log_odds_forbidden(self, x, sigma) -> torch.Tensor:
         """Exact ``log p / (1 - p)``, finite even where p rounds to 1 in floating point."""
-        log_comp, _ = self._log_resp(x, sigma)
+        log_comp = self._log_comp(x, sigma)
         return torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp[:, ~self.forbidden], 1)
-
-    def _component_means(self, x, sigma):
-        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1) ** 2
-        shrink = self.variances[None, :, None] / (self.variances[None, :, None] + s2)  # [N or 1, K, 1]
-        return self.means[None] + shrink * (x[:, None, :] - self.means[None])  # E[x0 | x, k]
 
     def denoise(self, x, sigma) -> torch.Tensor:
         """``E[x0 | x_sigma]`` of this mixture."""
@@ -79,14 +58,40 @@ class GaussianMixture:
         return (r[:, :, None] * self._component_means(x, sigma)).sum(1)
 
     def divergence_of_denoiser(self, x, sigma) -> torch.Tensor:
-        """``div_x E[x0 | x] = tr Cov[x0 | x] / sigma^2``, per sample."""
+        """``div_x E[x0 | x] = tr Cov[x0 | x] / sigma^2``, per sample (law of total covariance over classes)."""
         s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1) ** 2
         r = self.responsibilities(x, sigma)
         m_k = self._component_means(x, sigma)
         m = (r[:, :, None] * m_k).sum(1)
-        within = self.dim * self.variances[None] * s2[:, None] / (self.variances[None] + s2[:, None])
-        second = (r * (within + (m_k**2).sum(-1))).sum(1)
+        second = (r * (self._within_trace(s2) + (m_k**2).sum(-1))).sum(1)
         return (second - (m**2).sum(1)) / s2
+
+
+@dataclass(frozen=True)
+class GaussianMixture(_ExactMixture):
+    weights: torch.Tensor  # [K], sums to 1
+    means: torch.Tensor  # [K, d]
+    variances: torch.Tensor  # [K], isotropic per component
+    forbidden: torch.Tensor  # [K] bool, the components of the concept to remove
+
+    def subset(self, mask: torch.Tensor) -> GaussianMixture:
+        w = self.weights[mask]
+        return GaussianMixture(w / w.sum(), self.means[mask], self.variances[mask], self.forbidden[mask])
+
+    def _log_comp(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1) ** 2
+        var = self.variances[None, :] + s2  # [N or 1, K]
+        sq = ((x[:, None, :] - self.means[None]) ** 2).sum(-1)  # [N, K]
+        return self.weights.log()[None] - 0.5 * (sq / var + self.dim * (var.log() + LOG_2PI))
+
+    def _component_means(self, x, sigma):
+        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1) ** 2
+        shrink = self.variances[None, :, None] / (self.variances[None, :, None] + s2)  # [N or 1, K, 1]
+        return self.means[None] + shrink * (x[:, None, :] - self.means[None])  # E[x0 | x, k]
+
+    def _within_trace(self, s2: torch.Tensor) -> torch.Tensor:
+        """``tr Cov[x0 | x, k]`` [N or 1, K] at squared noise ``s2`` [N or 1]."""
+        return self.dim * self.variances[None] * s2[:, None] / (self.variances[None] + s2[:, None])
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` data samples and their component index."""
@@ -124,15 +129,21 @@ def latent_like(dim: int = 64, classes: int = 10, seed: int = 0) -> GaussianMixt
     """A high-dimensional stand-in for a latent: ``classes`` equally likely Gaussian classes, class 0
     forbidden, random means of unit scale per coordinate and unequal within-class spreads."""
     g = torch.Generator().manual_seed(seed)
-    means = torch.randn(classes, dim, dtype=torch.float64, generator=g) * 0.6
+    weights, means, forbidden = _equal_classes(classes, dim, g)
     variances = 0.15 + 0.35 * torch.rand(classes, dtype=torch.float64, generator=g)
+    return GaussianMixture(weights, means, variances, forbidden)
+
+
+def _equal_classes(classes: int, dim: int, g: torch.Generator):
+    """Equal weights, random means of scale 0.6 per coordinate (the generator's first draw), class 0 forbidden."""
+    means = torch.randn(classes, dim, dtype=torch.float64, generator=g) * 0.6
     forbidden = torch.zeros(classes, dtype=torch.bool)
     forbidden[0] = True
-    return GaussianMixture(torch.full((classes,), 1 / classes, dtype=torch.float64), means, variances, forbidden)
+    return torch.full((classes,), 1 / classes, dtype=torch.float64), means, forbidden
 
 
 @dataclass(frozen=True)
-class AnisotropicMixture:
+class AnisotropicMixture(_ExactMixture):
     """Gaussian mixture with a full covariance per component, ``Sigma_k = U_k diag(lam_k) U_k^T``: correlated,
     anisotropic classes, as a real model's classes are (a probe on a settled image then still has variance).
 
@@ -148,24 +159,10 @@ class AnisotropicMixture:
     eigenvalues: torch.Tensor  # [K, d]
     forbidden: torch.Tensor  # [K] bool
 
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    @property
-    def prior_forbidden(self) -> float:
-        return float(self.weights[self.forbidden].sum())
-
     def subset(self, mask: torch.Tensor) -> AnisotropicMixture:
         w = self.weights[mask]
         return AnisotropicMixture(w / w.sum(), self.means[mask], self.bases[mask], self.eigenvalues[mask],
                                   self.forbidden[mask])
-
-    def remembered(self) -> AnisotropicMixture:
-        return self.subset(~self.forbidden)
-
-    def to_forget(self) -> AnisotropicMixture:
-        return self.subset(self.forbidden)
 
     def _projected(self, x, sigma):
         """``z = U_k^T (x - m_k)`` [N, K, d] and the noised eigenvalues ``lam + sigma^2`` [N or 1, K, d]."""
@@ -177,36 +174,14 @@ class AnisotropicMixture:
         z, var = self._projected(x, sigma)
         return self.weights.log()[None] - 0.5 * ((z * z / var).sum(-1) + var.log().sum(-1) + self.dim * LOG_2PI)
 
-    def responsibilities(self, x, sigma) -> torch.Tensor:
-        return torch.softmax(self._log_comp(x, sigma), dim=1)
-
-    def posterior_forbidden(self, x, sigma) -> torch.Tensor:
-        log_comp = self._log_comp(x, sigma)
-        return (torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp, 1)).exp()
-
-    def log_odds_forbidden(self, x, sigma) -> torch.Tensor:
-        log_comp = self._log_comp(x, sigma)
-        return torch.logsumexp(log_comp[:, self.forbidden], 1) - torch.logsumexp(log_comp[:, ~self.forbidden], 1)
-
     def _component_means(self, x, sigma):
         z, var = self._projected(x, sigma)
         shrunk = z * (self.eigenvalues[None] / var)
         return self.means[None] + torch.einsum("kij,nkj->nki", self.bases, shrunk)  # [N, K, d]
 
-    def denoise(self, x, sigma) -> torch.Tensor:
-        r = self.responsibilities(x, sigma)
-        return (r[:, :, None] * self._component_means(x, sigma)).sum(1)
-
-    def divergence_of_denoiser(self, x, sigma) -> torch.Tensor:
-        """``div_x E[x0 | x] = tr Cov[x0 | x] / sigma^2``, per sample."""
-        s2 = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1) ** 2
-        r = self.responsibilities(x, sigma)
-        m_k = self._component_means(x, sigma)
-        m = (r[:, :, None] * m_k).sum(1)
+    def _within_trace(self, s2: torch.Tensor) -> torch.Tensor:
         lam = self.eigenvalues[None]
-        within = (lam * s2[:, None, None] / (lam + s2[:, None, None])).sum(-1)  # [N or 1, K]
-        second = (r * (within + (m_k**2).sum(-1))).sum(1)
-        return (second - (m**2).sum(1)) / s2
+        return (lam * s2[:, None, None] / (lam + s2[:, None, None])).sum(-1)  # [N or 1, K]
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
@@ -218,12 +193,9 @@ def anisotropic_latent_like(dim: int = 64, classes: int = 10, seed: int = 0) -> 
     """:func:`latent_like` with correlated, anisotropic classes of unequal spreads: each class has a random
     orthonormal basis and eigenvalues log-uniform over a 30x range around a class-specific scale."""
     g = torch.Generator().manual_seed(seed)
-    means = torch.randn(classes, dim, dtype=torch.float64, generator=g) * 0.6
+    weights, means, forbidden = _equal_classes(classes, dim, g)
     bases = torch.linalg.qr(torch.randn(classes, dim, dim, dtype=torch.float64, generator=g)).Q
     scale = 0.15 + 0.35 * torch.rand(classes, 1, dtype=torch.float64, generator=g)
     spread = torch.exp(math.log(30.0) * (torch.rand(classes, dim, dtype=torch.float64, generator=g) - 0.5))
     eigenvalues = scale * spread / spread.mean(1, keepdim=True)  # mean eigenvalue = the class's scale
-    forbidden = torch.zeros(classes, dtype=torch.bool)
-    forbidden[0] = True
-    return AnisotropicMixture(torch.full((classes,), 1 / classes, dtype=torch.float64), means, bases, eigenvalues,
-                              forbidden)
+    return AnisotropicMixture(weights, means, bases, eigenvalues, forbidden)
