@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 
-def _randomize(module: torch.nn.Module, generator: torch.Generator) -> None:
+def randomize(module: torch.nn.Module, generator: torch.Generator) -> None:
     with torch.no_grad():
         for name, p in module.named_parameters():
             if p.dim() >= 2:
@@ -54,15 +54,15 @@ def build(comfyui_dir: str, out: str, seed: int = 0) -> dict[str, int]:
     }
     model_config = comfy.supported_models.SD15(unet_config)
     model = model_config.get_model({}, "", device="cpu")
-    _randomize(model.diffusion_model, generator)
+    randomize(model.diffusion_model, generator)
 
     clip = comfy.sd1_clip.SD1ClipModel(device="cpu", dtype=torch.float32)
-    _randomize(clip, generator)
+    randomize(clip, generator)
 
     ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                 "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
     vae = AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
-    _randomize(vae, generator)
+    randomize(vae, generator)
 
     state = model.state_dict_for_saving(clip.state_dict(), vae.state_dict())
     state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in state.items()}

@@ -8,17 +8,7 @@ milliseconds. Built directly from a config: nothing is detected, loaded or downl
 from __future__ import annotations
 
 import torch
-
-
-def _randomize(module: torch.nn.Module, generator: torch.Generator) -> None:
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=generator) / p[0].numel() ** 0.5)
-            elif name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
-            else:
-                p.fill_(1.0)
+from random_checkpoint import randomize
 
 
 def _unet(channels: int, context: int, adm: int | None, linear: bool, depth: list[int]) -> dict:
@@ -58,7 +48,7 @@ def model(family: str):
     config = getattr(comfy.supported_models, config_class)(dict(unet_config))
     config.set_inference_dtype(torch.float32, None)
     base = config.get_model({}, "", device="cpu")
-    _randomize(base.diffusion_model, torch.Generator().manual_seed(0))
+    randomize(base.diffusion_model, torch.Generator().manual_seed(0))
     cpu = torch.device("cpu")
     return comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
 
