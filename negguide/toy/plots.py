@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from .tables import PROBE_ROWS
+
 
 def _plt():
     import matplotlib
@@ -82,32 +84,52 @@ def lambda_curve(arrays: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def high_dimensional(arrays: dict, path: Path) -> None:
+def _tracker_point(rows: list[dict]) -> tuple[float, float, float, float]:
+    """One tracker in one panel: (x, mean, lowest, highest end error); x is the mean of the rows'
+    ``average_probe_rows``, the same number the summary's per-tracker table averages."""
+    x = sum(r["average_probe_rows"] for r in rows) / len(rows)
+    errors = [r["mean_abs_error_final"] for r in rows]
+    return x, sum(errors) / len(errors), min(errors), max(errors)
+
+
+def _tracking_panel(ax, rows: list[dict], trackers: list[str]) -> None:
+    for i, spec in enumerate(trackers):
+        mine = [r for r in rows if r["tracker"] == spec]
+        if not mine:
+            continue
+        x, mean, lowest, highest = _tracker_point(mine)
+        ax.errorbar([x], [mean], yerr=[[mean - lowest], [highest - mean]], fmt="os^vDPX"[i % 7], capsize=3,
+                    label=spec)
+    ax.axhline(0.03, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel(PROBE_ROWS)
+    ax.set_ylim(0, None)  # linear: the exact tracker's ~1e-6 is "zero" here, and 0.03 stays readable
+
+
+def high_dimensional_figure(rows: list[dict]):
     """End tracking error against the probe rows each tracker spends (the summary's ``average_probe_rows``),
-    one panel per mixture: each tracker's mean over samplers, step counts and seeds, bars from best to worst."""
+    one panel per mixture: each tracker's mean over samplers, step counts and seeds, bars from best to worst.
+    ``rows``: the summary's ``high_dimensional_tracking``."""
     plt = _plt()
-    rows = arrays["high_d"]
     panels = sorted({(r["mixture"], r["dim"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), sharey=True, squeeze=False)
     trackers = list(dict.fromkeys(r["tracker"] for r in rows))
+    # constrained layout spaces the panels by their labels and keeps the legend below them
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), sharey=True, squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(wspace=0.04)
     for ax, (mixture, dim) in zip(axes[0], panels, strict=True):
-        for i, spec in enumerate(trackers):
-            mine = [r for r in rows if r["mixture"] == mixture and r["dim"] == dim and r["tracker"] == spec]
-            errors = [r["mean_abs_error_final"] for r in mine]
-            x = sum(r["average_probe_rows"] for r in mine) / len(mine)
-            mean = sum(errors) / len(errors)
-            ax.errorbar([x], [mean], yerr=[[mean - min(errors)], [max(errors) - mean]], fmt="os^vDPX"[i % 7],
-                        capsize=3, label=spec)
-        ax.axhline(0.03, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("probe rows per image and step")
+        _tracking_panel(ax, [r for r in rows if (r["mixture"], r["dim"]) == (mixture, dim)], trackers)
         ax.set_title(f"{mixture}, {dim}-D, 10 classes", fontsize=9)
-        ax.set_ylim(0, None)  # linear: the exact tracker's ~1e-6 is "zero" here, and 0.03 stays readable
     axes[0][0].set_ylabel("mean |p_tracked - p_exact| at the end")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, 2 * len(panels)), fontsize=7,
+               frameon=False)
+    return fig
+
+
+def high_dimensional(arrays: dict, path: Path) -> None:
+    fig = high_dimensional_figure(arrays["high_d"])
     fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _plt().close(fig)
 
 
 def write_all(arrays: dict, out: Path) -> list[Path]:

@@ -17,6 +17,7 @@ NAMES = {"transition-beta": "transition (the sampler's own)",
          "flow-hutchinson-2": "Hutchinson x2", "flow-gated-1+evidence": "**gated** (auto)",
          "flow-exact": "exact divergence", "flow-exact+evidence": "exact, evidence start",
          "transition-sampler": "transition (Euler a)"}
+PROBE_ROWS = "probe rows per image and step"  # the summary's average_probe_rows (table column and plot axis)
 
 
 def _cell(r: dict) -> str:
@@ -42,8 +43,8 @@ def one_dimensional(summary: dict) -> str:
 
 def per_tracker(summary: dict) -> str:
     """Over every high-dimensional configuration: error, configurations within 0.03, probe rows, found, alarms."""
-    lines = ["| tracker | probe rows per image and step | mean end error | worst | <= 0.03 | found | false alarms "
-             "(mean / worst) |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| tracker | {PROBE_ROWS} | mean end error | worst | <= 0.03 | found | false alarms (mean / worst) |",
+             "|---|---|---|---|---|---|---|"]
     for r in summary["high_dimensional_tracking_by_tracker"]:
         lines.append(f"| {NAMES.get(r['tracker'], r['tracker'])} | {r['average_probe_rows']:.2f} | "
                      f"{r['mean_error']:.4f} | {r['worst_error']:.4f} | {r['within_0.03']}/{r['configurations']} | "
