@@ -7,6 +7,8 @@ import sys
 
 from train.errors import UsageError
 from train.presets import CLASSIFIER_PRESETS, DDPM_PRESETS, DEFAULT_DDPM_PRESET, override
+from train.removal.cli import add_removal_commands
+from train.removal.cli import dispatch as dispatch_removal
 
 EPILOG = """examples:
   python -m train classifier --dataset mnist                       # CNN, >= 99.3%% test accuracy
@@ -54,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{ddpm,classifier,sample}")
+    commands = "{ddpm,classifier,sample,removal,reproduce-removal}"
+    sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
 
     d = sub.add_parser("ddpm", help="train an unconditional or single-class DDPM (diffusers UNet2DModel)")
     _data_args(d)
@@ -89,11 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--grid", help="write the first 64 samples to this PNG")
     s.add_argument("--cpu", action="store_true")
+    add_removal_commands(sub)
     return parser
 
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("removal", "reproduce-removal"):
+        return dispatch_removal(args)
     if args.command == "sample":
         from train.label_samples import sample_and_label
 

@@ -1,0 +1,126 @@
+"""The class-removal study's settings in one dataclass per preset (the CLI only overrides fields).
+
+Paper presets follow the DNG paper (Koulischer et al. 2025), App. D.2 and Table 1: DNG prior 0.25, temperature
+0.25, offset 0 on MNIST and prior 0.01, temperature 0.2, offset 0.0002 on CIFAR-10; NP and SLD scales around 0.5
+and DNG lambda0 around 5; SLD threshold 0.04, s_s 100, beta_m 0.2, s_m 0.1; FID on 10,240 samples; ancestral
+DDPM at the training T = 1000 with variance beta_t and no x0 clipping.
+
+``p_max``: the paper clamps the posterior at p_max without giving its class-removal value; the text-to-image
+default 0.8 caps lambda at 4 lambda0, which leaves forbidden samples at small lambda0. Class removal therefore
+sweeps p_max, with 0.99 (lambda <= 99 lambda0) as its own default.
+
+CPU presets keep every method setting and shrink what costs time: samples per point, respaced steps, the FID
+reference set. On the 2-core build machine one network evaluation of the `mnist-cpu` UNet costs ~5 ms per image
+(fp32, one thread), so a point of 512 samples x 50 steps x 2 networks is ~2-4 minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from train.errors import UsageError
+
+METHODS = ("np", "sld", "dng")
+SAMPLERS = ("ddpm", "ddim")
+SAMPLER_VARIANCES = ("beta", "beta_tilde")
+TRANSITION_VARIANCES = ("matched", "beta", "beta_tilde")
+FID_NETWORKS = ("inception", "classifier")
+
+
+@dataclass(frozen=True)
+class RemovalPreset:
+    """Every setting of one class-removal sweep. Scales are each method's own guidance parameter: NP's constant
+    lambda (``eps_u - lambda (eps_f - eps_u)``), SLD's guidance scale, DNG's lambda0."""
+
+    name: str
+    dataset: str
+    removed: int = 0
+    samples: int = 10_240
+    batch_size: int = 512
+    seed: int = 0
+    methods: tuple[str, ...] = METHODS
+    samplers: tuple[str, ...] = ("ddpm", "ddim")
+    ddim_methods: tuple[str, ...] = ("dng",)  # DDIM rows: DNG with the flow tracker (no published evaluation has it)
+    ddpm_steps: int = 1000  # < T: respaced ancestral sampling
+    ddim_steps: int = 50
+    sampler_variance: str = "beta"  # the variance the ancestral sampler injects: the paper's beta_t
+    transition_variance: str = "matched"  # DNG's transition likelihood: the sampler's own variance (see module doc)
+    np_scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+    sld_scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+    dng_lambda0: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0)
+    dng_p_max: tuple[float, ...] = (0.8, 0.99)
+    dng_prior: float = 0.25
+    dng_temperature: float = 0.25
+    dng_offset: float = 0.0
+    dng_tracker_ddim: str = "auto"  # the gated flow tracker on DDIM
+    sld_threshold: float = 0.04
+    sld_s_s: float = 100.0
+    sld_beta_m: float = 0.2
+    sld_s_m: float = 0.1
+    fid_networks: tuple[str, ...] = ("inception", "classifier")
+    fid_reference_count: int | None = None  # None: the whole training set without the removed class
+    curve_samples: int = 8  # p(t) / lambda(t) curves of the first samples of each DNG point
+
+    def validate(self) -> None:
+        checks = [
+            (self.samples >= 1, f"--samples must be >= 1, got {self.samples}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (set(self.methods) <= set(METHODS), f"--methods must be among {','.join(METHODS)}, got "
+                                                f"{','.join(self.methods)}"),
+            (set(self.ddim_methods) <= set(METHODS), f"--ddim-methods must be among {','.join(METHODS)}"),
+            (set(self.samplers) <= set(SAMPLERS) and self.samplers, f"--samplers must be among {','.join(SAMPLERS)}"),
+            (2 <= self.ddpm_steps <= 1000, f"--ddpm-steps must be in 2..1000, got {self.ddpm_steps}"),
+            (2 <= self.ddim_steps <= 1000, f"--ddim-steps must be in 2..1000, got {self.ddim_steps}"),
+            (self.sampler_variance in SAMPLER_VARIANCES, f"--sampler-variance must be one of {SAMPLER_VARIANCES}"),
+            (self.transition_variance in TRANSITION_VARIANCES,
+             f"--transition-variance must be one of {TRANSITION_VARIANCES}"),
+            (all(s >= 0 for s in self.np_scales + self.sld_scales + self.dng_lambda0), "scales must be >= 0"),
+            (all(0 < p < 1 for p in self.dng_p_max), f"--dng-p-max values must be in (0, 1), got {self.dng_p_max}"),
+            (0 < self.dng_prior < 1, f"--dng-prior must be in (0, 1), got {self.dng_prior}"),
+            (set(self.fid_networks) <= set(FID_NETWORKS), f"--fid must be among {','.join(FID_NETWORKS)}"),
+            (self.fid_reference_count is None or self.fid_reference_count >= 2,
+             "--fid-reference-count must be >= 2"),
+            (self.curve_samples >= 0, "--curve-samples must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+MNIST_PAPER = RemovalPreset("mnist-paper", "mnist")
+CIFAR10_PAPER = RemovalPreset(
+    "cifar10-paper", "cifar10", dng_prior=0.01, dng_temperature=0.2, dng_offset=0.0002,
+)
+# The 2-core CPU: respaced 50-step ancestral sampling, 512 samples per point, FID against 10k training images.
+MNIST_CPU = dataclasses.replace(
+    MNIST_PAPER, name="mnist-cpu", samples=512, batch_size=256, ddpm_steps=50, ddim_steps=50,
+    np_scales=(0.25, 0.5, 1.0, 2.0, 4.0), sld_scales=(0.5, 1.0, 2.0, 5.0, 10.0), dng_lambda0=(1.0, 2.0, 5.0, 10.0),
+    fid_reference_count=10_000,
+)
+CIFAR10_CPU = dataclasses.replace(
+    CIFAR10_PAPER, name="cifar10-cpu", samples=256, batch_size=128, ddpm_steps=50, ddim_steps=50,
+    fid_reference_count=5_000,
+)
+
+REMOVAL_PRESETS = {p.name: p for p in (MNIST_PAPER, CIFAR10_PAPER, MNIST_CPU, CIFAR10_CPU)}
+DEFAULT_REMOVAL_PRESET = {("mnist", "cuda"): "mnist-paper", ("cifar10", "cuda"): "cifar10-paper",
+                          ("mnist", "cpu"): "mnist-cpu", ("cifar10", "cpu"): "cifar10-cpu"}
+
+
+def removal_preset(name: str | None, dataset: str, device_type: str, **overrides) -> RemovalPreset:
+    """The named preset (default: the dataset's paper preset on a GPU, its CPU preset elsewhere) with the
+    non-None ``overrides`` applied, validated."""
+    key = name or DEFAULT_REMOVAL_PRESET[(dataset, "cuda" if device_type == "cuda" else "cpu")]
+    if key not in REMOVAL_PRESETS:
+        raise UsageError(f"unknown removal preset {key!r}; choose one of {', '.join(sorted(REMOVAL_PRESETS))}")
+    preset = REMOVAL_PRESETS[key]
+    if preset.dataset != dataset:
+        raise UsageError(f"preset {preset.name} is for {preset.dataset}, not {dataset}")
+    preset = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+    preset.validate()
+    return preset

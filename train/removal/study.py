@@ -1,0 +1,102 @@
+"""`python -m train removal`: check every input, run (or resume) the sweep, merge the points, write the report.
+
+Everything the sweep needs is checked before the first sample: the model folders and their schedules, the
+classifier, the dataset for the FID reference, the FID network, the settings. Under ``accelerate launch`` the
+main process prepares the FID reference statistics first (the others then read the cache).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from train.data import check_class, check_dataset, load_dataset
+from train.errors import UsageError
+from train.removal.models import load_study_models
+from train.removal.presets import RemovalPreset, removal_preset
+from train.removal.sweep import Evaluator, merge_points, run_sweep
+
+PRESET_OVERRIDES = {  # CLI argument -> preset field
+    "methods": "methods", "samples": "samples", "batch_size": "batch_size", "seed": "seed", "samplers": "samplers",
+    "ddim_methods": "ddim_methods", "ddpm_steps": "ddpm_steps", "ddim_steps": "ddim_steps",
+    "sampler_variance": "sampler_variance", "transition_variance": "transition_variance",
+    "np_scales": "np_scales", "sld_scales": "sld_scales", "dng_lambda0": "dng_lambda0", "dng_p_max": "dng_p_max",
+    "dng_prior": "dng_prior", "dng_temperature": "dng_temperature", "dng_offset": "dng_offset",
+    "sld_threshold": "sld_threshold", "sld_s_s": "sld_s_s", "sld_beta_m": "sld_beta_m", "sld_s_m": "sld_s_m",
+    "fid_reference_count": "fid_reference_count",
+}
+
+
+def preset_from_args(args, device: torch.device) -> RemovalPreset:
+    overrides = {field: getattr(args, arg, None) for arg, field in PRESET_OVERRIDES.items()}
+    fid = getattr(args, "fid", None)
+    if fid is not None:
+        overrides["fid_networks"] = () if "none" in fid else fid
+    return removal_preset(args.preset, args.dataset, device.type, removed=args.remove, **overrides)
+
+
+def pick_device(cpu: bool) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+
+
+def build_evaluator(preset: RemovalPreset, classifier_dir, data_dir, out: Path, device: torch.device,
+                    is_main: bool, wait) -> Evaluator:
+    """The classifier, the FID networks and their reference statistics (kept classes, and all classes)."""
+    from train.classifier_io import load_classifier
+    from train.removal import fid
+
+    classifier = load_classifier(classifier_dir, device)
+    num_classes = len(classifier.classes)
+    train_labels = load_dataset(preset.dataset, "train", data_dir).labels
+    data_histogram = torch.bincount(train_labels, minlength=num_classes)
+    networks = {}
+    for name in preset.fid_networks:
+        networks[name] = (fid.InceptionFeatures(device) if name == "inception"
+                          else fid.ClassifierFeatures(classifier_dir, device))
+    references = {}
+    for turn in ("main", "others"):  # the main process fills the cache, then the others read it
+        if (turn == "main") == is_main:
+            for name, network in networks.items():
+                for selection, removed in (("kept", preset.removed), ("all", None)):
+                    references[(name, selection)] = fid.reference_stats(
+                        preset.dataset, removed, network, out / "fid-reference", data_dir,
+                        limit=preset.fid_reference_count)
+        wait()
+    return Evaluator(classifier, num_classes, preset.removed, networks, references, data_histogram, device)
+
+
+def run_removal(args) -> Path:
+    from accelerate import PartialState
+
+    check_dataset(args.dataset)
+    check_class(args.dataset, args.remove, "--remove")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    state = PartialState(cpu=args.cpu)
+    device = state.device if not args.cpu else torch.device("cpu")
+    preset = preset_from_args(args, device)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    models = load_study_models(args.uncond, args.forget, args.oracle, device)
+    evaluator = build_evaluator(preset, args.classifier, args.data_dir, out, device, state.is_main_process,
+                                state.wait_for_everyone)
+    if state.is_main_process:
+        (out / "study.json").write_text(json.dumps({"preset": preset.to_dict(), "models": models.hashes,
+                                                    "folders": {"uncond": str(args.uncond),
+                                                                "forget": str(args.forget),
+                                                                "oracle": args.oracle and str(args.oracle),
+                                                                "classifier": str(args.classifier)}}, indent=1))
+    autocast = torch.bfloat16 if device.type == "cuda" else None
+    run_sweep(preset, models, evaluator, out, device, autocast, state.process_index, state.num_processes)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        rows = merge_points(preset, models, out)
+        from train.removal.report import write_report
+
+        write_report(rows, preset, out, out)
+        print(f"points: {out / 'points.csv'}; report: {out}")
+    return out
