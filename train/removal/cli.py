@@ -94,7 +94,9 @@ def add_removal_commands(sub) -> None:
     r.add_argument("--forget", required=True, help="model/ folder of the DDPM trained on class K only")
     r.add_argument("--classifier", required=True, help="folder of the classifier (python -m train classifier)")
     r.add_argument("--oracle", help="model/ folder of the DDPM trained without class K (the retrained oracle)")
-    r.add_argument("--out", required=True, help="output folder: points/, points.csv, points.json, plots")
+    r.add_argument("--out", required=True, help="the sweep's folder: points/ (samples and metrics per point, what a "
+                                                "resume reads) and the FID reference cache")
+    r.add_argument("--report", help="folder for points.csv, points.json, the plots and summary.md (default: --out)")
     _study_args(r)
 
     a = sub.add_parser("reproduce-removal", help="train (or reuse) every model of the study, run the sweep and "
@@ -105,7 +107,7 @@ def add_removal_commands(sub) -> None:
     a.add_argument("--dataset", required=True, help="mnist (cifar10: its DDPMs need a GPU)")
     a.add_argument("--remove", type=int, required=True, help="the class K to remove")
     a.add_argument("--runs", help="folder of the study's models and sweep (default runs/removal-<dataset>-<K>)")
-    a.add_argument("--report", help="folder for points.csv/json and the plots (default: <runs>/report)")
+    a.add_argument("--report", help="folder for points.csv/json, the plots and summary.md (default: <runs>/report)")
     a.add_argument("--training", choices=("cpu", "gpu"),
                    help="training sizes (default: gpu when one is present, else cpu); see docs/removal.md")
     _study_args(a)

@@ -77,9 +77,10 @@ def run_removal(args) -> Path:
     state = PartialState(cpu=args.cpu)
     device = state.device if not args.cpu else torch.device("cpu")
     preset = preset_from_args(args, device)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
+    out, report = Path(args.out), Path(getattr(args, "report", None) or args.out)
+    for option, folder in (("--out", out), ("--report", report)):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{option} {folder} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     models = load_study_models(args.uncond, args.forget, args.oracle, device)
     evaluator = build_evaluator(preset, args.classifier, args.data_dir, out, device, state.is_main_process,
@@ -94,9 +95,9 @@ def run_removal(args) -> Path:
     run_sweep(preset, models, evaluator, out, device, autocast, state.process_index, state.num_processes)
     state.wait_for_everyone()
     if state.is_main_process:
-        rows = merge_points(preset, models, out)
+        rows = merge_points(preset, models, out, report)
         from train.removal.report import write_report
 
-        write_report(rows, preset, out, out)
-        print(f"points: {out / 'points.csv'}; report: {out}")
+        write_report(rows, preset, out, report)
+        print(f"points: {report / 'points.csv'}; plots and summary: {report}")
     return out

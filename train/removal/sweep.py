@@ -182,14 +182,16 @@ def run_sweep(preset: RemovalPreset, models: StudyModels, evaluator: Evaluator, 
     return mine
 
 
-def merge_points(preset: RemovalPreset, models: StudyModels, out: Path) -> list[dict]:
-    """points.json (every point, full) and points.csv (one row per point, the CSV_COLUMNS) of the current sweep."""
+def merge_points(preset: RemovalPreset, models: StudyModels, out: Path, report: Path) -> list[dict]:
+    """``report``/points.json (every point, full) and points.csv (one row per point, the CSV_COLUMNS) of the
+    sweep in ``out``."""
     todo, kept = pending_points(preset, models, out)
     if todo:
         raise RuntimeError(f"{len(todo)} points are not finished: {', '.join(p.name for p in todo[:5])}")
     order = [p.name for p in sweep_points(preset, models.oracle is not None)]
     rows = [kept[name] for name in order]
-    _write_atomically(out / "points.json", lambda p: p.write_text(json.dumps(rows, indent=1)))
+    report.mkdir(parents=True, exist_ok=True)
+    _write_atomically(report / "points.json", lambda p: p.write_text(json.dumps(rows, indent=1)))
 
     def write_csv(path: Path) -> None:
         with open(path, "w", newline="") as f:
@@ -197,7 +199,7 @@ def merge_points(preset: RemovalPreset, models: StudyModels, out: Path) -> list[
             writer.writeheader()
             writer.writerows(rows)
 
-    _write_atomically(out / "points.csv", write_csv)
+    _write_atomically(report / "points.csv", write_csv)
     return rows
 
 

@@ -1,0 +1,106 @@
+"""`python -m train removal` end to end on tiny random models: outputs, resume after SIGKILL, input checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from removal_fixtures import study_dirs
+from train_run_helpers import REPO, kill_once_exists
+
+from train.cli import main
+
+TINY_SWEEP = ["--samples", "6", "--batch-size", "4", "--ddpm-steps", "4", "--ddim-steps", "4", "--np-scales", "1",
+              "--sld-scales", "1,3", "--dng-lambda0", "2", "--dng-p-max", "0.9,0.99", "--fid", "classifier",
+              "--fid-reference-count", "40", "--cpu", "--threads", "1"]
+
+
+def removal_argv(dirs, out, *extra):
+    return ["removal", "--dataset", "mnist", "--remove", "0", "--uncond", str(dirs["uncond"]), "--forget",
+            str(dirs["forget"]), "--oracle", str(dirs["oracle"]), "--classifier", str(dirs["classifier"]),
+            "--out", str(out), *TINY_SWEEP, *extra]
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    return study_dirs(tmp_path_factory.mktemp("study"))
+
+
+def _without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_second", "device")} for row in rows]
+
+
+def test_removal_writes_every_point_and_the_report(dirs, tmp_path, mnist_dir):
+    assert main(removal_argv(dirs, tmp_path / "sweep", "--report", str(tmp_path / "report"))) == 0
+    rows = json.loads((tmp_path / "report" / "points.json").read_text())
+    names = [r["name"] for r in rows]
+    assert names == ["ddpm4-none-0", "ddpm4-oracle-0", "ddpm4-np-1", "ddpm4-sld-1", "ddpm4-sld-3",
+                     "ddpm4-dng-2-pmax0.9", "ddpm4-dng-2-pmax0.99", "ddim4-none-0", "ddim4-oracle-0",
+                     "ddim4-dng-2-pmax0.9", "ddim4-dng-2-pmax0.99"]
+    for row in rows:
+        assert sum(row["class_histogram"]) == 6
+        assert 0 <= row["forbidden_share"] <= 1 and row["kl_uniform_kept"] >= 0
+        assert row["fid_classifier_kept"] >= 0 and "fid_inception_kept" not in row
+        assert row["settings"]["seed"] == 0 and row["settings"]["models"]
+        expected_rows = 1 if row["method"] in ("none", "oracle") else 2
+        assert row["rows_per_sample_step"] >= expected_rows if row["sampler"] == "ddim" else (
+            row["rows_per_sample_step"] == expected_rows)
+        if row["method"] == "dng":
+            assert len(row["curves"]["p"]) == 4 and 0 < row["mean_final_posterior"] <= row["p_max"] + 1e-9
+    with open(tmp_path / "report" / "points.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    assert (tmp_path / "report" / "summary.md").is_file()
+    assert len(list((tmp_path / "sweep" / "points").glob("*.safetensors"))) == len(rows)
+
+
+def test_interrupted_sweep_resumes_to_the_same_points(dirs, tmp_path, mnist_dir):
+    """SIGKILL after the first point is on disk; the rerun keeps it, runs the rest, and every point equals an
+    uninterrupted sweep's (same samples: common random numbers; same metrics)."""
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "train", *removal_argv(dirs, tmp_path / "killed")]
+    kill_once_exists(cmd, env, tmp_path / "killed" / "points" / "ddpm4-none-0.json")
+    first = (tmp_path / "killed" / "points" / "ddpm4-none-0.json").read_text()
+    assert not (tmp_path / "killed" / "points.json").exists()
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    assert (tmp_path / "killed" / "points" / "ddpm4-none-0.json").read_text() == first  # kept, not rerun
+    assert main(removal_argv(dirs, tmp_path / "whole")) == 0
+    resumed = json.loads((tmp_path / "killed" / "points.json").read_text())
+    whole = json.loads((tmp_path / "whole" / "points.json").read_text())
+    assert _without_timing(resumed) == _without_timing(whole)
+
+
+def test_a_changed_setting_reruns_only_its_points(dirs, tmp_path, mnist_dir):
+    out = tmp_path / "sweep"
+    assert main(removal_argv(dirs, out)) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")}
+    assert main(removal_argv(dirs, out, "--sld-threshold", "0.02")) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")}
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert changed == ["ddpm4-sld-1.json", "ddpm4-sld-3.json"]
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("uncond", "--uncond"), ("classifier", "no classifier at"), ("oracle", "--oracle")])
+def test_bad_inputs_stop_before_sampling(dirs, tmp_path, capsys, broken, message):
+    argv = removal_argv(dirs, tmp_path / "sweep")
+    argv[argv.index(f"--{broken}") + 1] = str(tmp_path / "missing")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "sweep" / "points").exists()
+
+
+def test_bad_settings_are_refused_with_one_line(dirs, tmp_path, capsys):
+    assert main(removal_argv(dirs, tmp_path / "sweep", "--dng-p-max", "1.5")) == 2
+    assert "--dng-p-max" in capsys.readouterr().err
+
+
+def test_help_lists_the_methods():
+    out = subprocess.run([sys.executable, "-m", "train", "removal", "--help"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    for method in ("np ", "sld ", "dng "):
+        assert method in out

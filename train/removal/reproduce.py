@@ -1,0 +1,114 @@
+"""`python -m train reproduce-removal`: every model of the study, then the sweep and the report, in one command.
+
+Per dataset and removed class K it trains (or reuses) four models in ``--runs`` (default
+``runs/removal-<dataset>-<K>``): the classifier, the all-class DDPM, the class-K-only DDPM (the "to-forget" model)
+and the class-K-dropped DDPM (the retrained oracle). A finished model is reused; an unfinished one (a crash, a
+Ctrl-C, a time budget) resumes exactly from its newest checkpoint; then ``removal`` runs (resuming its points).
+Each training step is the same `python -m train ...` command a user would type, printed before it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from train.checkpoint import list_checkpoints
+from train.data import check_class, check_dataset
+from train.errors import UsageError
+from train.removal.study import pick_device, run_removal
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What to train for one study: the DDPM preset and each DDPM's steps, the classifier preset."""
+
+    ddpm_preset: str
+    all_steps: int
+    only_steps: int  # one class holds a tenth of the images: fewer steps see it as many times
+    drop_steps: int
+    classifier_preset: str
+
+
+# cpu: the 0.28 M-parameter UNet, ~1 h per 8000 steps on one core of the 2-core build machine (fp32).
+# gpu: the 6.5 M-parameter UNet of the `mnist` preset for its 30k steps (the all-class and oracle models).
+TRAINING_PLANS = {
+    ("mnist", "cpu"): TrainingPlan("mnist-cpu", 8000, 4000, 8000, "mnist"),
+    ("mnist", "gpu"): TrainingPlan("mnist", 30_000, 10_000, 30_000, "mnist"),
+    ("cifar10", "gpu"): TrainingPlan("cifar10", 800_000, 100_000, 800_000, "cifar10"),
+}
+
+
+def training_plan(dataset: str, training: str) -> TrainingPlan:
+    if (dataset, training) not in TRAINING_PLANS:
+        raise UsageError(f"no {training} training plan for {dataset}: CIFAR-10 DDPMs need a GPU (--training gpu), or "
+                         "run `python -m train removal` on models you have")
+    return TRAINING_PLANS[(dataset, training)]
+
+
+def ddpm_finished(run: Path, max_steps: int) -> bool:
+    """model/ saved and a checkpoint at (or past) the planned last step."""
+    steps = [int(p.name.split("-")[1]) for p in list_checkpoints(run)] if run.is_dir() else []
+    return (run / "model" / "config.json").is_file() and bool(steps) and max(steps) >= max_steps
+
+
+def classifier_finished(run: Path) -> bool:
+    """A classifier saved at the end of its schedule (a time-budget stop keeps its checkpoints to resume)."""
+    config = run / "classifier.json"
+    return config.is_file() and not list_checkpoints(run) and "test_accuracy" in json.loads(config.read_text())
+
+
+def _train(argv: list[str], run: Path, finished: bool) -> None:
+    """Run one `python -m train` command: skipped when finished, with --resume when the run folder exists."""
+    if finished:
+        print(f"reusing {run}", file=sys.stderr)
+        return
+    if run.exists():
+        argv = [*argv, "--resume", str(run)]
+    else:
+        argv = [*argv, "--output-dir", str(run)]
+    print("$ python -m train " + shlex.join(argv), file=sys.stderr)
+    from train.cli import run as train_cli
+
+    code = train_cli(argv)
+    if code:
+        raise UsageError(f"`python -m train {argv[0]}` failed (exit {code})")
+
+
+def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu: bool) -> dict[str, Path]:
+    """The study's four model folders, trained or resumed as needed."""
+    device = ["--cpu"] if cpu else []
+    classifier = runs / "classifier"
+    _train(["classifier", "--dataset", dataset, "--preset", plan.classifier_preset, *device], classifier,
+           classifier_finished(classifier))
+    ddpms = {"uncond": ("all", plan.all_steps, []),
+             "forget": (f"only{removed}", plan.only_steps, ["--only-class", str(removed)]),
+             "oracle": (f"drop{removed}", plan.drop_steps, ["--drop-class", str(removed)])}
+    folders = {"classifier": classifier}
+    for role, (name, steps, selection) in ddpms.items():
+        run = runs / f"ddpm-{name}"
+        _train(["ddpm", "--dataset", dataset, "--preset", plan.ddpm_preset, "--max-steps", str(steps),
+                "--sample-every", "0", *selection, *device], run, ddpm_finished(run, steps))
+        folders[role] = run / "model"
+    return folders
+
+
+def reproduce_removal(args) -> Path:
+    check_dataset(args.dataset)
+    check_class(args.dataset, args.remove, "--remove")
+    runs = Path(args.runs or f"runs/removal-{args.dataset}-{args.remove}")
+    if runs.exists() and not runs.is_dir():
+        raise UsageError(f"--runs {runs} is a file, not a folder")
+    training = args.training or ("gpu" if pick_device(args.cpu).type == "cuda" else "cpu")
+    plan = training_plan(args.dataset, training)
+    runs.mkdir(parents=True, exist_ok=True)
+    folders = train_models(args.dataset, args.remove, runs, plan, args.cpu)
+    args.uncond, args.forget, args.oracle = folders["uncond"], folders["forget"], folders["oracle"]
+    args.classifier = folders["classifier"]
+    args.out, args.report = runs / "sweep", args.report or runs / "report"
+    print(f"$ python -m train removal --dataset {args.dataset} --remove {args.remove} --uncond {args.uncond} "
+          f"--forget {args.forget} --oracle {args.oracle} --classifier {args.classifier} --out {args.out} "
+          f"--report {args.report}", file=sys.stderr)
+    return run_removal(args)
