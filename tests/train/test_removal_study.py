@@ -104,3 +104,16 @@ def test_help_lists_the_methods():
                          text=True, check=True).stdout
     for method in ("np ", "sld ", "dng "):
         assert method in out
+
+
+def test_points_spread_over_processes_equal_a_single_process_sweep(dirs, tmp_path, mnist_dir):
+    """torchrun (what `accelerate launch` starts) with two CPU processes: the points are dealt out and merged, and
+    every point equals the single-process sweep's: a sample's noise does not depend on the process."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "train", *removal_argv(dirs, tmp_path / "two")],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    assert main(removal_argv(dirs, tmp_path / "one")) == 0
+    two = json.loads((tmp_path / "two" / "points.json").read_text())
+    one = json.loads((tmp_path / "one" / "points.json").read_text())
+    assert _without_timing(two) == _without_timing(one)
