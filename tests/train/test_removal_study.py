@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -117,3 +118,34 @@ def test_points_spread_over_processes_equal_a_single_process_sweep(dirs, tmp_pat
     two = json.loads((tmp_path / "two" / "points.json").read_text())
     one = json.loads((tmp_path / "one" / "points.json").read_text())
     assert _without_timing(two) == _without_timing(one)
+
+
+def test_reproduce_removal_trains_then_reuses_and_resumes(tmp_path, monkeypatch, capsys, mnist_dir):
+    """One command trains the four models and runs the sweep; run again it reuses everything; with more steps
+    planned for the all-class model it resumes that one and reruns only the points that depend on it."""
+    from train.removal import reproduce
+
+    plan = reproduce.TrainingPlan("mnist-tiny", 4, 2, 4, "mnist", classifier_args=("--epochs", "1", "--limit", "512",
+                                                                                 "--test-limit", "100"),
+                                  ddpm_args=("--limit", "64"))
+    monkeypatch.setitem(reproduce.TRAINING_PLANS, ("mnist", "cpu"), plan)
+    runs = tmp_path / "runs"
+    argv = ["reproduce-removal", "--dataset", "mnist", "--remove", "0", "--runs", str(runs), "--training", "cpu",
+            *TINY_SWEEP]
+    assert main(argv) == 0
+    for name in ("ddpm-all", "ddpm-only0", "ddpm-drop0"):
+        assert (runs / name / "model" / "config.json").is_file()
+    assert (runs / "report" / "points.csv").is_file() and (runs / "report" / "summary.md").is_file()
+    points = runs / "sweep" / "points"
+    before = {p.name: p.stat().st_mtime_ns for p in points.glob("*.json")}
+
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert capsys.readouterr().err.count("reusing") == 4
+    assert {p.name: p.stat().st_mtime_ns for p in points.glob("*.json")} == before
+
+    monkeypatch.setitem(reproduce.TRAINING_PLANS, ("mnist", "cpu"), dataclasses.replace(plan, all_steps=6))
+    assert main(argv) == 0
+    assert "--resume" in capsys.readouterr().err
+    rerun = sorted(n for n, t in before.items() if (points / n).stat().st_mtime_ns != t)
+    assert rerun == sorted(n for n in before if "oracle" not in n)  # every point but the oracle's uses ddpm-all

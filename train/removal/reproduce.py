@@ -30,6 +30,8 @@ class TrainingPlan:
     only_steps: int  # one class holds a tenth of the images: fewer steps see it as many times
     drop_steps: int
     classifier_preset: str
+    classifier_args: tuple[str, ...] = ()  # further `train classifier` options (e.g. --epochs)
+    ddpm_args: tuple[str, ...] = ()  # further `train ddpm` options
 
 
 # cpu: the 0.28 M-parameter UNet, ~1 h per 8000 steps on one core of the 2-core build machine (fp32).
@@ -81,8 +83,8 @@ def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu
     """The study's four model folders, trained or resumed as needed."""
     device = ["--cpu"] if cpu else []
     classifier = runs / "classifier"
-    _train(["classifier", "--dataset", dataset, "--preset", plan.classifier_preset, *device], classifier,
-           classifier_finished(classifier))
+    _train(["classifier", "--dataset", dataset, "--preset", plan.classifier_preset, *plan.classifier_args, *device],
+           classifier, classifier_finished(classifier))
     ddpms = {"uncond": ("all", plan.all_steps, []),
              "forget": (f"only{removed}", plan.only_steps, ["--only-class", str(removed)]),
              "oracle": (f"drop{removed}", plan.drop_steps, ["--drop-class", str(removed)])}
@@ -90,7 +92,7 @@ def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu
     for role, (name, steps, selection) in ddpms.items():
         run = runs / f"ddpm-{name}"
         _train(["ddpm", "--dataset", dataset, "--preset", plan.ddpm_preset, "--max-steps", str(steps),
-                "--sample-every", "0", *selection, *device], run, ddpm_finished(run, steps))
+                "--sample-every", "0", *selection, *plan.ddpm_args, *device], run, ddpm_finished(run, steps))
         folders[role] = run / "model"
     return folders
 
