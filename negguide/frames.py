@@ -23,7 +23,7 @@ the evaluation carries no evidence about the image (:meth:`Frame.informative` is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -72,6 +72,8 @@ class Frame:
     level: str = "sigma"
     scaling: str = "ve"
     alphas_cumprod: torch.Tensor | None = None
+    # alphas_cumprod per device, copied once: a host->device copy at every step would synchronise a GPU loop
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.prediction not in PREDICTIONS:
@@ -123,11 +125,16 @@ class Frame:
             t = v.clamp(0.0, 1.0)
             return NoiseLevel(1.0 - t, t, can_be_pure_noise=True)
         if self.level == "timestep":
-            abar = _abar_at(self.alphas_cumprod.to(v.device), v)
+            abar = _abar_at(self._table_on(v.device), v)
             return NoiseLevel(abar.sqrt(), (1.0 - abar).sqrt())
         if self.scaling == "ve":
             return NoiseLevel(torch.ones_like(v), v)
         return NoiseLevel(1.0 / (1.0 + v * v).sqrt(), v / (1.0 + v * v).sqrt())
+
+    def _table_on(self, device: torch.device) -> torch.Tensor:
+        if device not in self._tables:
+            self._tables[device] = self.alphas_cumprod.to(device)
+        return self._tables[device]
 
     # --- states ----------------------------------------------------------------------------------------
     def to_ve(self, x: torch.Tensor, level: NoiseLevel) -> torch.Tensor:
