@@ -53,7 +53,13 @@ def test_removal_writes_every_point_and_the_report(dirs, tmp_path, mnist_dir):
         if row["method"] == "dng":
             assert len(row["curves"]["p"]) == 4 and 0 < row["mean_final_posterior"] <= row["p_max"] + 1e-9
     with open(tmp_path / "report" / "points.csv") as f:
-        assert len(list(csv.DictReader(f))) == len(rows)
+        table = list(csv.DictReader(f))
+    assert [r["method"] for r in table] == [r["method"] for r in rows]
+    dng = next(r for r in table if r["method"] == "dng")
+    assert (dng["dng_transition_variance"], dng["dng_prior"], dng["seed"], dng["sampler_variance"]) == (
+        "beta", "0.25", "0", "beta")
+    assert len(dng["model_unconditional"]) == 16 and dng["sld_threshold"] == ""
+    assert sum(map(int, dng["class_histogram"].split())) == 6
     assert (tmp_path / "report" / "summary.md").is_file()
     assert len(list((tmp_path / "sweep" / "points").glob("*.safetensors"))) == len(rows)
 

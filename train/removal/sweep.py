@@ -29,7 +29,10 @@ from train.removal.sampler import BranchNetworks, sample_batch
 
 CSV_COLUMNS = ("method", "scale", "p_max", "sampler", "steps", "samples", "forbidden_share", "kl_uniform_kept",
                "kl_data_kept", "fid_inception_kept", "fid_inception_all", "fid_classifier_kept", "fid_classifier_all",
-               "mean_final_posterior", "rows_per_sample_step", "seconds", "samples_per_second", "key")
+               "class_histogram", "mean_final_posterior", "rows_per_sample_step", "seconds", "samples_per_second",
+               "device", "seed", "sampler_variance", "dng_tracker", "dng_transition_variance", "dng_prior",
+               "dng_temperature", "dng_offset", "sld_threshold", "sld_s_s", "sld_beta_m", "sld_s_m",
+               "model_unconditional", "model_forget", "model_oracle", "key")
 
 
 def _write_atomically(path: Path, write) -> None:
@@ -197,10 +200,21 @@ def merge_points(preset: RemovalPreset, models: StudyModels, out: Path, report: 
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(csv_row(row) for row in rows)
 
     _write_atomically(report / "points.csv", write_csv)
     return rows
+
+
+def csv_row(result: dict) -> dict:
+    """A point's flat CSV row: its metrics and every setting behind it (the switches, seed, model hashes)."""
+    settings = result["settings"]
+    row = dict(result, class_histogram=" ".join(map(str, result["class_histogram"])), seed=settings["seed"],
+               sampler_variance=settings["sampler_variance"])
+    row |= {f"dng_{k}": v for k, v in settings.get("dng", {}).items() if k != "p_max"}
+    row |= {f"sld_{k}": v for k, v in settings.get("sld", {}).items()}
+    row |= {f"model_{role}": digest[:16] for role, digest in settings["models"].items()}
+    return row
 
 
 def load_point_tensors(out: Path, name: str) -> dict[str, torch.Tensor]:
