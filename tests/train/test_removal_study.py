@@ -155,3 +155,20 @@ def test_reproduce_removal_trains_then_reuses_and_resumes(tmp_path, monkeypatch,
     assert "--resume" in capsys.readouterr().err
     rerun = sorted(n for n, t in before.items() if (points / n).stat().st_mtime_ns != t)
     assert rerun == sorted(n for n in before if "oracle" not in n)  # every point but the oracle's uses ddpm-all
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path, monkeypatch):
+    from train import cli
+    from train.removal import reproduce
+
+    calls = []
+    monkeypatch.setattr(cli, "run", lambda argv: calls.append(argv) or 0)
+    run = tmp_path / "ddpm-all"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    reproduce._train(["ddpm", "--dataset", "mnist"], run, finished=False)
+    assert calls == [["ddpm", "--dataset", "mnist", "--output-dir", str(run)]]
+    assert [p.name.startswith("ddpm-all.no-checkpoint-") for p in tmp_path.iterdir()] == [True]
+    (run / "checkpoint-4").mkdir(parents=True)
+    reproduce._train(["ddpm", "--dataset", "mnist"], run, finished=False)
+    assert calls[-1] == ["ddpm", "--dataset", "mnist", "--resume", str(run)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def _train(argv: list[str], run: Path, finished: bool) -> None:
     if finished:
         print(f"reusing {run}", file=sys.stderr)
         return
+    if run.exists() and not list_checkpoints(run):  # stopped before its first checkpoint: nothing to resume
+        aside = run.with_name(f"{run.name}.no-checkpoint-{int(time.time())}")
+        run.rename(aside)
+        print(f"{run} had no checkpoint to resume from; moved it to {aside} and starting over", file=sys.stderr)
     if run.exists():
         argv = [*argv, "--resume", str(run)]
     else:
