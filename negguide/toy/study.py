@@ -17,7 +17,9 @@ TRACKING_1D = [("ddpm", 1000), ("ddpm", 50), ("ddpm", 20)] + [
     (s, n) for s in ("ddim", "euler", "euler_a", "dpmpp_2m") for n in (50, 20)]
 DETERMINISTIC_TRACKERS = ("transition-beta_tilde", "flow-moment", "flow-hutchinson-1", "flow-gated-1+evidence",
                           "flow-exact")
-STOCHASTIC_TRACKER = {"ddpm": "transition-beta", "euler_a": "transition-sampler"}
+STOCHASTIC_TRACKER = {"ddpm": "transition-beta", "euler_a": "transition-sampler"}  # the variance it injects
+# DDPM also gets beta_tilde, the DNG authors' code's variance, though the sampler injects beta (-> false alarms)
+STOCHASTIC_EXTRA_TRACKERS = {"ddpm": ("transition-beta_tilde",)}
 AUTO_DETERMINISTIC = "flow-gated-1+evidence"  # what DNGConfig(tracker="auto") runs on deterministic samplers
 HIGH_D_TRACKERS = ("transition-beta_tilde", "flow-moment", "flow-hutchinson-1", "flow-hutchinson-1+evidence",
                    "flow-hutchinson-2", "flow-gated-1+evidence", "flow-exact+evidence")
@@ -60,11 +62,19 @@ def removal_study(mix, n: int, steps: int, seed: int, dng_prior: float) -> dict:
     return out
 
 
+def trackers_1d(sampler: str) -> tuple[str, ...]:
+    """The trackers the 1-D study runs on ``sampler``: a stochastic one's own transition variance first."""
+    if sampler in STOCHASTIC_TRACKER:
+        return (STOCHASTIC_TRACKER[sampler],) + STOCHASTIC_EXTRA_TRACKERS.get(sampler, ())
+    return DETERMINISTIC_TRACKERS
+
+
 def tracking_study(n: int, seed: int) -> dict:
+    """Every 1-D configuration with its trackers, all on the same trajectories (the sampler has its own seed)."""
     mix = three_modes_1d()
     table: dict = {}
     for sampler, steps in TRACKING_1D:
-        specs = (STOCHASTIC_TRACKER[sampler],) if sampler in STOCHASTIC_TRACKER else DETERMINISTIC_TRACKERS
+        specs = trackers_1d(sampler)
         by_tracker = {spec: E.track_posterior(mix, sampler, steps, spec, n, seed) for spec in specs}
         auto = STOCHASTIC_TRACKER.get(sampler, AUTO_DETERMINISTIC)
         table.setdefault(sampler, {})[str(steps)] = {
@@ -72,9 +82,21 @@ def tracking_study(n: int, seed: int) -> dict:
             "mean_abs_error_final": by_tracker[auto]["mean_abs_error_final"],
             "mean_abs_error_time": by_tracker[auto]["mean_abs_error_time"],
             "forbidden_found": by_tracker[auto]["forbidden_found"],
+            "false_alarms": by_tracker[auto]["false_alarms"],
             "by_tracker": by_tracker,
         }
     return table
+
+
+TRACKING_FIELDS = ("mean_abs_error_final", "mean_abs_error_time", "forbidden_found", "false_alarms",
+                   "extra_rows_per_image")
+
+
+def tracking_by_tracker(tracking: dict) -> dict:
+    """summary.json's ``posterior_tracking_by_tracker``: sampler -> steps -> tracker -> TRACKING_FIELDS."""
+    return {sampler: {steps: {spec: {m: r[m] for m in TRACKING_FIELDS} for spec, r in row["by_tracker"].items()}
+                      for steps, row in by_steps.items()}
+            for sampler, by_steps in tracking.items()}
 
 
 def high_dimensional_study(n: int, seeds, dims=(64, 256), steps_list=(20, 50)) -> list[dict]:
@@ -150,10 +172,7 @@ def run_study(full: bool = False, seed: int = 0, log=print) -> tuple[dict, dict]
         "class_removal_2d": strip(removal_2d),
         "posterior_tracking": {s: {k: {kk: vv for kk, vv in v.items() if kk != "by_tracker"}
                                    for k, v in d.items()} for s, d in tracking.items()},
-        "posterior_tracking_by_tracker": {
-            s: {k: {spec: {m: r[m] for m in ("mean_abs_error_final", "mean_abs_error_time", "forbidden_found",
-                                             "false_alarms", "extra_rows_per_image")}
-                    for spec, r in v["by_tracker"].items()} for k, v in d.items()} for s, d in tracking.items()},
+        "posterior_tracking_by_tracker": tracking_by_tracker(tracking),
         "high_dimensional_tracking": high_d,
         "high_dimensional_tracking_by_tracker": tracker_table(high_d),
         "high_dimensional_settings": {"samples": sizes["high_d"], "seeds": list(high_d_seeds),

@@ -21,22 +21,25 @@ PROBE_ROWS = "probe rows per image and step"  # the summary's average_probe_rows
 
 
 def _cell(r: dict) -> str:
+    """End / time-averaged error (forbidden samples found / false alarms: kept-mode samples flagged)."""
     found = r["forbidden_found"]
-    found = "" if found != found else f" ({100 * found:.0f}%)"
-    return f"{r['mean_abs_error_final']:.3f} / {r['mean_abs_error_time']:.3f}{found}"
+    found = "-" if found != found else f"{100 * found:.0f}%"
+    return (f"{r['mean_abs_error_final']:.3f} / {r['mean_abs_error_time']:.3f} "
+            f"({found} / {100 * r['false_alarms']:.1f}%)")
 
 
 def one_dimensional(summary: dict) -> str:
-    """Per sampler and step count: end / time-averaged error (share of forbidden samples found), per tracker."""
+    """Per sampler and step count, per tracker: end / time-averaged error (found / false alarms). A stochastic
+    sampler's own transition variance goes in the first column, DDPM's beta_tilde tracker in the second."""
     by = summary["posterior_tracking_by_tracker"]
-    specs = list(STOCHASTIC_TRACKER.values())[:1] + list(DETERMINISTIC_TRACKERS)
-    lines = ["| sampler | steps | " + " | ".join(NAMES.get(s, s) for s in specs) + " |",
-             "|---|---|" + "---|" * len(specs)]
+    first = list(STOCHASTIC_TRACKER.values())[0]  # names the first column
+    lines = ["| sampler | steps | " + " | ".join(NAMES.get(s, s) for s in (first, *DETERMINISTIC_TRACKERS)) + " |",
+             "|---|---|" + "---|" * (1 + len(DETERMINISTIC_TRACKERS))]
     for sampler, by_steps in by.items():
         for steps, trackers in by_steps.items():
-            cells = [_cell(trackers[s]) if s in trackers else "" for s in specs]
-            if sampler in STOCHASTIC_TRACKER:  # its own transition variant in the first column
-                cells[0] = _cell(next(iter(trackers.values())))
+            own_spec = STOCHASTIC_TRACKER.get(sampler)
+            cells = [_cell(trackers[own_spec]) if own_spec in trackers else ""]
+            cells += [_cell(trackers[s]) if s in trackers else "" for s in DETERMINISTIC_TRACKERS]
             lines.append(f"| {sampler} | {steps} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
