@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from train.errors import UsageError
+from train.paths import make_output_folder
 
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
@@ -75,7 +76,7 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return walk(skeleton)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -112,7 +113,7 @@ def save_checkpoint(
     meta = {
         "step": step,
         "config": config,
-        "sha256": {name: _sha256(tmp / name) for name in ("model.safetensors", "state.safetensors")},
+        "sha256": {name: sha256_file(tmp / name) for name in ("model.safetensors", "state.safetensors")},
     }
     (tmp / "checkpoint.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     for name in ("model.safetensors", "state.safetensors", "checkpoint.json"):
@@ -144,10 +145,11 @@ def find_checkpoint(path: Path) -> Path:
 
 
 def resolve_run(resume: str | Path | None, output_dir: str | Path | None, default: Path) -> tuple[Path | None, Path]:
-    """(checkpoint to resume or None, run folder). A resumed run stays in its folder unless told otherwise; a new
-    run refuses a folder that already holds checkpoints rather than mixing two runs in it."""
+    """(checkpoint to resume or None, run folder, created now). A resumed run stays in its folder unless told
+    otherwise; a new run refuses a folder that already holds checkpoints rather than mixing two runs in it."""
     ckpt = find_checkpoint(Path(resume)) if resume is not None else None
     run_dir = Path(output_dir or (ckpt.parent if ckpt else default))
+    make_output_folder(run_dir, "--output-dir" if output_dir else "run folder")
     if ckpt is None and list_checkpoints(run_dir):
         raise UsageError(
             f"{run_dir} already holds checkpoints: pass --resume {run_dir} to continue, or choose another --output-dir"
@@ -172,7 +174,7 @@ def load_checkpoint(
     for name, digest in hashes.items():
         if not (ckpt / name).is_file():
             raise UsageError(f"checkpoint {ckpt} is incomplete: {name} is missing")
-        if _sha256(ckpt / name) != digest:
+        if sha256_file(ckpt / name) != digest:
             raise UsageError(f"checkpoint {ckpt} is corrupt: {name} does not match its recorded SHA-256")
     diffs = [
         f"{key}: checkpoint has {saved_config.get(key)!r}, this run has {config.get(key)!r}"

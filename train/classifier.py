@@ -171,7 +171,6 @@ def train_classifier(
         save_checkpoint(output_dir, steps_done, model.state_dict(), state, run_config)
 
     checkpoint_every = preset.checkpoint_every or loader.steps_per_epoch
-    output_dir.mkdir(parents=True, exist_ok=True)
     event = "resume" if ckpt else "start"
     append_log(output_dir, {"event": event, "step": start_step, "device": str(device), "bf16_autocast": bf16})
     started = time.perf_counter()

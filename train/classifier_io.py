@@ -94,9 +94,9 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Loa
         with safe_open(weights, "pt") as f:
             config = json.loads(f.metadata()["config"])
         state = load_file(weights)
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
-        raise UsageError(f"{weights} is not a classifier saved by this package: {err}") from err
-    net = build(config["arch"], **config["arch_kwargs"])
-    model = NormalizedClassifier(net, config["mean"], config["std"])
-    model.load_state_dict(state)
+        model = NormalizedClassifier(build(config["arch"], **config["arch_kwargs"]), config["mean"], config["std"])
+        model.load_state_dict(state)
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
+        reason = " ".join(str(err).split())  # load_state_dict lists mismatched keys over several lines
+        raise UsageError(f"{weights} is not a classifier saved by this package: {reason}") from err
     return LoadedClassifier(model, config).to(device)

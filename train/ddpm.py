@@ -29,6 +29,7 @@ from train.checkpoint import load_checkpoint, resolve_run, save_checkpoint
 from train.data import load_dataset
 from train.device_loader import DeviceBatches, reseed_global_rng, step_generator
 from train.errors import UsageError
+from train.model_dir import record_hashes
 from train.presets import DDPMPreset
 from train.run_log import append_log
 from train.sampling import sample, save_grid
@@ -219,7 +220,6 @@ def train_ddpm(
             raise UsageError(f"checkpoint {ckpt} does not fit this model: {err}") from err
     # The LR schedule stays outside prepare(): accelerate would step it once per process per step.
     model, optimizer = accelerator.prepare(model, optimizer)
-    output_dir.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         (output_dir / "config.json").write_text(json.dumps(config, indent=1))
         append_log(
@@ -325,12 +325,14 @@ class ema_weights:
 
 
 def save_final_model(net: UNet2DModel, ema, noise_scheduler, config, model_dir: Path) -> None:
-    """model/ = UNet (EMA weights when EMA is on) + scheduler config, loadable with from_pretrained."""
+    """model/ = UNet (EMA weights when EMA is on) + scheduler config, loadable with from_pretrained, and the
+    SHA-256 of its files (see train/model_dir.py)."""
     tmp = model_dir.with_name(model_dir.name + ".tmp")
     with ema_weights(ema, net):
         net.save_pretrained(tmp, safe_serialization=True)
     noise_scheduler.save_pretrained(tmp)
     (tmp / "training_config.json").write_text(json.dumps(config | {"weights": "ema" if ema else "raw"}, indent=1))
+    record_hashes(tmp)
     if model_dir.exists():
         shutil.rmtree(model_dir)
     tmp.rename(model_dir)
