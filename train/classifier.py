@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from train.classifier_io import NormalizedClassifier, load_classifier, save_clas
 from train.classifier_nets import build
 from train.data import load_dataset
 from train.device_loader import DeviceBatches, eval_batches, reseed_global_rng
-from train.errors import UsageError
+from train.errors import Interrupted, UsageError
 from train.lookahead import Lookahead
 from train.presets import ClassifierPreset
+from train.run_control import DEFAULT_CHECKPOINT_MINUTES, Decision, RunControl, check_run_options
 from train.run_log import append_log
 
 
@@ -72,6 +74,26 @@ def make_optimizer(model: torch.nn.Module, preset: ClassifierPreset) -> torch.op
     return torch.optim.SGD(groups, momentum=preset.momentum, nesterov=preset.momentum > 0)
 
 
+def train_step(step, preset, loader, model, loss_fn, optimizer, schedule, lookahead, bf16) -> torch.Tensor:
+    """One optimizer step on the batch of `step`; returns the loss without syncing."""
+    images, labels = loader.batch(step)
+    reseed_global_rng(preset.seed, step)  # dropout
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = loss_fn(model(images.contiguous(memory_format=torch.channels_last)).float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    if lookahead:
+        lookahead.after_step(model, step + 1)
+    return loss
+
+
+def test_passes(preset: ClassifierPreset) -> int:
+    """Forward passes per test image under the preset's test-time augmentation (see `tta_logits`)."""
+    return (2 if preset.tta_hflip else 1) * (3 if preset.tta_translate else 1)
+
+
 # What may not change between a checkpoint and --resume: the whole preset except how often it checkpoints.
 def _resume_config(preset: ClassifierPreset, limit: int | None, num_images: int) -> dict:
     config = preset.to_dict() | {"limit": limit, "num_images": num_images}
@@ -104,19 +126,21 @@ def train_classifier(
     mixed_precision: str = "auto",
     resume: str | Path | None = None,
     log_every: int = 25,
+    checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES,
 ) -> dict:
     """Train, evaluate on the test split, save; return the metrics (also in classifier.json).
 
     `mixed_precision`: "auto" = bf16 autocast where the hardware has it natively (see `use_bf16`), "bf16", "no".
     Checkpoints (`checkpoint-<step>/` in the run folder) let `resume` continue a killed run exactly: batches and
-    dropout are functions of (seed, step). They are deleted once the finished classifier is saved; a run stopped
-    by `time_budget_s` saves its classifier so far and keeps its checkpoint, to be resumed to the full schedule.
+    dropout are functions of (seed, step). They are written once per epoch (or every `preset.checkpoint_every`
+    steps), every `checkpoint_minutes` of wall time (0: off), and when Ctrl-C stops the run after its current
+    step (raising `Interrupted`); they are deleted once the finished classifier is saved. `time_budget_s` bounds
+    the whole call, test evaluation included: a run stopped by it saves its classifier so far and keeps its
+    checkpoint, to be resumed to the full schedule.
     """
+    control = RunControl(time_budget_s, checkpoint_minutes)
     preset.validate()
-    if mixed_precision not in ("auto", "no", "bf16"):
-        raise UsageError(f"--mixed-precision must be auto, no or bf16, got {mixed_precision!r}")
-    if time_budget_s is not None and time_budget_s <= 0:
-        raise UsageError(f"--time-budget must be > 0 seconds, got {time_budget_s}")
+    check_run_options(time_budget_s, checkpoint_minutes, mixed_precision)
     ckpt, output_dir = resolve_run(resume, output_dir, Path("runs") / f"classifier-{preset.name}")
     device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
     train_set = load_dataset(preset.dataset, "train", data_dir, download, limit=limit)
@@ -176,33 +200,34 @@ def train_classifier(
     started = time.perf_counter()
     model.train()
     steps_done = start_step
+    decision = Decision()
     progress = tqdm(total=total_steps, initial=start_step, desc=f"classifier {preset.name}", dynamic_ncols=True)
-    for step in range(start_step, total_steps):
-        images, labels = loader.batch(step)
-        reseed_global_rng(preset.seed, step)  # dropout
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(model(images.contiguous(memory_format=torch.channels_last)).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        steps_done = step + 1
-        if lookahead:
-            lookahead.after_step(model, steps_done)
-        progress.update(1)
-        elapsed = time.perf_counter() - started
-        if steps_done % log_every == 0 or steps_done == total_steps:
-            rate = (steps_done - start_step) * preset.batch_size / elapsed
-            loss_value = loss.item()  # one host sync per log window
-            progress.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{rate:.0f}")
-            record = {"step": steps_done, "loss": loss_value, "img_per_s": rate, "lr": schedule.get_last_lr()[0]}
-            append_log(output_dir, record)
-        out_of_time = time_budget_s is not None and elapsed > time_budget_s
-        if steps_done % checkpoint_every == 0 or steps_done == total_steps or out_of_time:
-            checkpoint(steps_done)
-        if out_of_time:
-            break
-    progress.close()
+    with control, progress:
+        try:
+            for step in range(start_step, total_steps):
+                loss = train_step(step, preset, loader, model, loss_fn, optimizer, schedule, lookahead, bf16)
+                steps_done = step + 1
+                progress.update(1)
+                elapsed = time.perf_counter() - started
+                seconds_per_image = elapsed / ((steps_done - start_step) * preset.batch_size)
+                if steps_done % log_every == 0 or steps_done == total_steps:
+                    loss_value = loss.item()  # one host sync per log window
+                    progress.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{1 / seconds_per_image:.0f}")
+                    lr = schedule.get_last_lr()[0]
+                    record = {"step": steps_done, "loss": loss_value, "img_per_s": 1 / seconds_per_image, "lr": lr}
+                    append_log(output_dir, record)
+                # The test-set evaluation after the loop must fit in the budget too; a test image pass costs at
+                # most what a training image does (forward only, though in fp32).
+                decision = control.decide(reserve_s=test_passes(preset) * len(test_set) * seconds_per_image)
+                if steps_done % checkpoint_every == 0 or steps_done == total_steps or decision.checkpoint:
+                    checkpoint(steps_done)
+                    control.checkpointed()
+                if decision.stop:
+                    break
+        except KeyboardInterrupt:  # a second Ctrl-C: the newest checkpoint on disk is where to resume
+            raise Interrupted(output_dir) from None
+    if decision.interrupted and steps_done < total_steps:
+        raise Interrupted(output_dir)
     if lookahead:
         lookahead.finish(model)
     train_seconds = seconds_before + time.perf_counter() - started
@@ -230,6 +255,7 @@ def train_classifier(
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
     save_classifier(model.float().to(memory_format=torch.contiguous_format), config, output_dir)
+    print(f"classifier (step {steps_done} of {total_steps}) saved in {output_dir}", file=sys.stderr)
     if steps_done == total_steps:
         remove_checkpoints(output_dir)
     summary = {k: config[k] for k in ("test_accuracy", "epochs_done", "train_seconds", "device")}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from pathlib import Path
 
-from train.errors import UsageError
+from train.errors import Interrupted, UsageError
 from train.presets import CLASSIFIER_PRESETS, DDPM_PRESETS, DEFAULT_DDPM_PRESET, override
 from train.removal.cli import add_removal_commands
 from train.removal.cli import dispatch as dispatch_removal
+from train.run_control import DEFAULT_CHECKPOINT_MINUTES, now, seconds_since_process_start
 
 EPILOG = """examples:
   python -m train classifier --dataset mnist                       # CNN, >= 99.3%% test accuracy
@@ -16,11 +19,12 @@ EPILOG = """examples:
   python -m train ddpm --dataset mnist --preset mnist-cpu          # laptop CPU
   python -m train ddpm --dataset mnist --only-class 0              # the single-class "to-forget" model
   accelerate launch -m train ddpm --dataset cifar10                # one or many GPUs, same command
-  python -m train ddpm --dataset mnist --resume runs/ddpm-mnist    # continue exactly after a crash
+  python -m train ddpm --dataset mnist --resume runs/ddpm-mnist    # continue exactly after a crash or Ctrl-C
   python -m train classifier --dataset cifar10 --resume runs/classifier-cifar10   # likewise
   python -m train sample --model runs/ddpm-mnist/model --classifier runs/classifier-mnist
 Data: the offline copies in ../shared/datasets are used when present; otherwise give --data-dir DIR
-(an existing copy) or --download (torchvision fetches it). See docs/training.md."""
+(an existing copy) or --download (torchvision fetches it).
+Ctrl-C stops after the current step with a checkpoint and prints the --resume command. See docs/training.md."""
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -37,7 +41,18 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _run_args(p: argparse.ArgumentParser, mixed_precision_auto_means: str) -> None:
     p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default: the preset's)")
-    p.add_argument("--time-budget", type=float, help="stop after this many seconds (checkpoint and model saved)")
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=DEFAULT_CHECKPOINT_MINUTES,
+        help="also checkpoint after this many minutes since the last checkpoint (0: off; default: %(default)s)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds for the whole command: training stops in time to save a checkpoint and the result; "
+        "a preview grid that would not fit is skipped",
+    )
     p.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"], help=mixed_precision_auto_means)
 
@@ -96,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None, command_started: float | None = None) -> int:
+    """Parse and run a command; --time-budget counts from `command_started` (run_control's clock; default: now)."""
     args = build_parser().parse_args(argv)
+    args.command_started = now() if command_started is None else command_started
     if args.command in ("removal", "reproduce-removal"):
         return dispatch_removal(args)
     if args.command == "sample":
@@ -128,9 +145,10 @@ def run(argv: list[str] | None = None) -> int:
             args.limit,
             args.test_limit,
             args.cpu,
-            args.time_budget,
+            _budget_left(args),
             args.mixed_precision,
             args.resume,
+            checkpoint_minutes=args.checkpoint_minutes,
         )
         return 0
 
@@ -160,14 +178,59 @@ def run(argv: list[str] | None = None) -> int:
         args.resume,
         args.mixed_precision,
         args.cpu,
-        time_budget_s=args.time_budget,
+        time_budget_s=_budget_left(args),
+        checkpoint_minutes=args.checkpoint_minutes,
     )
     return 0
 
 
+def _budget_left(args: argparse.Namespace) -> float | None:
+    """What is left of --time-budget now that the training code is imported (diffusers alone can take 10 s)."""
+    if args.time_budget is None or args.time_budget <= 0:
+        return args.time_budget  # none, or a value the training functions refuse as it was given
+    return max(args.time_budget - (now() - args.command_started), 1e-3)  # spent already: one step, then stop
+
+
+def _without_resume(argv: list[str]) -> list[str]:
+    """`argv` less its --resume option (argparse also accepts unambiguous prefixes, such as --res, and --resume=X)."""
+    kept, skip_value = [], False
+    for token in argv:
+        if skip_value:
+            skip_value = False
+            continue
+        name = token.split("=", 1)[0]
+        if len(name) > 2 and "--resume".startswith(name):
+            skip_value = "=" not in token
+            continue
+        kept.append(token)
+    return kept
+
+
+def resume_hint(argv: list[str], run_dir: Path) -> str:
+    """The line printed after Ctrl-C: the command that continues the run exactly where it stopped."""
+    from train.checkpoint import list_checkpoints
+
+    if argv[0] not in ("ddpm", "classifier"):  # a command that drives training itself resumes when rerun
+        return f"interrupted; the same command continues from {run_dir}: {shlex.join(['python', '-m', 'train', *argv])}"
+    found = list_checkpoints(Path(run_dir))
+    if not found:
+        return f"interrupted before the first checkpoint: nothing to resume in {run_dir}"
+    command = shlex.join(["python", "-m", "train", *_without_resume(argv), "--resume", str(run_dir)])
+    return f"interrupted ({found[-1].name} saved); continue exactly with: {command}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`python -m train`; argv None: this process's command line, whose --time-budget counts from its start."""
+    command_started = now() - (seconds_since_process_start() if argv is None else 0.0)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return run(argv)
+        return run(argv, command_started)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(resume_hint(argv, stop.run_dir), file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,10 @@ from tqdm.auto import tqdm
 from train.checkpoint import load_checkpoint, resolve_run, save_checkpoint
 from train.data import load_dataset
 from train.device_loader import DeviceBatches, reseed_global_rng, step_generator
-from train.errors import UsageError
+from train.errors import Interrupted, UsageError
 from train.model_dir import record_hashes
 from train.presets import DDPMPreset
+from train.run_control import DEFAULT_CHECKPOINT_MINUTES, Decision, RunControl, check_run_options
 from train.run_log import append_log
 from train.sampling import sample, save_grid
 
@@ -153,13 +155,18 @@ def train_ddpm(
     cpu: bool = False,
     log_every: int = 25,
     time_budget_s: float | None = None,
+    checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES,
 ) -> Path:
-    """Train; return the run directory (holding checkpoints, grids, log.jsonl and the final model/)."""
+    """Train; return the run directory (holding checkpoints, grids, log.jsonl and the final model/).
+
+    `time_budget_s` bounds the whole call: training stops when it is spent (with a checkpoint and model/), and
+    a preview grid that would run past it is skipped. Besides every `checkpoint_every` steps, a checkpoint is
+    written every `checkpoint_minutes` of wall time (0: off). Ctrl-C stops after the current step with a
+    checkpoint and raises `Interrupted`.
+    """
+    control = RunControl(time_budget_s, checkpoint_minutes)
     preset.validate()
-    if time_budget_s is not None and time_budget_s <= 0:
-        raise UsageError(f"--time-budget must be > 0 seconds, got {time_budget_s}")
-    if mixed_precision not in ("auto", "no", "bf16"):
-        raise UsageError(f"--mixed-precision must be auto, no or bf16, got {mixed_precision!r}")
+    check_run_options(time_budget_s, checkpoint_minutes, mixed_precision)
     ckpt, output_dir = resolve_run(resume, output_dir, default_run_dir(preset, data))
 
     if mixed_precision == "auto":
@@ -248,14 +255,23 @@ def train_ddpm(
             save_checkpoint(output_dir, step, accelerator.unwrap_model(model).state_dict(), state, config)
         accelerator.wait_for_everyone()
 
-    def preview(step: int, name: str) -> None:
-        if accelerator.is_main_process:
-            net = accelerator.unwrap_model(model)
-            with ema_weights(ema, net):
-                net.eval()
-                grid = sample(net, noise_scheduler, preset.grid_size, preset.sample_steps, preset.seed, device)
-                net.train()
-            save_grid(grid, output_dir / "samples" / name)
+    def preview(name: str) -> bool:
+        """Draw samples/<name> (main process), unless it would run past the time budget; whether it was drawn."""
+        if not accelerator.is_main_process:
+            return True
+        net = accelerator.unwrap_model(model)
+        with ema_weights(ema, net):
+            net.eval()
+            grid = sample(
+                net, noise_scheduler, preset.grid_size, preset.sample_steps, preset.seed, device,
+                seconds_left=control.seconds_left(),
+            )  # fmt: skip
+            net.train()
+        if grid is None:
+            tqdm.write(f"preview {name} skipped: it would run past the --time-budget", file=sys.stderr)
+            return False
+        save_grid(grid, output_dir / "samples" / name)
+        return True
 
     model.train()
     progress = tqdm(
@@ -267,45 +283,66 @@ def train_ddpm(
     )
     loss_sum = torch.zeros((), device=device)
     done = start_step
+    decision = Decision()
     window_start, window_steps = time.perf_counter(), 0
-    started = time.perf_counter()
-    for step in range(start_step, preset.max_steps):
-        loss = train_step(step, preset, loader, model, noise_scheduler, optimizer, lr_schedule, ema, accelerator)
-        loss_sum += loss.detach()
-        window_steps += 1
-        done = step + 1
-        progress.update(1)
-        if done % log_every == 0 or done == preset.max_steps:
-            # One host sync per window, not per step; averaged over processes (all log at the same step).
-            mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / window_steps
-            rate = window_steps * preset.batch_size * world / (time.perf_counter() - window_start)
-            progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.0f}")
-            if accelerator.is_main_process:
-                append_log(
-                    output_dir,
-                    {"step": done, "loss": mean_loss, "img_per_s": rate, "lr": lr_schedule.get_last_lr()[0]},
+    with control, progress:
+        try:
+            for step in range(start_step, preset.max_steps):
+                loss = train_step(
+                    step, preset, loader, model, noise_scheduler, optimizer, lr_schedule, ema, accelerator
                 )
-            loss_sum.zero_()
-            window_start, window_steps = time.perf_counter(), 0
-        out_of_time = False
-        if time_budget_s is not None and (world == 1 or done % log_every == 0):
-            out_of_time = time.perf_counter() - started > time_budget_s
-            if world > 1:  # all processes must stop at the same step, or one waits forever in a collective
-                flag = torch.tensor(float(out_of_time), device=device)
-                out_of_time = bool(accelerator.reduce(flag, reduction="max").item())
-        if done % preset.checkpoint_every == 0 or done == preset.max_steps or out_of_time:
-            checkpoint(done)
-        if out_of_time:
-            break
-        if preset.sample_every and done % preset.sample_every == 0 and done != preset.max_steps:
-            preview(done, f"step-{done:07d}.png")
-    progress.close()
+                loss_sum += loss.detach()
+                window_steps += 1
+                done = step + 1
+                progress.update(1)
+                if done % log_every == 0 or done == preset.max_steps:
+                    # One host sync per window, not per step; averaged over processes (all log at the same step).
+                    mean_loss = accelerator.reduce(loss_sum, reduction="mean").item() / window_steps
+                    rate = window_steps * preset.batch_size * world / (time.perf_counter() - window_start)
+                    progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.0f}")
+                    if accelerator.is_main_process:
+                        lr = lr_schedule.get_last_lr()[0]
+                        append_log(output_dir, {"step": done, "loss": mean_loss, "img_per_s": rate, "lr": lr})
+                    loss_sum.zero_()
+                    window_start, window_steps = time.perf_counter(), 0
+                # With several processes, one collective per log window decides.
+                decision = agree(accelerator, control.decide()) if world == 1 or done % log_every == 0 else Decision()
+                if done % preset.checkpoint_every == 0 or done == preset.max_steps or decision.checkpoint:
+                    checkpoint(done)
+                    control.checkpointed()
+                if decision.stop:
+                    break
+                if preset.sample_every and done % preset.sample_every == 0 and done != preset.max_steps:
+                    preview(f"step-{done:07d}.png")
+        except KeyboardInterrupt:  # a second Ctrl-C: the newest checkpoint on disk is where to resume
+            raise Interrupted(output_dir) from None
+    if decision.interrupted and done < preset.max_steps:
+        raise Interrupted(output_dir)
 
     if accelerator.is_main_process:
-        save_final_model(accelerator.unwrap_model(model), ema, noise_scheduler, config, output_dir / "model")
-        preview(done, "final.png")
+        model_dir = output_dir / "model"
+        save_final_model(accelerator.unwrap_model(model), ema, noise_scheduler, config, model_dir)
+        print(f"model (step {done}) saved in {model_dir}", file=sys.stderr)
+        grid = output_dir / "samples" / "final.png"
+        n, steps = preset.grid_size, preset.sample_steps
+        drawn = False
+        if not control.interrupted:  # after a Ctrl-C in the last step the grid can wait
+            print(f"drawing {grid}: {n} images x {steps} DDIM steps", file=sys.stderr)
+            drawn = preview(grid.name)
+        if not drawn:
+            command = f"python -m train sample --model {model_dir} --num {n} --steps {steps} --seed {preset.seed}"
+            print(f"draw {grid.name} later with: {command} --grid {grid}", file=sys.stderr)
     accelerator.wait_for_everyone()
     return output_dir
+
+
+def agree(accelerator: Accelerator, decision: Decision) -> Decision:
+    """The same decision on every process (any process out of time or interrupted stops them all), or one
+    would wait forever in a collective that the others have left."""
+    if accelerator.num_processes == 1:
+        return decision
+    flags = torch.tensor(decision.as_list(), dtype=torch.float32, device=accelerator.device)
+    return Decision(*(bool(v) for v in accelerator.reduce(flags, reduction="max").tolist()))
 
 
 class ema_weights:

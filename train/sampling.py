@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -19,20 +20,31 @@ def sample(
     seed: int,
     device: torch.device,
     batch_size: int = 256,
-) -> torch.Tensor:
-    """`n` images in [-1, 1] with `steps` DDIM steps (eta = 0) of the model trained with `train_scheduler`."""
+    seconds_left: float | None = None,
+) -> torch.Tensor | None:
+    """`n` images in [-1, 1] with `steps` DDIM steps (eta = 0) of the model trained with `train_scheduler`.
+
+    With `seconds_left`, the first denoising step is timed, and when all of them would take longer, sampling
+    stops there and returns None: a preview grid must not run past a time budget.
+    """
     scheduler = DDIMScheduler.from_config(train_scheduler.config)
     scheduler.set_timesteps(steps)
     size, channels = unet.config.sample_size, unet.config.in_channels
     g = torch.Generator(device=device).manual_seed(seed)
     use_bf16 = device.type == "cuda"
+    batches = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+    started = time.perf_counter()
     out = []
-    for start in range(0, n, batch_size):
-        x = torch.randn((min(batch_size, n - start), channels, size, size), generator=g, device=device)
+    for size_of_batch in batches:
+        x = torch.randn((size_of_batch, channels, size, size), generator=g, device=device)
         for t in scheduler.timesteps:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 eps = unet(x, t).sample
             x = scheduler.step(eps.float(), t, x).prev_sample
+            if seconds_left is not None:  # judged once, after the first step
+                if (time.perf_counter() - started) * steps * len(batches) > seconds_left:
+                    return None
+                seconds_left = None
         out.append(x.clamp(-1, 1).cpu())
     return torch.cat(out)
 
