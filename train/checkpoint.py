@@ -166,11 +166,8 @@ def load_checkpoint(
     ckpt: Path, config: dict[str, Any], must_match: tuple[str, ...]
 ) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
     """Verify hashes and that `config[must_match]` equals what the checkpoint was trained with, then load."""
-    try:
-        meta = json.loads((ckpt / "checkpoint.json").read_text())
-        step, saved_config, hashes = int(meta["step"]), meta["config"], meta["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"checkpoint {ckpt} is corrupt: checkpoint.json unreadable ({err})") from err
+    meta = _read_meta(ckpt)
+    step, saved_config, hashes = meta["step"], meta["config"], meta["sha256"]
     for name, digest in hashes.items():
         if not (ckpt / name).is_file():
             raise UsageError(f"checkpoint {ckpt} is incomplete: {name} is missing")
@@ -181,6 +178,12 @@ def load_checkpoint(
         for key in must_match
         if _jsonable(saved_config.get(key)) != _jsonable(config.get(key))
     ]
+    saved_preset, this_preset = saved_config.get("name"), config.get("name")
+    if diffs and saved_preset != this_preset:  # one sentence instead of the presets' differences key by key
+        raise UsageError(
+            f"checkpoint {ckpt} was trained with preset {saved_preset}, this run uses {this_preset}: "
+            f"add --preset {saved_preset} (or leave --preset out to use the checkpoint's)"
+        )
     if diffs:
         raise UsageError(f"checkpoint {ckpt} does not match this run:\n  " + "\n  ".join(diffs))
     try:
@@ -193,6 +196,20 @@ def load_checkpoint(
     except (SafetensorError, OSError, KeyError, ValueError) as err:
         raise UsageError(f"checkpoint {ckpt} is corrupt: {err}") from err
     return step, model_state, unflatten_state(skeleton, tensors)
+
+
+def _read_meta(ckpt: Path) -> dict[str, Any]:
+    """checkpoint.json: step, config and the files' SHA-256."""
+    try:
+        meta = json.loads((ckpt / "checkpoint.json").read_text())
+        return {"step": int(meta["step"]), "config": dict(meta["config"]), "sha256": dict(meta["sha256"])}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"checkpoint {ckpt} is corrupt: checkpoint.json unreadable ({err})") from err
+
+
+def checkpoint_config(ckpt: Path) -> dict[str, Any]:
+    """The run configuration a checkpoint was trained with (its preset's fields and the data selection)."""
+    return _read_meta(ckpt)["config"]
 
 
 def _jsonable(value: Any) -> Any:

@@ -44,6 +44,15 @@ def use_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and native_bf16 is not None and native_bf16()
 
 
+def training_device(cpu: bool) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+
+
+def trains_in_bf16(device: torch.device, mixed_precision: str) -> bool:
+    """Whether training runs under bf16 autocast: `mixed_precision` "bf16", or "auto" where `use_bf16`."""
+    return use_bf16(device) if mixed_precision == "auto" else mixed_precision == "bf16"
+
+
 @torch.no_grad()
 def accuracy(
     model, images: torch.Tensor, labels: torch.Tensor, device: torch.device, preset: ClassifierPreset
@@ -142,7 +151,7 @@ def train_classifier(
     preset.validate()
     check_run_options(time_budget_s, checkpoint_minutes, mixed_precision)
     ckpt, output_dir = resolve_run(resume, output_dir, Path("runs") / f"classifier-{preset.name}")
-    device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+    device = training_device(cpu)
     train_set = load_dataset(preset.dataset, "train", data_dir, download, limit=limit)
     test_set = load_dataset(preset.dataset, "test", data_dir, download, limit=test_limit)
     try:
@@ -160,7 +169,7 @@ def train_classifier(
         raise UsageError(str(err)) from err
 
     model = build_model(preset, train_set.images, device)
-    bf16 = use_bf16(device) if mixed_precision == "auto" else mixed_precision == "bf16"
+    bf16 = trains_in_bf16(device, mixed_precision)
     optimizer = make_optimizer(model, preset)
     total_steps = max(1, math.ceil(preset.epochs * loader.steps_per_epoch))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(preset.warmup_fraction, total_steps))

@@ -8,53 +8,86 @@ import sys
 from pathlib import Path
 
 from train.errors import Interrupted, UsageError
-from train.presets import CLASSIFIER_PRESETS, DDPM_PRESETS, DEFAULT_DDPM_PRESET, override
+from train.presets import (
+    CLASSIFIER_PRESETS,
+    DDPM_PRESETS,
+    default_classifier_preset,
+    default_ddpm_preset,
+    override,
+)
 from train.removal.cli import add_removal_commands
 from train.removal.cli import dispatch as dispatch_removal
 from train.run_control import DEFAULT_CHECKPOINT_MINUTES, now, seconds_since_process_start
 
 EPILOG = """examples:
-  python -m train classifier --dataset mnist                       # CNN, >= 99.3%% test accuracy
+  python -m train classifier --dataset mnist                       # CNN, >= 99.3% test accuracy
   python -m train classifier --dataset cifar10 --preset cifar10-wide   # whitened CNN, wider and longer
-  python -m train ddpm --dataset mnist --preset mnist-cpu          # laptop CPU
+  python -m train ddpm --dataset mnist --preset mnist-cpu          # laptop CPU (the default without a GPU)
   python -m train ddpm --dataset mnist --only-class 0              # the single-class "to-forget" model
   accelerate launch -m train ddpm --dataset cifar10                # one or many GPUs, same command
   python -m train ddpm --dataset mnist --resume runs/ddpm-mnist    # continue exactly after a crash or Ctrl-C
   python -m train classifier --dataset cifar10 --resume runs/classifier-cifar10   # likewise
   python -m train sample --model runs/ddpm-mnist/model --classifier runs/classifier-mnist
 Data: the offline copies in ../shared/datasets are used when present; otherwise give --data-dir DIR
-(an existing copy) or --download (torchvision fetches it).
+(an existing copy) or --download (torchvision fetches it). Run folders are relative to the current directory.
 Ctrl-C stops after the current step with a checkpoint and prints the --resume command. See docs/training.md."""
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends "(default: X)" to options whose default is a value of their own; options whose default comes
+    from the preset say so in their help text."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        has_own_default = action.default is not None and action.default is not False
+        if has_own_default and action.default is not argparse.SUPPRESS and "%(default)" not in help_text:
+            help_text += " (default: %(default)s)"
+        return help_text
+
+
+def _per_preset(presets: dict, field: str) -> str:
+    """'(default: X)' when every preset agrees, else each preset's value: the defaults --help would hide."""
+    values = {name: getattr(preset, field) for name, preset in sorted(presets.items())}
+    shown = {name: f"{v:g}" if isinstance(v, float) else str(v) for name, v in values.items()}
+    if len(set(shown.values())) == 1:
+        return f"(default: {next(iter(shown.values()))})"
+    return "(default: the preset's; " + ", ".join(f"{name} {v}" for name, v in shown.items()) + ")"
+
+
+def _with_defaults(text: str, presets: dict, field: str) -> str:
+    return f"{text} {_per_preset(presets, field)}"
+
+
+def _data_args(p: argparse.ArgumentParser, presets: dict, run_folder: str) -> None:
     p.add_argument("--dataset", required=True, help="mnist or cifar10")
     p.add_argument("--data-dir", help="folder with an existing copy (default: ../shared/datasets/<dataset>)")
     p.add_argument("--download", action="store_true", help="fetch the dataset with torchvision into --data-dir")
     p.add_argument("--limit", type=int, help="a fixed random subset of N images (after class filters)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
-    p.add_argument("--seed", type=int, help="seed of weights, batch order, noise (default 0)")
-    p.add_argument("--batch-size", type=int, help="per-process batch size")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--output-dir", help="run folder (default runs/<command>-<preset>)")
+    p.add_argument("--seed", type=int, help=_with_defaults("seed of weights, batch order, noise", presets, "seed"))
+    p.add_argument("--batch-size", type=int, help=_with_defaults("per-process batch size", presets, "batch_size"))
+    p.add_argument("--lr", type=float, help=_with_defaults("peak learning rate", presets, "lr"))
+    p.add_argument("--output-dir", help=f"run folder (default: {run_folder})")
 
 
-def _run_args(p: argparse.ArgumentParser, mixed_precision_auto_means: str) -> None:
-    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default: the preset's)")
+def _run_args(p: argparse.ArgumentParser, checkpoint_every: str, budget_covers: str, precision_auto: str) -> None:
+    p.add_argument("--checkpoint-every", type=int, help=f"steps between resumable checkpoints {checkpoint_every}")
     p.add_argument(
         "--checkpoint-minutes",
         type=float,
         default=DEFAULT_CHECKPOINT_MINUTES,
-        help="also checkpoint after this many minutes since the last checkpoint (0: off; default: %(default)s)",
+        help="also checkpoint after this many minutes since the last checkpoint (0: off)",
     )
     p.add_argument(
         "--time-budget",
         type=float,
-        help="seconds for the whole command: training stops in time to save a checkpoint and the result; "
-        "a preview grid that would not fit is skipped",
+        help=f"seconds for the whole command: training stops in time to save a checkpoint and {budget_covers}",
     )
-    p.add_argument("--resume", help="run folder or checkpoint-<step> folder to continue from")
-    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"], help=mixed_precision_auto_means)
+    p.add_argument(
+        "--resume",
+        help="run folder or checkpoint-<step> folder to continue from (its preset is used unless --preset is given)",
+    )
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"], help=precision_auto)
 
 
 def _preset_for(preset, dataset: str):
@@ -64,51 +97,95 @@ def _preset_for(preset, dataset: str):
     return preset
 
 
+def _preset_name(args: argparse.Namespace, presets: dict, default: str) -> str:
+    """--preset, else the preset the --resume checkpoint was trained with, else `default`."""
+    if args.preset:
+        return args.preset
+    if args.resume:
+        from train.checkpoint import checkpoint_config, find_checkpoint
+
+        stored = checkpoint_config(find_checkpoint(Path(args.resume))).get("name")
+        if stored in presets:
+            return stored
+    return default
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train",
         description="Train the DDPMs and classifiers of negguide's class-removal evaluation.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     commands = "{ddpm,classifier,sample,removal,reproduce-removal}"
     sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
-
-    d = sub.add_parser("ddpm", help="train an unconditional or single-class DDPM (diffusers UNet2DModel)")
-    _data_args(d)
-    d.add_argument("--preset", choices=sorted(DDPM_PRESETS), help="default: the dataset's name")
-    d.add_argument("--only-class", type=int, help="train on class K only (the 'to-forget' model)")
-    d.add_argument("--drop-class", type=int, help="train on every class except K")
-    d.add_argument(
-        "--recipe",
-        choices=["ours", "authors"],
-        help="ours: AdamW + EMA, constant LR; authors: RAdam, warm-up + cosine, no EMA",
-    )
-    d.add_argument("--max-steps", type=int, help="total optimizer steps")
-    d.add_argument("--warmup-steps", type=int)
-    d.add_argument("--ema-decay", type=float)
-    d.add_argument("--sample-every", type=int, help="steps between PNG sample grids (0: only at the end)")
-    d.add_argument("--sample-steps", type=int, help="DDIM steps of the preview grids")
-    d.add_argument("--grid-size", type=int, help="images per preview grid")
-    _run_args(d, "auto: bf16 autocast on a GPU, fp32 on the CPU")
-
-    c = sub.add_parser("classifier", help="train the MNIST CNN or the CIFAR-10 whitened CNN")
-    _data_args(c)
-    c.add_argument("--preset", choices=sorted(CLASSIFIER_PRESETS), help="default: the dataset's name")
-    c.add_argument("--epochs", type=float)
-    c.add_argument("--test-limit", type=int, help="evaluate on a fixed random subset of N test images")
-    _run_args(c, "auto: bf16 autocast on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32")
-
-    s = sub.add_parser("sample", help="sample a trained model/ and label the samples with a classifier")
-    s.add_argument("--model", required=True, help="the model/ folder of a ddpm run")
-    s.add_argument("--classifier", help="folder of a trained classifier")
-    s.add_argument("--num", type=int, default=256)
-    s.add_argument("--steps", type=int, default=100, help="DDIM steps")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--grid", help="write the first 64 samples to this PNG")
-    s.add_argument("--cpu", action="store_true")
+    _add_ddpm_command(sub)
+    _add_classifier_command(sub)
+    _add_sample_command(sub)
     add_removal_commands(sub)
     return parser
+
+
+def _add_ddpm_command(sub) -> None:
+    help_text = "train an unconditional or single-class DDPM (diffusers UNet2DModel)"
+    d = sub.add_parser("ddpm", help=help_text, formatter_class=HelpFormatter)
+    _data_args(d, DDPM_PRESETS, "runs/ddpm-<preset>, plus -only<K> / -drop<K>")
+    d.add_argument(
+        "--preset",
+        choices=sorted(DDPM_PRESETS),
+        help="default: mnist on a GPU, mnist-cpu without one (--cpu included); cifar10 for cifar10",
+    )
+    d.add_argument("--only-class", type=int, help="train on class K only (the 'to-forget' model)")
+    d.add_argument("--drop-class", type=int, help="train on every class except K")
+    recipes = "ours: AdamW + EMA, constant LR; authors: RAdam, warm-up + cosine, no EMA"
+    d.add_argument("--recipe", choices=["ours", "authors"], help=_with_defaults(recipes, DDPM_PRESETS, "recipe"))
+    for option, kind, text in [
+        ("--max-steps", int, "total optimizer steps"),
+        ("--warmup-steps", int, "steps of linear LR warm-up"),
+        ("--ema-decay", float, "decay of the weights' EMA (recipe ours)"),
+        ("--sample-every", int, "steps between PNG sample grids, 0: only at the end"),
+        ("--sample-steps", int, "DDIM steps of the preview grids"),
+        ("--grid-size", int, "images per preview grid"),
+    ]:
+        field = option[2:].replace("-", "_")
+        d.add_argument(option, type=kind, help=_with_defaults(text, DDPM_PRESETS, field))
+    _run_args(
+        d,
+        _per_preset(DDPM_PRESETS, "checkpoint_every"),
+        "model/; a preview grid that would not fit is skipped",
+        "auto: bf16 autocast on a GPU, fp32 on the CPU",
+    )
+
+
+def _add_classifier_command(sub) -> None:
+    c = sub.add_parser(
+        "classifier", help="train the MNIST CNN or the CIFAR-10 whitened CNN", formatter_class=HelpFormatter
+    )
+    _data_args(c, CLASSIFIER_PRESETS, "runs/classifier-<preset>")
+    c.add_argument(
+        "--preset",
+        choices=sorted(CLASSIFIER_PRESETS),
+        help="default: mnist where training runs in bf16 (a GPU, a CPU with AVX512-BF16/AMX), mnist-small where "
+        "it runs in fp32; cifar10 for cifar10",
+    )
+    c.add_argument(
+        "--epochs", type=float, help=_with_defaults("passes over the training set", CLASSIFIER_PRESETS, "epochs")
+    )
+    c.add_argument("--test-limit", type=int, help="evaluate on a fixed random subset of N test images")
+    bf16_where = "auto: bf16 autocast on a GPU and on CPUs with native bf16 (AVX512-BF16, AMX), else fp32"
+    _run_args(c, "(default: once per epoch)", "to evaluate and save the classifier", bf16_where)
+
+
+def _add_sample_command(sub) -> None:
+    help_text = "sample a trained model/ and label the samples with a classifier"
+    s = sub.add_parser("sample", help=help_text, formatter_class=HelpFormatter)
+    s.add_argument("--model", required=True, help="the model/ folder of a ddpm run")
+    s.add_argument("--classifier", help="folder of a trained classifier (default: no labels, only samples)")
+    s.add_argument("--num", type=int, default=256, help="number of samples")
+    s.add_argument("--steps", type=int, default=100, help="DDIM steps")
+    s.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    s.add_argument("--grid", help="write the first 64 samples to this PNG")
+    s.add_argument("--cpu", action="store_true", help="sample on the CPU even if a GPU is present")
 
 
 def run(argv: list[str] | None = None, command_started: float | None = None) -> int:
@@ -127,37 +204,51 @@ def run(argv: list[str] | None = None, command_started: float | None = None) -> 
 
     check_dataset(args.dataset)
     if args.command == "classifier":
-        from train.classifier import train_classifier
-
-        preset = override(
-            _preset_for(CLASSIFIER_PRESETS[args.preset or args.dataset], args.dataset),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            checkpoint_every=args.checkpoint_every,
-        )
-        train_classifier(
-            preset,
-            args.output_dir,
-            args.data_dir,
-            args.download,
-            args.limit,
-            args.test_limit,
-            args.cpu,
-            _budget_left(args),
-            args.mixed_precision,
-            args.resume,
-            checkpoint_minutes=args.checkpoint_minutes,
-        )
+        _train_classifier(args)
         return 0
+    check_class(args.dataset, args.only_class, "--only-class")
+    check_class(args.dataset, args.drop_class, "--drop-class")
+    _train_ddpm(args)
+    return 0
+
+
+def _train_classifier(args: argparse.Namespace) -> None:
+    from train.classifier import train_classifier, training_device, trains_in_bf16
+
+    bf16 = trains_in_bf16(training_device(args.cpu), args.mixed_precision)
+    name = _preset_name(args, CLASSIFIER_PRESETS, default_classifier_preset(args.dataset, bf16))
+    preset = override(
+        _preset_for(CLASSIFIER_PRESETS[name], args.dataset),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+    )
+    train_classifier(
+        preset,
+        args.output_dir,
+        args.data_dir,
+        args.download,
+        args.limit,
+        args.test_limit,
+        args.cpu,
+        _budget_left(args),
+        args.mixed_precision,
+        args.resume,
+        checkpoint_minutes=args.checkpoint_minutes,
+    )
+
+
+def _train_ddpm(args: argparse.Namespace) -> None:
+    import torch
 
     from train.ddpm import DataOptions, train_ddpm
 
-    check_class(args.dataset, args.only_class, "--only-class")
-    check_class(args.dataset, args.drop_class, "--drop-class")
+    on_gpu = torch.cuda.is_available() and not args.cpu
+    name = _preset_name(args, DDPM_PRESETS, default_ddpm_preset(args.dataset, on_gpu))
     preset = override(
-        _preset_for(DDPM_PRESETS[args.preset or DEFAULT_DDPM_PRESET[args.dataset]], args.dataset),
+        _preset_for(DDPM_PRESETS[name], args.dataset),
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
@@ -181,7 +272,6 @@ def run(argv: list[str] | None = None, command_started: float | None = None) -> 
         time_budget_s=_budget_left(args),
         checkpoint_minutes=args.checkpoint_minutes,
     )
-    return 0
 
 
 def _budget_left(args: argparse.Namespace) -> float | None:

@@ -1,16 +1,43 @@
-"""What a first-time user of `python -m train` meets: bad output paths, bad model folders, sample inputs."""
+"""What a first-time user of `python -m train` meets: help texts, bad paths, bad model folders, preset on resume."""
 
+import argparse
 import json
 
 import pytest
 import torch
 from diffusers import UNet2DModel
 
-from train.cli import main
+from train.cli import build_parser, main
 from train.ddpm import make_noise_scheduler, save_final_model
 from train.presets import DDPM_PRESETS
 
 TINY = ["ddpm", "--dataset", "mnist", "--preset", "mnist-tiny", "--cpu"]
+OUR_COMMANDS = ("ddpm", "classifier", "sample")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_help_is_formatted_and_every_option_explains_itself():
+    parser = build_parser()
+    top_help = parser.format_help()
+    assert "%%" not in top_help and "99.3% test accuracy" in top_help  # the epilog is printed as written
+    for name in OUR_COMMANDS:
+        command = _subparsers(parser)[name]
+        undocumented = [a.option_strings for a in command._actions if a.option_strings and not a.help]
+        assert not undocumented, f"{name}: options without help {undocumented}"
+    sample_help = _subparsers(parser)["sample"].format_help()
+    assert "(default: 256)" in sample_help and "(default: 100)" in sample_help
+
+
+def test_help_names_the_defaults_that_the_code_uses():
+    commands = _subparsers(build_parser())
+    ddpm_help, classifier_help = (" ".join(commands[name].format_help().split()) for name in ("ddpm", "classifier"))
+    assert "runs/ddpm-<preset>" in ddpm_help and "runs/classifier-<preset>" in classifier_help
+    assert "once per epoch" in classifier_help
+    assert f"mnist-cpu {DDPM_PRESETS['mnist-cpu'].checkpoint_every}" in ddpm_help
 
 
 @pytest.mark.parametrize("command", [TINY, ["classifier", "--dataset", "mnist", "--cpu"]])
@@ -77,3 +104,29 @@ def test_sample_checks_classifier_and_grid_before_sampling(tmp_path, capsys, mon
     assert "no classifier at" in capsys.readouterr().err
     assert main(["sample", "--model", str(model), "--grid", str(model / "config.json" / "g.png"), "--cpu"]) == 2
     assert "config.json is a file" in capsys.readouterr().err
+
+
+def test_resume_takes_the_checkpoints_preset_or_names_it(mnist_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    data = ["--data-dir", str(mnist_dir), "--limit", "64", "--output-dir", str(run)]  # one mnist-cpu batch
+    assert main([*TINY, *data, "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    without_preset = [a for a in TINY if a not in ("--preset", "mnist-tiny")]
+    assert main([*without_preset, *data, "--preset", "mnist-cpu", "--max-steps", "4", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "trained with preset mnist-tiny, this run uses mnist-cpu: add --preset mnist-tiny" in err
+    assert err.count("\n") == 1  # not the two UNet configs key by key
+    assert main([*without_preset, *data, "--max-steps", "4", "--resume", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["name"] == "mnist-tiny"
+    assert (run / "checkpoint-4").is_dir()
+
+
+def test_cpu_defaults_stay_small_without_a_gpu_or_native_bf16(monkeypatch):
+    chosen = {}
+    monkeypatch.setattr("train.ddpm.train_ddpm", lambda preset, *a, **k: chosen.update(ddpm=preset.name))
+    monkeypatch.setattr("train.classifier.train_classifier", lambda preset, *a, **k: chosen.update(clf=preset.name))
+    assert main(["ddpm", "--dataset", "mnist", "--cpu"]) == 0 and chosen["ddpm"] == "mnist-cpu"
+    assert main(["classifier", "--dataset", "mnist", "--cpu", "--mixed-precision", "no"]) == 0
+    assert chosen["clf"] == "mnist-small"
+    assert main(["classifier", "--dataset", "mnist", "--cpu", "--mixed-precision", "bf16"]) == 0
+    assert chosen["clf"] == "mnist"
