@@ -9,6 +9,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from train.classifier_io import NormalizedClassifier, save_classifier
 from train.classifier_nets import build
+from train.model_dir import record_hashes
 from train.presets import DDPM_PRESETS
 
 
@@ -19,6 +20,7 @@ def tiny_model_dir(folder: Path, seed: int) -> Path:
     unet.save_pretrained(folder, safe_serialization=True)
     DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear").save_pretrained(
         folder)
+    record_hashes(folder)
     return folder
 
 

@@ -2,60 +2,39 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from negguide.schedules import DiscreteSchedule
+from train.checkpoint import sha256_file
 from train.errors import UsageError
+from train.model_dir import WEIGHTS, load_model_dir
 
-UNET_WEIGHTS = "diffusion_pytorch_model.safetensors"
-SCHEDULER_CONFIG = "scheduler_config.json"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+BETA_KINDS = {"linear": "linear", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine"}
 
 
-def check_model_dir(folder: str | Path, option: str) -> Path:
-    """A model/ folder written by `python -m train ddpm` (UNet config and safetensors weights, scheduler config):
-    a clear error naming the option, before anything is loaded."""
-    folder = Path(folder)
-    missing = [name for name in ("config.json", UNET_WEIGHTS, SCHEDULER_CONFIG) if not (folder / name).is_file()]
-    if missing:
-        raise UsageError(f"{option} {folder}: not a model/ folder of `python -m train ddpm` (missing "
-                         f"{', '.join(missing)})")
-    return folder
-
-
-def schedule_of(folder: Path) -> DiscreteSchedule:
-    """The training schedule from the model's scheduler_config.json (linear, scaled_linear or cosine betas)."""
-    config = json.loads((folder / SCHEDULER_CONFIG).read_text())
-    kind = {"squaredcos_cap_v2": "cosine"}.get(config.get("beta_schedule", "linear"), config.get("beta_schedule"))
-    if config.get("prediction_type", "epsilon") != "epsilon":
+def schedule_of(scheduler, folder: Path) -> DiscreteSchedule:
+    """The training schedule of a model's DDPMScheduler config, as an explicit float64 table."""
+    config = scheduler.config
+    if config.prediction_type != "epsilon":
         raise UsageError(f"{folder}: the study samples epsilon-prediction DDPMs, this one predicts "
-                         f"{config['prediction_type']}")
+                         f"{config.prediction_type}")
+    if config.beta_schedule not in BETA_KINDS:
+        raise UsageError(f"{folder}: beta schedule {config.beta_schedule!r} is not one of {', '.join(BETA_KINDS)}")
+    return DiscreteSchedule.from_kind(BETA_KINDS[config.beta_schedule], config.num_train_timesteps,
+                                      config.beta_start, config.beta_end)
+
+
+def load_verified(folder: str | Path, option: str, device: torch.device):
+    """UNet (frozen, eval) and schedule of a model/ folder, its recorded hashes checked (train.model_dir); errors
+    name the option."""
     try:
-        return DiscreteSchedule.from_kind(kind, config["num_train_timesteps"], config["beta_start"],
-                                          config["beta_end"])
-    except (KeyError, ValueError) as err:
-        raise UsageError(f"{folder}/{SCHEDULER_CONFIG}: unusable schedule ({err})") from err
-
-
-def load_unet(folder: Path, device: torch.device):
-    from diffusers import UNet2DModel
-
-    try:
-        return UNet2DModel.from_pretrained(folder, use_safetensors=True).to(device).eval().requires_grad_(False)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise UsageError(f"{folder}: the UNet does not load ({' '.join(str(err).split())[:300]})") from err
+        unet, scheduler = load_model_dir(folder, device)
+        return unet.requires_grad_(False), schedule_of(scheduler, Path(folder))
+    except UsageError as err:
+        raise UsageError(f"{option} {err}") from err
 
 
 @dataclass
@@ -72,18 +51,18 @@ class StudyModels:
 
 def load_study_models(unconditional: str | Path, forget: str | Path, oracle: str | Path | None,
                       device: torch.device) -> StudyModels:
-    folders = {"unconditional": check_model_dir(unconditional, "--uncond"),
-               "forget": check_model_dir(forget, "--forget")}
+    folders = {"unconditional": (unconditional, "--uncond"), "forget": (forget, "--forget")}
     if oracle is not None:
-        folders["oracle"] = check_model_dir(oracle, "--oracle")
-    schedules = {role: schedule_of(folder) for role, folder in folders.items()}
+        folders["oracle"] = (oracle, "--oracle")
+    loaded = {role: load_verified(folder, option, device) for role, (folder, option) in folders.items()}
+    nets = {role: unet for role, (unet, _) in loaded.items()}
+    schedules = {role: schedule for role, (_, schedule) in loaded.items()}
     reference = schedules["unconditional"].betas
     for role, schedule in schedules.items():
         if not torch.equal(schedule.betas, reference):
             raise UsageError(f"the {role} model was trained with another noise schedule than the unconditional "
                              "one: guidance mixes predictions at the same timestep, so they must match")
-    hashes = {role: file_sha256(folder / UNET_WEIGHTS) for role, folder in folders.items()}
-    nets = {role: load_unet(folder, device) for role, folder in folders.items()}
+    hashes = {role: sha256_file(Path(folder) / WEIGHTS) for role, (folder, _) in folders.items()}
     shapes = {role: (n.config.in_channels, n.config.sample_size, n.config.sample_size) for role, n in nets.items()}
     if len(set(shapes.values())) != 1:
         raise UsageError(f"the models generate different image shapes: {shapes}")

@@ -30,7 +30,7 @@ class TrainingPlan:
     all_steps: int
     only_steps: int  # one class holds a tenth of the images: fewer steps see it as many times
     drop_steps: int
-    classifier_preset: str
+    classifier_preset: str | None  # None: the train command's default for the machine (fp32 CPUs: mnist-small)
     classifier_args: tuple[str, ...] = ()  # further `train classifier` options (e.g. --epochs)
     ddpm_args: tuple[str, ...] = ()  # further `train ddpm` options
 
@@ -38,8 +38,8 @@ class TrainingPlan:
 # cpu: the 0.28 M-parameter UNet, ~1 h per 8000 steps on one core of the 2-core build machine (fp32).
 # gpu: the 6.5 M-parameter UNet of the `mnist` preset for its 30k steps (the all-class and oracle models).
 TRAINING_PLANS = {
-    ("mnist", "cpu"): TrainingPlan("mnist-cpu", 8000, 4000, 8000, "mnist"),
-    ("mnist", "gpu"): TrainingPlan("mnist", 30_000, 10_000, 30_000, "mnist"),
+    ("mnist", "cpu"): TrainingPlan("mnist-cpu", 8000, 4000, 8000, None),
+    ("mnist", "gpu"): TrainingPlan("mnist", 30_000, 10_000, 30_000, None),
     ("cifar10", "gpu"): TrainingPlan("cifar10", 800_000, 100_000, 800_000, "cifar10"),
 }
 
@@ -88,8 +88,9 @@ def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu
     """The study's four model folders, trained or resumed as needed."""
     device = ["--cpu"] if cpu else []
     classifier = runs / "classifier"
-    _train(["classifier", "--dataset", dataset, "--preset", plan.classifier_preset, *plan.classifier_args, *device],
-           classifier, classifier_finished(classifier))
+    preset = ["--preset", plan.classifier_preset] if plan.classifier_preset else []
+    _train(["classifier", "--dataset", dataset, *preset, *plan.classifier_args, *device], classifier,
+           classifier_finished(classifier))
     ddpms = {"uncond": ("all", plan.all_steps, []),
              "forget": (f"only{removed}", plan.only_steps, ["--only-class", str(removed)]),
              "oracle": (f"drop{removed}", plan.drop_steps, ["--drop-class", str(removed)])}
