@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from train.removal import metrics as M
 from train.removal.models import StudyModels
@@ -95,13 +96,16 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
     networks = BranchNetworks(positive, models.forget, autocast_dtype)
     noise = CommonNoise(preset.seed, models.image_shape, device)
     images, final_p, rows = [], [], 0
+    progress = tqdm(total=preset.samples, desc=point.name, unit="sample", leave=False, disable=None)
     for start in range(0, preset.samples, preset.batch_size):
         indices = range(start, min(preset.samples, start + preset.batch_size))
         x, run, batch_rows = sample_batch(networks, models.schedule, spec, sampler, indices, noise, record="none")
+        progress.update(len(indices))
         images.append(M.to_uint8(x).cpu())
         rows += batch_rows
         if run is not None and run.dng is not None:
             final_p.append(run.dng.tracker.posterior().float().cpu())
+    progress.close()
     curves = None
     if run is not None and run.dng is not None and preset.curve_samples:
         curves = posterior_curves(networks, models, spec, sampler, noise, min(preset.curve_samples, preset.samples))
