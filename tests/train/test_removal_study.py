@@ -172,3 +172,15 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path, monkeypa
     (run / "checkpoint-4").mkdir(parents=True)
     reproduce._train(["ddpm", "--dataset", "mnist"], run, finished=False)
     assert calls[-1] == ["ddpm", "--dataset", "mnist", "--resume", str(run)]
+
+
+def test_ctrl_c_says_how_to_continue(dirs, tmp_path, capsys, monkeypatch, mnist_dir):
+    from train.removal import study
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_sweep", interrupted)
+    assert main(removal_argv(dirs, tmp_path / "sweep")) == 130
+    err = capsys.readouterr().err
+    assert "run the same `python -m train removal` command again" in err and "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from train.removal.presets import (
     FID_NETWORKS,
@@ -114,12 +115,18 @@ def add_removal_commands(sub) -> None:
 
 
 def dispatch(args) -> int:
-    if args.command == "removal":
-        from train.removal.study import run_removal
+    """Run the command; Ctrl-C ends it with a line on how to continue (finished points and checkpoints stay)."""
+    try:
+        if args.command == "removal":
+            from train.removal.study import run_removal
 
-        run_removal(args)
-        return 0
-    from train.removal.reproduce import reproduce_removal
+            run_removal(args)
+        else:
+            from train.removal.reproduce import reproduce_removal
 
-    reproduce_removal(args)
+            reproduce_removal(args)
+    except KeyboardInterrupt:
+        print(f"interrupted: what was finished is kept; run the same `python -m train {args.command}` command again "
+              "to continue (finished models and points are reused)", file=sys.stderr)
+        return 130
     return 0
