@@ -49,7 +49,7 @@ class CommonNoise:
         return self.draw(indices, step)
 
 
-def image_generators(seed: int, indices: range, device: torch.device | str = "cpu") -> list[torch.Generator]:
-    """One generator per sample for DNG's Hutchinson probe directions (the flow trackers on DDIM): an image's
-    probes, hence its guidance, do not depend on the rest of its batch either."""
-    return [torch.Generator(device=device).manual_seed(chunk_seed(seed, i, -2)) for i in indices]
+def image_generators(seed: int, indices: range) -> list[torch.Generator]:
+    """One CPU generator per sample for DNG's Hutchinson probe directions (the flow trackers on DDIM draw their
+    signs on the host): an image's probes, hence its guidance, do not depend on the rest of its batch either."""
+    return [torch.Generator().manual_seed(chunk_seed(seed, i, -2)) for i in indices]

@@ -140,7 +140,7 @@ def sample_batch(networks: BranchNetworks, schedule: DiscreteSchedule, spec: Gui
     run = None
     if spec is not None:
         frame = Frame.discrete_vp(schedule.alphas_cumprod, "eps")
-        generator = image_generators(noise.seed, indices, device) if sampler.name == "ddim" else None
+        generator = image_generators(noise.seed, indices) if sampler.name == "ddim" else None
         run = GuidanceRun(spec, len(indices), frame, sampler.info, steps=len(table), generator=generator,
                           record=record)
     timesteps = torch.tensor([c.t for c in table], device=device)  # one transfer before the loop
