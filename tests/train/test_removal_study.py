@@ -43,7 +43,7 @@ def test_removal_writes_every_point_and_the_report(dirs, tmp_path, mnist_dir):
                      "ddpm4-dng-2-pmax0.9", "ddpm4-dng-2-pmax0.99", "ddim4-none-0", "ddim4-oracle-0",
                      "ddim4-dng-2-pmax0.9", "ddim4-dng-2-pmax0.99"]
     for row in rows:
-        assert sum(row["class_histogram"]) == 6
+        assert sum(row["class_histogram"]) == 6 and row["diverged_samples"] == 0
         assert 0 <= row["forbidden_share"] <= 1 and row["kl_uniform_kept"] >= 0
         assert row["fid_classifier_kept"] >= 0 and "fid_inception_kept" not in row
         assert row["settings"]["seed"] == 0 and row["settings"]["models"]
@@ -184,3 +184,28 @@ def test_ctrl_c_says_how_to_continue(dirs, tmp_path, capsys, monkeypatch, mnist_
     assert main(removal_argv(dirs, tmp_path / "sweep")) == 130
     err = capsys.readouterr().err
     assert "run the same `python -m train removal` command again" in err and "Traceback" not in err
+
+
+def test_a_sample_that_overflows_is_kept_saturated_and_counted(dirs, monkeypatch):
+    """An extreme scale may overflow a sample to inf/NaN: the sweep goes on, the point counts it."""
+    import torch
+
+    from train.removal import sweep
+    from train.removal.models import load_study_models
+    from train.removal.points import Point
+    from train.removal.presets import MNIST_CPU
+
+    real = sweep.sample_batch
+
+    def overflowing(*args, **kwargs):
+        x, run, rows = real(*args, **kwargs)
+        x[0] = float("inf")
+        x[1, 0, 0, 0] = float("nan")
+        return x, run, rows
+
+    monkeypatch.setattr(sweep, "sample_batch", overflowing)
+    models = load_study_models(dirs["uncond"], dirs["forget"], None, torch.device("cpu"))
+    preset = dataclasses.replace(MNIST_CPU, samples=3, batch_size=3, ddpm_steps=3, curve_samples=0)
+    images, _, _, _, diverged = sweep.sample_point(Point("np", 1.0, "ddpm", 3), preset, models, torch.device("cpu"),
+                                                   None)
+    assert diverged == 2 and images.dtype == torch.uint8 and bool((images[0] == 255).all())

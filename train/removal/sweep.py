@@ -30,9 +30,9 @@ from train.removal.sampler import BranchNetworks, sample_batch
 
 CSV_COLUMNS = ("method", "scale", "p_max", "sampler", "steps", "samples", "forbidden_share", "kl_uniform_kept",
                "kl_data_kept", "fid_inception_kept", "fid_inception_all", "fid_classifier_kept", "fid_classifier_all",
-               "class_histogram", "mean_final_posterior", "rows_per_sample_step", "seconds", "samples_per_second",
-               "device", "seed", "sampler_variance", "dng_tracker", "dng_transition_variance", "dng_prior",
-               "dng_temperature", "dng_offset", "sld_threshold", "sld_s_s", "sld_beta_m", "sld_s_m",
+               "class_histogram", "mean_final_posterior", "rows_per_sample_step", "diverged_samples", "seconds",
+               "samples_per_second", "device", "seed", "sampler_variance", "dng_tracker", "dng_transition_variance",
+               "dng_prior", "dng_temperature", "dng_offset", "sld_threshold", "sld_s_s", "sld_beta_m", "sld_s_m",
                "model_unconditional", "model_forget", "model_oracle", "key")
 
 
@@ -89,19 +89,23 @@ class Evaluator:
 def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, device: torch.device,
                  autocast_dtype: torch.dtype | None):
     """All samples of a point (uint8), DNG's final posterior per sample, the network rows per sample and step
-    (1 unguided, 2 for NP / SLD / DNG on DDPM, more where the flow tracker probes) and p/lambda curves."""
+    (1 unguided, 2 for NP / SLD / DNG on DDPM, more where the flow tracker probes), p/lambda curves, and how many
+    samples overflowed to inf/NaN."""
     spec = guidance_spec(point, preset)
     sampler = sampler_settings(point, preset)
     positive = models.oracle if point.method == "oracle" else models.unconditional
     networks = BranchNetworks(positive, models.forget, autocast_dtype)
     noise = CommonNoise(preset.seed, models.image_shape, device)
-    images, final_p, rows = [], [], 0
+    images, final_p, rows, diverged = [], [], 0, 0
     progress = tqdm(total=preset.samples, desc=point.name, unit="sample", leave=False, disable=None)
     for start in range(0, preset.samples, preset.batch_size):
         indices = range(start, min(preset.samples, start + preset.batch_size))
         x, run, batch_rows = sample_batch(networks, models.schedule, spec, sampler, indices, noise, record="none")
         progress.update(len(indices))
-        images.append(M.to_uint8(x).cpu())
+        finite = torch.isfinite(x).flatten(1).all(1)
+        diverged += int((~finite).sum())
+        # an extreme scale can overflow a sample: it is kept as the saturated image it is, and counted
+        images.append(M.to_uint8(torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)).cpu())
         rows += batch_rows
         if run is not None and run.dng is not None:
             final_p.append(run.dng.tracker.posterior().float().cpu())
@@ -110,7 +114,7 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
     if run is not None and run.dng is not None and preset.curve_samples:
         curves = posterior_curves(networks, models, spec, sampler, noise, min(preset.curve_samples, preset.samples))
     rows_per_sample_step = rows / (preset.samples * sampler.steps)
-    return torch.cat(images), (torch.cat(final_p) if final_p else None), rows_per_sample_step, curves
+    return torch.cat(images), (torch.cat(final_p) if final_p else None), rows_per_sample_step, curves, diverged
 
 
 def posterior_curves(networks, models, spec, sampler, noise, count: int) -> dict:
@@ -125,7 +129,7 @@ def run_point(point: Point, preset: RemovalPreset, models: StudyModels, evaluato
               device: torch.device, autocast_dtype: torch.dtype | None) -> dict:
     settings = point_settings(point, preset, _models_of(point, models))
     started = time.perf_counter()
-    images, final_p, rows_per_sample_step, curves = sample_point(point, preset, models, device, autocast_dtype)
+    images, final_p, rows_per_step, curves, diverged = sample_point(point, preset, models, device, autocast_dtype)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
@@ -133,7 +137,8 @@ def run_point(point: Point, preset: RemovalPreset, models: StudyModels, evaluato
     result = {"name": point.name, "key": settings_key(settings), **asdict(point), "samples": preset.samples,
               **evaluator.metrics(images, labels),
               "mean_final_posterior": float(final_p.mean()) if final_p is not None else None,
-              "rows_per_sample_step": round(rows_per_sample_step, 4), "seconds": round(seconds, 2),
+              "rows_per_sample_step": round(rows_per_step, 4), "diverged_samples": diverged,
+              "seconds": round(seconds, 2),
               "samples_per_second": round(preset.samples / seconds, 3), "device": _device_name(device),
               "torch": torch.__version__, "settings": settings, "curves": curves}
     tensors = {"images": images.contiguous(), "labels": labels.contiguous()}
