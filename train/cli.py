@@ -28,6 +28,8 @@ EPILOG = """examples:
   python -m train ddpm --dataset mnist --resume runs/ddpm-mnist    # continue exactly after a crash or Ctrl-C
   python -m train classifier --dataset cifar10 --resume runs/classifier-cifar10   # likewise
   python -m train sample --model runs/ddpm-mnist/model --classifier runs/classifier-mnist
+  python -m train reproduce-removal --dataset mnist --remove 0     # the DNG paper's class-removal study
+  python -m train removal --help                                   # the same study on models you have
 Data: the offline copies in ../shared/datasets are used when present; otherwise give --data-dir DIR
 (an existing copy) or --download (torchvision fetches it). Run folders are relative to the current directory.
 Ctrl-C stops after the current step with a checkpoint and prints the --resume command. See docs/training.md."""
