@@ -40,6 +40,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from train.checkpoint import sha256_file
 from train.classifier_io import WEIGHTS, load_classifier
 from train.data import load_dataset
 from train.errors import UsageError
@@ -179,18 +180,10 @@ def fid_helper_archive() -> Path | None:
 
 @functools.cache
 def _verified(path: Path) -> Path:
-    digest = file_sha256(path)
+    digest = sha256_file(path)
     if digest != FID_HELPER_ARCHIVE_SHA256:
         raise UsageError(f"{path} has SHA-256 {digest}, not the pinned {FID_HELPER_PIN}'s: reinstall that wheel")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tf1_bilinear_matrix(size_in: int, size_out: int) -> torch.Tensor:
@@ -290,7 +283,7 @@ class ClassifierFeatures:
         self.input_shape = tuple(loaded.config["input_shape"])
         self.last_linear = last_linear_layer(self.model)
         weights = path / WEIGHTS if path.is_dir() else path
-        self.network_id = f"classifier-penultimate/{file_sha256(weights)[:16]}"
+        self.network_id = f"classifier-penultimate/{sha256_file(weights)[:16]}"
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
