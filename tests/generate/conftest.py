@@ -9,12 +9,8 @@ from tiny_pipelines import find_tokenizer_dir
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # the tiny models are many times slower with 2 threads on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 _BUILT: dict[str, tuple] = {}  # family -> (pipeline, its scheduler object)

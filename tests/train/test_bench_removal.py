@@ -20,11 +20,8 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 def test_authors_tables_at_T_are_their_linear_schedule():

@@ -18,12 +18,8 @@ from harness.tinysd import find_tokenizer_dir  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # the tiny UNet is ~50x slower with 2 threads on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 def _need_tokenizer():
