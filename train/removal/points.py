@@ -64,6 +64,11 @@ def transition_variance(preset: RemovalPreset) -> str:
     return preset.sampler_variance if preset.transition_variance == "matched" else preset.transition_variance
 
 
+def dng_tracker(point: Point, preset: RemovalPreset) -> str:
+    """The transition likelihood on the ancestral sampler, the preset's flow tracker on DDIM."""
+    return "transition" if point.sampler == "ddpm" else preset.dng_tracker_ddim
+
+
 def guidance_spec(point: Point, preset: RemovalPreset) -> GuidanceSpec | None:
     """The core's spec of a point (None: the network alone, for ``none`` and ``oracle``)."""
     if point.method in BASELINES:
@@ -74,9 +79,8 @@ def guidance_spec(point: Point, preset: RemovalPreset) -> GuidanceSpec | None:
         sld = SLDConfig(threshold=preset.sld_threshold, s_s=preset.sld_s_s, beta_m=preset.sld_beta_m,
                         s_m=preset.sld_s_m)
         return GuidanceSpec("sld", cfg_scale=point.scale, sld=sld, class_removal=True)
-    tracker = "transition" if point.sampler == "ddpm" else preset.dng_tracker_ddim
     dng = DNGConfig(lambda0=point.scale, prior=preset.dng_prior, temperature=preset.dng_temperature,
-                    offset=preset.dng_offset, p_max=point.p_max, tracker=tracker,
+                    offset=preset.dng_offset, p_max=point.p_max, tracker=dng_tracker(point, preset),
                     variance=transition_variance(preset))
     return GuidanceSpec("dng", cfg_scale=1.0, dng=dng, class_removal=True)
 
@@ -98,7 +102,7 @@ def point_settings(point: Point, preset: RemovalPreset, models: dict[str, str]) 
     if point.method == "dng":
         settings["dng"] = {"prior": preset.dng_prior, "temperature": preset.dng_temperature,
                            "offset": preset.dng_offset, "p_max": point.p_max,
-                           "tracker": "transition" if point.sampler == "ddpm" else preset.dng_tracker_ddim,
+                           "tracker": dng_tracker(point, preset),
                            "transition_variance": transition_variance(preset)}
     if point.method == "sld":
         settings["sld"] = {"threshold": preset.sld_threshold, "s_s": preset.sld_s_s, "beta_m": preset.sld_beta_m,
