@@ -96,6 +96,7 @@ class ProbeGate:
 
 
 TRACKERS = ("auto", "transition", "flow-hutchinson", "flow-moment", "flow-gated")
+PROBE_DIRECTIONS = ("deflated", "rademacher")  # see negguide.posterior.FlowTracker._deflate
 FLOW_STARTS = ("prior", "evidence")
 MAX_LAMBDA0 = 1000.0  # beyond this lambda only saturates the prediction's range
 
@@ -116,6 +117,7 @@ class DNGConfig:
     tracker: str = "auto"
     variance: str = "beta"  # transition tracker: "beta" (paper Alg. 2), "beta_tilde" (authors' code), "sampler"
     probe_pairs: int = 1  # Hutchinson probes of the flow tracker: 2 extra model rows per image each
+    probe_directions: str = "deflated"  # "deflated" (each image's dominant directions exact) or "rademacher"
     gate: ProbeGate = field(default_factory=ProbeGate)  # flow-gated: where and when images probe
     flow_start: str = "evidence"  # flow trackers: "evidence" (the first evaluation's large-sigma evidence) or "prior"
     posterior: PosteriorConfig = field(init=False, repr=False, compare=False)
@@ -137,6 +139,8 @@ class DNGConfig:
             (self.variance in VARIANCES, f"transition variance must be one of {VARIANCES}, got {self.variance!r}"),
             (isinstance(self.probe_pairs, int) and 1 <= self.probe_pairs <= 16,
              f"probe_pairs must be a whole number from 1 to 16, got {self.probe_pairs!r}"),
+            (self.probe_directions in PROBE_DIRECTIONS,
+             f"probe_directions must be one of {PROBE_DIRECTIONS}, got {self.probe_directions!r}"),
             (isinstance(self.gate, ProbeGate), f"gate must be a ProbeGate, got {type(self.gate).__name__}"),
             (self.flow_start in FLOW_STARTS, f"flow_start must be one of {FLOW_STARTS}, got {self.flow_start!r}"),
         ])

@@ -51,7 +51,7 @@ class DynamicNegativeGuidance:
         else:
             self.tracker = FlowTracker(config.posterior, batch_size, device, divergence=self.tracker_name[5:],
                                        probe_pairs=config.probe_pairs, generator=generator, start=config.flow_start,
-                                       gate=config.gate)
+                                       gate=config.gate, directions=config.probe_directions)
         self.record = record
         self._records: list[tuple] = []  # tensors stay on device: no host sync inside the sampling loop
         self._rows_recorded = 0

@@ -35,8 +35,10 @@ Two families:
     ``div(D_neg - D_ref)`` is the costly part; estimators:
 
     * ``"exact"``: a callable supplied by the caller (Gaussian mixtures; ground truth);
-    * ``"hutchinson"``: ``K`` Rademacher probes with a forward finite difference, ``2K`` extra model rows per
-      image and step (both branches at ``x + eps v``);
+    * ``"hutchinson"``: ``K`` random probes with a forward finite difference, ``2K`` extra model rows per
+      image and step (both branches at ``x + eps v``). Probe directions: ``"rademacher"`` (random signs) or
+      ``"deflated"``: the same second moment ``E[v v^T] = I`` (so the same expectation, for any Jacobian), with
+      the image's likely dominant directions taken exactly (see :meth:`FlowTracker._deflate`);
     * ``"moment"``: no extra rows. Tweedie's second moment gives ``div D = tr Cov[x0|x] / sigma^2``; the law of
       total covariance splits ``tr Cov_ref - tr Cov_neg`` into a between-class part that the two predictions
       determine, ``p / (1 - p) |D_neg - D_ref|^2``, and a within-class part that they do not; ``"moment"``
@@ -56,7 +58,7 @@ from typing import NamedTuple
 
 import torch
 
-from .configs import VARIANCES, PosteriorConfig, ProbeGate
+from .configs import PROBE_DIRECTIONS, VARIANCES, PosteriorConfig, ProbeGate
 
 DIVERGENCES = ("moment", "hutchinson", "exact", "gated")
 
@@ -188,6 +190,7 @@ class FlowTracker(_Tracker):
     ``"evidence"`` from the large-sigma expansion at the first evaluation,
     ``log p0 + (D_neg - D_ref).(x - (D_neg + D_ref)/2) / sigma^2`` (at sigma_max the marginals of both models are
     nearly Gaussians around their means, and the posterior has already moved away from the prior).
+    ``directions``: the probes' directions, ``"rademacher"`` or ``"deflated"`` (module docstring).
     """
 
     name = "flow"
@@ -195,19 +198,22 @@ class FlowTracker(_Tracker):
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None, divergence: str = "moment",
                  probe_pairs: int = 1, exact_divergence: Divergence | None = None, fd_scale: float = 1e-2,
                  generator: torch.Generator | list[torch.Generator] | None = None, start: str = "prior",
-                 gate: ProbeGate | None = None):
+                 gate: ProbeGate | None = None, directions: str = "rademacher"):
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if divergence == "exact" and exact_divergence is None:
             raise ValueError("divergence='exact' needs exact_divergence(x, sigma) -> div(D_neg - D_ref) per image")
         if divergence in ("hutchinson", "gated") and probe_pairs < 1:
             raise ValueError(f"a Hutchinson estimate needs >= 1 probe pair, got {probe_pairs}")
+        if directions not in PROBE_DIRECTIONS:
+            raise ValueError(f"directions must be one of {PROBE_DIRECTIONS}, got {directions!r}")
         if start not in STARTS:
             raise ValueError(f"start must be one of {STARTS}, got {start!r}")
         super().__init__(config, batch_size, device)
         self.divergence, self.probe_pairs, self.fd_scale = divergence, probe_pairs, fd_scale
         self.exact_divergence, self.generator, self.start = exact_divergence, generator, start
         self.gate = (gate or ProbeGate()) if divergence == "gated" else None
+        self.directions = directions
         self.extra_rows_per_image = 2 * probe_pairs if divergence in ("hutchinson", "gated") else 0
         self.name = f"flow-{divergence}" + (f"-{probe_pairs}" if divergence in ("hutchinson", "gated") else "")
         self._prev = None  # (x, sigma, g, h_fixed, h_odds, h_within) at the previous evaluation; h(p) below
@@ -217,6 +223,7 @@ class FlowTracker(_Tracker):
         device = self.log_p.device
         self._held = torch.zeros(batch_size, dtype=torch.float64, device=device)  # within-class part per (1 - p)
         self._held_sigma = torch.zeros(batch_size, dtype=torch.float64, device=device)  # 0: nothing held
+        self._response: torch.Tensor | None = None  # deflated probes: each image's last (J_neg - J_ref) v
 
     # -- Hutchinson probes: the backend evaluates both branches at these points in the same batch --------
     def probe_points(self, x: torch.Tensor, sigma, step: int | None = None) -> ProbeRequest | None:
@@ -233,14 +240,10 @@ class FlowTracker(_Tracker):
                 images = None
         idx = range(x.shape[0]) if images is None else images.tolist()
         n = len(idx)
-        if isinstance(self.generator, (list, tuple)):  # one per image: an image's probes ignore the rest of the batch
-            if len(self.generator) != x.shape[0]:
-                raise ValueError(f"{len(self.generator)} probe generators for a batch of {x.shape[0]}")
-            signs = torch.stack([torch.randint(0, 2, (self.probe_pairs, *x.shape[1:]), generator=self.generator[i],
-                                               device="cpu") for i in idx], dim=1)
-        else:
-            signs = torch.randint(0, 2, (self.probe_pairs, n, *x.shape[1:]), generator=self.generator, device="cpu")
-        v = signs.to(x.device, x.dtype) * 2 - 1
+        v = self._random_signs(idx, x.shape[1:])
+        if self.directions == "deflated":
+            v = self._deflate(v, idx)
+        v = v.to(x.device, x.dtype)
         x_sub = x if images is None else x[images.to(x.device)]
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
         s = (s if images is None else s[images.to(s.device)]).to(x.dtype).to(x.device)
@@ -248,6 +251,39 @@ class FlowTracker(_Tracker):
         self.probe_rows += 2 * self.probe_pairs * n
         self._request = ProbeRequest(images, v, x_sub.unsqueeze(0) + self.fd_scale * s * v)
         return self._request
+
+    def _random_signs(self, idx, shape) -> torch.Tensor:
+        """``[K, n, *shape]`` float64 entries +-1 for the images ``idx``, drawn on the host."""
+        k = self.probe_pairs
+        if isinstance(self.generator, (list, tuple)):  # one per image: an image's probes ignore the rest of the batch
+            if len(self.generator) != self.log_p.shape[0]:
+                raise ValueError(f"{len(self.generator)} probe generators for a batch of {self.log_p.shape[0]}")
+            bits = torch.stack([torch.randint(0, 2, (k, *shape), generator=self.generator[i], device="cpu")
+                                for i in idx], dim=1)
+        else:
+            bits = torch.randint(0, 2, (k, len(idx), *shape), generator=self.generator, device="cpu")
+        return bits.to(self.log_p.device, torch.float64) * 2 - 1
+
+    def _deflate(self, w: torch.Tensor, idx) -> torch.Tensor:
+        """``v = (I - Q Q^T) w + Q s`` per image: ``Q`` an orthonormal basis of the image's previous
+        ``Delta = D_neg - D_ref`` and its last probe response ``(J_neg - J_ref) v``, ``s`` fresh random signs.
+
+        ``E[v v^T] = (I - Q Q^T) + Q Q^T = I`` for any ``Q``, so ``v^T J v`` stays an unbiased estimate of
+        ``tr J``. Where two classes still compete, the Jacobian has a large rank-one part ``c u u^T``, whose
+        Rademacher estimate ``c (u.v)^2`` spreads as much as ``c |u|^2`` itself (the jumps of ``p`` a single
+        probe makes mid-decision); a response ``J v`` points along ``u`` there, and ``u`` in ``Q`` contributes
+        no spread. Unknown columns (the first step, an image that never probed) are zeros: ``Q`` is then an
+        arbitrary orthonormal pair, which costs nothing but the guess."""
+        rows = torch.as_tensor(list(idx), device=self.log_p.device)
+        dim = w[0, 0].numel()
+        if self._response is None:
+            self._response = torch.zeros(self.log_p.shape[0], dim, dtype=torch.float64, device=self.log_p.device)
+        delta = self._prev[2][rows] if self._prev is not None else torch.zeros_like(self._response[rows])
+        basis, _ = torch.linalg.qr(torch.stack([delta, self._response[rows]], dim=2))  # [n, dim, 2]
+        signs = self._random_signs(idx, (basis.shape[2],))  # [K, n, min(2, dim)]
+        flat = w.reshape(w.shape[0], w.shape[1], dim)
+        along = torch.einsum("knd,ndm->knm", flat, basis)
+        return (flat + torch.einsum("knm,ndm->knd", signs - along, basis)).reshape(w.shape)
 
     def _gate_open(self, step: int | None) -> torch.Tensor:
         gate = self.gate
@@ -261,15 +297,18 @@ class FlowTracker(_Tracker):
         """Probe rows per image and step so far (beyond the negative branch): the tracker's average cost."""
         return self.probe_rows / max(1, self.observed_steps * self.log_p.shape[0])
 
-    def _hutchinson(self, sigma_sub, delta_sub, probe_predictions, odds_sub=None) -> torch.Tensor:
-        """``div(D_neg - D_ref)`` from the probes (forward differences); with ``odds_sub`` the known rank-one
-        between-class part's fluctuation is removed (a control variate, unbiased for any odds)."""
+    def _hutchinson(self, idx, sigma_sub, delta_sub, probe_predictions, odds_sub=None) -> torch.Tensor:
+        """``div(D_neg - D_ref)`` of the images ``idx`` from their probes (forward differences); with ``odds_sub``
+        the known rank-one between-class part's fluctuation is removed (a control variate, unbiased for any
+        probe directions with ``E[v v^T] = I``)."""
         v, ref_at, neg_at = probe_predictions
         k, n = v.shape[0], v.shape[1]
         device = self.log_p.device
         jv = (neg_at - ref_at).reshape(k, n, -1).to(device).to(torch.float64) - delta_sub.unsqueeze(0)
         vv = v.reshape(k, n, -1).to(device).to(torch.float64)
         estimate = (vv * jv).sum(2).mean(0) / (self.fd_scale * sigma_sub)
+        if self.directions == "deflated":
+            self._response[idx] = jv.mean(0)
         if odds_sub is not None:
             along = (vv * delta_sub.unsqueeze(0)).sum(2)  # Delta . v, [K, n]
             estimate = estimate + odds_sub * ((along * along).mean(0) - (delta_sub * delta_sub).sum(1)) / sigma_sub**2
@@ -303,7 +342,7 @@ class FlowTracker(_Tracker):
             h_fixed = cross + self.exact_divergence(x, sigma).to(device).to(torch.float64).reshape(-1) / s
             h_odds = torch.zeros_like(between)
         elif self.divergence == "hutchinson":
-            h_fixed = cross + self._hutchinson(s, delta, probe_predictions) / s
+            h_fixed = cross + self._hutchinson(slice(None), s, delta, probe_predictions) / s
             h_odds = torch.zeros_like(between)
         elif self.divergence == "gated":
             h_within = self._held_within(s) / s
@@ -323,7 +362,7 @@ class FlowTracker(_Tracker):
         the previous one (see :class:`~negguide.configs.ProbeGate`), written into ``h_fixed`` and held."""
         gate, p, odds = self.gate, self.posterior()[idx], self.odds()[idx]
         s_i, d_i = s[idx], delta[idx]
-        div = self._hutchinson(s_i, d_i, probe_predictions, odds if gate.control_variate else None)
+        div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if gate.control_variate else None)
         between = odds * (d_i * d_i).sum(1) / s_i**2
         within = (div + between) / (1 - p)
         if gate.smoothing > 0:  # the previous estimate carried to this noise level, however old

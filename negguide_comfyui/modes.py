@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from negguide.checks import SettingsError
-from negguide.configs import TRACKERS, VARIANCES, DNGConfig, SLDConfig
+from negguide.configs import PROBE_DIRECTIONS, TRACKERS, VARIANCES, DNGConfig, SLDConfig
 from negguide.frames import Frame
 from negguide.spec import GuidanceSpec
 from negguide.windows import StepWindow
@@ -70,7 +70,8 @@ def _windowed(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
 def _dng(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
     config = DNGConfig(lambda0=values["lambda0"], prior=values["prior"], temperature=values["temperature"],
                        offset=values["offset"], p_max=values["p_max"], tracker=values["tracker"],
-                       variance=values.get("variance", "beta"), probe_pairs=int(values.get("probe_pairs", 1)))
+                       variance=values.get("variance", "beta"), probe_pairs=int(values.get("probe_pairs", 1)),
+                       probe_directions=values.get("probe_directions", "deflated"))
     return GuidanceSpec("dng", cfg_scale=cfg, dng=config)
 
 
@@ -135,6 +136,9 @@ DNG = Mode(
         "probe_pairs": ("INT", {"default": 1, "min": 1, "max": 16, "tooltip": "Hutchinson probe pairs of the "
                                 "flow-hutchinson and flow-gated trackers (2 rows per image each, at a step's first "
                                 "evaluation)."}),
+        "probe_directions": (list(PROBE_DIRECTIONS), {"default": "deflated", "tooltip": "Directions of those "
+                             "probes: deflated (each image's dominant directions taken exactly: lower spread at "
+                             "the same cost) or rademacher (random signs)."}),
         "variance": (list(VARIANCES), {"default": "beta", "tooltip": "Transition tracker's step variance: beta "
                                        "(paper Alg. 2), beta_tilde (authors' code), sampler (the sampler's eta)."}),
     },

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ..checks import SettingsError
-from ..configs import TRACKERS
+from ..configs import PROBE_DIRECTIONS, TRACKERS
 from ..windows import UNITS, StepWindow
 from .schedulers import KINDS, SCHEDULERS, UnsupportedScheduler
 
@@ -30,7 +30,7 @@ MODE_OPTIONS = {
     "window_unit": (("windowed", "np3", "dnp"), None), "dns_scale": (("dns", "dnp"), None),
     "lambda0": (("dng",), "lambda0"), "prior": (("dng",), "prior"), "temperature": (("dng",), "temperature"),
     "offset": (("dng",), "offset"), "p_max": (("dng",), "p_max"), "tracker": (("dng",), "tracker"),
-    "probe_pairs": (("dng",), "probe_pairs"),
+    "probe_pairs": (("dng",), "probe_pairs"), "probe_directions": (("dng",), "probe_directions"),
     "sld_threshold": (("sld",), "threshold"), "sld_s_s": (("sld",), "s_s"), "sld_beta_m": (("sld",), "beta_m"),
     "sld_s_m": (("sld",), "s_m"), "sld_warmup": (("sld",), "warmup_steps"),
     "perp_neg_scale": (("perp_neg",), None), "captioner": (("dnp",), None), "caption_prompt": (("dnp",), None),
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tracker", choices=TRACKERS, help="dng: posterior tracker (default auto: transition for "
                                                        "stochastic schedulers, flow-gated otherwise)")
     g.add_argument("--probe-pairs", type=int, help="dng flow-hutchinson / flow-gated: probe pairs (default 1)")
+    g.add_argument("--probe-directions", choices=PROBE_DIRECTIONS,
+                   help="dng flow-hutchinson / flow-gated: deflated (default: each image's dominant directions "
+                        "exact, lower spread at the same cost) or rademacher")
     g.add_argument("--sld-threshold", type=float)
     g.add_argument("--sld-s-s", type=float)
     g.add_argument("--sld-beta-m", type=float)

@@ -168,13 +168,18 @@ def removal_metrics(mix: GaussianMixture, x0: torch.Tensor) -> dict:
 def make_tracker(spec: str, config: PosteriorConfig, n: int, mix: GaussianMixture, seed: int,
                  gate: ProbeGate | None = None):
     """``spec``: ``transition-<beta|beta_tilde|sampler>``, ``flow-exact``, ``flow-moment``,
-    ``flow-hutchinson-K``, ``flow-gated-K``; a ``+evidence`` suffix starts a flow tracker from the evidence of
-    its first evaluation instead of the prior."""
-    spec, _, start = spec.partition("+")
+    ``flow-hutchinson-K``, ``flow-gated-K``; suffixes: ``+evidence`` starts a flow tracker from the evidence of
+    its first evaluation instead of the prior, ``+deflated`` draws deflated probe directions (Rademacher
+    otherwise)."""
+    spec, *options = spec.split("+")
+    unknown = set(options) - {"evidence", "deflated"}
+    if unknown:
+        raise ValueError(f"unknown tracker option(s) {sorted(unknown)} in {spec!r}")
     kind, _, rest = spec.partition("-")
     if kind == "transition":
         return TransitionTracker(config, n, variance=rest)
-    start = start or "prior"
+    start = "evidence" if "evidence" in options else "prior"
+    directions = "deflated" if "deflated" in options else "rademacher"
     forget = mix.to_forget()
     if rest == "exact":
         return FlowTracker(config, n, divergence="exact", start=start, exact_divergence=lambda x, s: (
@@ -183,7 +188,7 @@ def make_tracker(spec: str, config: PosteriorConfig, n: int, mix: GaussianMixtur
         return FlowTracker(config, n, divergence="moment", start=start)
     divergence, _, pairs = rest.partition("-")
     return FlowTracker(config, n, divergence=divergence, probe_pairs=int(pairs), start=start, gate=gate,
-                       generator=torch.Generator().manual_seed(seed + 17))
+                       directions=directions, generator=torch.Generator().manual_seed(seed + 17))
 
 
 def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_spec: str, n: int, seed: int,

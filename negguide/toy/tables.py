@@ -9,12 +9,14 @@ import json
 import sys
 from pathlib import Path
 
-from .study import DETERMINISTIC_TRACKERS, STOCHASTIC_TRACKER
+from .study import AUTO_DETERMINISTIC, DETERMINISTIC_TRACKERS, STOCHASTIC_TRACKER
 
 NAMES = {"transition-beta": "transition (the sampler's own)",
          "transition-beta_tilde": "transition, beta_tilde", "flow-moment": "moment",
          "flow-hutchinson-1": "Hutchinson x1", "flow-hutchinson-1+evidence": "Hutchinson x1, evidence start",
-         "flow-hutchinson-2": "Hutchinson x2", "flow-gated-1+evidence": "**gated** (auto)",
+         "flow-hutchinson-1+evidence+deflated": "Hutchinson x1, evidence start, deflated",
+         "flow-hutchinson-2": "Hutchinson x2", "flow-gated-1+evidence": "gated, Rademacher probes",
+         "flow-gated-1+evidence+deflated": "**gated**, deflated probes (auto)",
          "flow-exact": "exact divergence", "flow-exact+evidence": "exact, evidence start",
          "transition-sampler": "transition (Euler a)"}
 PROBE_ROWS = "probe rows per image and step"  # the summary's average_probe_rows (table column and plot axis)
@@ -56,7 +58,8 @@ def per_tracker(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def per_configuration(summary: dict, trackers=("flow-hutchinson-1+evidence", "flow-gated-1+evidence")) -> str:
+def per_configuration(summary: dict, trackers=("flow-hutchinson-1+evidence", "flow-gated-1+evidence",
+                                               AUTO_DETERMINISTIC)) -> str:
     """Per mixture, dimension, sampler and step count, over the seeds: mean (worst) end error and probe rows."""
     rows = summary["high_dimensional_tracking"]
     keys = list(dict.fromkeys((r["mixture"], r["dim"], r["sampler"], r["steps"]) for r in rows

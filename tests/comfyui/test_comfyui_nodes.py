@@ -42,7 +42,7 @@ def test_guider_and_patch_inputs():
     assert list(dns) == ["model", "positive", "empty_conditioning", "dns_scale"]
     patch = pack.NODE_CLASS_MAPPINGS["NegGuideDNGPatch"].INPUT_TYPES()
     assert list(patch["required"])[:2] == ["model", "empty_conditioning"] and "cfg" not in patch["required"]
-    assert set(patch["optional"]) == {"probe_pairs", "variance"}
+    assert set(patch["optional"]) == {"probe_pairs", "probe_directions", "variance"}
     assert pack.NODE_CLASS_MAPPINGS["NegGuideDNGGuider"].RETURN_TYPES == ("GUIDER", "NEGGUIDE_TRACE")
     assert pack.NODE_CLASS_MAPPINGS["NegGuideDNGPatch"].RETURN_TYPES == ("MODEL", "NEGGUIDE_TRACE")
 
@@ -53,7 +53,8 @@ def test_widget_defaults_and_choices_are_the_cores():
                       if k not in ("model", "empty_conditioning")}, DNGConfig()
     assert defaults == {"lambda0": core.lambda0, "prior": core.prior, "temperature": core.temperature,
                         "offset": core.offset, "p_max": core.p_max, "tracker": "auto",
-                        "probe_pairs": core.probe_pairs, "variance": core.variance}
+                        "probe_pairs": core.probe_pairs, "probe_directions": core.probe_directions,
+                        "variance": core.variance}
     assert dng["required"]["tracker"][0] == list(TRACKERS) and dng["optional"]["variance"][0] == list(VARIANCES)
     sld = pack.NODE_CLASS_MAPPINGS["NegGuideSLDPatch"].INPUT_TYPES()["required"]
     core = SLDConfig()

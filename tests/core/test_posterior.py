@@ -190,13 +190,16 @@ def _always_open():
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
-def test_gated_tracker_with_an_always_open_gate_is_plain_hutchinson(sampler):
+@pytest.mark.parametrize("directions", ["", "+deflated"])
+def test_gated_tracker_with_an_always_open_gate_is_plain_hutchinson(sampler, directions):
     mix = anisotropic_latent_like(16, seed=2)
     cfg = PosteriorConfig(prior=0.1, p_min=1e-12, p_max=1 - 1e-9)
-    gated = E.track_posterior(mix, sampler, 12, "flow-gated-1", 40, seed=5, config=cfg, gate=_always_open())
-    plain = E.track_posterior(mix, sampler, 12, "flow-hutchinson-1", 40, seed=5, config=cfg)
-    assert gated["mean_abs_error_final"] == pytest.approx(plain["mean_abs_error_final"], rel=1e-8)  # same math
-    assert gated["curves"]["tracked_forbidden"] == pytest.approx(plain["curves"]["tracked_forbidden"], rel=1e-8)
+    gated = E.track_posterior(mix, sampler, 12, "flow-gated-1" + directions, 40, seed=5, config=cfg,
+                              gate=_always_open())
+    plain = E.track_posterior(mix, sampler, 12, "flow-hutchinson-1" + directions, 40, seed=5, config=cfg)
+    # the same math, up to rounding: the gated split into (1 - p) * within - odds * between cancels near p = 1
+    assert gated["mean_abs_error_final"] == pytest.approx(plain["mean_abs_error_final"], rel=1e-6)
+    assert gated["curves"]["tracked_forbidden"] == pytest.approx(plain["curves"]["tracked_forbidden"], rel=1e-6)
     assert gated["average_probe_rows"] == plain["average_probe_rows"] == 2.0
 
 
@@ -251,3 +254,78 @@ def test_gated_tracker_refuses_probe_predictions_it_did_not_ask_for():
     assert tracker.probe_points(x, 5.0, 0) is None  # at the prior: nothing moved yet
     with pytest.raises(ValueError, match="exactly its request"):
         tracker.observe(x, 5.0, x, x + 0.1, probe_predictions=(torch.ones(1, 2, 4), x[None], x[None]))
+
+
+def _probe_once(tracker, x, sigma, d_ref, d_neg):
+    """One step of a linear pair of models ``D_ref = 0``, ``D_neg = A x``: returns the request's directions."""
+    request = tracker.probe_points(x, sigma, 0)
+    pts = request.points
+    at = (request.directions, torch.zeros_like(pts), d_neg(pts))
+    tracker.observe(x, sigma, d_ref(x), d_neg(x), probe_predictions=at)
+    return request.directions[0]
+
+
+def test_deflated_probes_keep_the_second_moment_and_take_a_rank_one_jacobian_exactly():
+    """``E[v v^T] = I`` (so the estimate of ``tr J`` stays unbiased), and once an image has probed, a rank-one
+    ``J = c u u^T`` (two classes competing) is estimated with no spread: ``v^T J v = tr J`` for every draw,
+    where random signs spread as much as ``tr J`` itself."""
+    n, dim = 4000, 6
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    c = 3.0
+
+    def d_neg(points):  # J_neg = c u u^T per image; points [..., n, dim]
+        return c * u * (points * u).sum(-1, keepdim=True)
+
+    x = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    traces = c * (u * u).sum(1)
+    spreads = {}
+    for directions in ("rademacher", "deflated"):
+        tracker = FlowTracker(PosteriorConfig(prior=0.1), n, divergence="hutchinson", directions=directions,
+                              generator=torch.Generator().manual_seed(1))
+        _probe_once(tracker, x, 2.0, torch.zeros_like, d_neg)
+        v = _probe_once(tracker, x * 0.9, 1.5, torch.zeros_like, d_neg)
+        second_moment = torch.einsum("ni,nj->ij", v, v) / n
+        torch.testing.assert_close(second_moment, torch.eye(dim, dtype=torch.float64), atol=0.08, rtol=0)
+        relative = c * (u * v).sum(1) ** 2 / traces - 1
+        spreads[directions] = float(relative.std())
+    assert spreads["rademacher"] > 0.5
+    assert spreads["deflated"] < 1e-9
+
+
+def test_deflated_gated_probes_of_an_image_in_a_batch_equal_its_single_run():
+    mix = anisotropic_latent_like(16, seed=3)
+    forget = mix.to_forget()
+    cfg = PosteriorConfig(prior=0.1, p_min=1e-12, p_max=1 - 1e-9)
+    sigmas = E.sigmas_for("ddim", 12)
+    x0 = E.initial_state(mix, float(sigmas[0]), 3, torch.Generator().manual_seed(4))
+
+    def run(images):
+        tracker = FlowTracker(cfg, len(images), divergence="gated", directions="deflated", start="evidence",
+                              generator=[torch.Generator().manual_seed(10 + i) for i in images])
+        x = x0[images]
+        for step in range(12):
+            s = float(sigmas[step])
+            request = tracker.probe_points(x, s, step)
+            at = None
+            if request is not None:
+                flat = request.points.reshape(-1, 16)
+                at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
+                      forget.denoise(flat, s).reshape(request.points.shape))
+            tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
+            x = x + (float(sigmas[step + 1]) - s) * (x - mix.denoise(x, s)) / s
+        tracker.finish(x)
+        return tracker
+
+    batch = run([0, 1, 2])
+    assert 0 < batch.average_probe_rows() < 2  # images probed on some steps only
+    for i in range(3):
+        torch.testing.assert_close(batch.log_p[i:i + 1], run([i]).log_p, rtol=1e-9, atol=1e-9)
+    assert torch.isfinite(batch.log_p).all()
+
+
+def test_probe_directions_are_checked():
+    with pytest.raises(ValueError, match="directions must be one of"):
+        FlowTracker(PosteriorConfig(prior=0.1), 2, divergence="hutchinson", directions="gaussian")
+    with pytest.raises(SettingsError, match="probe_directions"):
+        DNGConfig(probe_directions="gaussian")

@@ -65,10 +65,11 @@ def test_main_job_writes_summary_and_plots(tmp_path):
 
 def test_tracking_tables_summarise_the_rows():
     rows = [{"mixture": "isotropic", "dim": 64, "sampler": "ddim", "steps": 20, "seed": seed,
-             "tracker": "flow-gated-1+evidence", "mean_abs_error_final": err, "mean_abs_error_time": err / 2,
+             "tracker": "flow-gated-1+evidence+deflated", "mean_abs_error_final": err, "mean_abs_error_time": err / 2,
              "average_probe_rows": probes, "forbidden_found": 1.0, "false_alarms": alarms}
             for seed, err, probes, alarms in ((1, 0.01, 0.5, 0.0), (2, 0.05, 0.7, 0.02))]
     summary = {"high_dimensional_tracking": rows, "high_dimensional_tracking_by_tracker": tracker_table(rows)}
-    assert "| **gated** (auto) | 0.60 | 0.0300 | 0.0500 | 1/2 | 100% | 1.0% / 2.0% |" in tables.per_tracker(summary)
+    assert ("| **gated**, deflated probes (auto) | 0.60 | 0.0300 | 0.0500 | 1/2 | 100% | 1.0% / 2.0% |"
+            in tables.per_tracker(summary))
     assert "| isotropic | 64 | ddim | 20 | 0.030 (0.050), 0.60 rows |" in tables.per_configuration(
-        summary, trackers=("flow-gated-1+evidence",))
+        summary, trackers=("flow-gated-1+evidence+deflated",))
