@@ -383,6 +383,8 @@ class FlowTracker(_Tracker):
     def _h(self, h_fixed, h_odds, h_within, log_p):
         p = log_p.exp()
         odds = (log_p - torch.log1p(-p)).exp()
+        if self.gate is not None:  # decided at the top: no between-class term (ProbeGate, last paragraph)
+            odds = torch.where(p > self.gate.p_high, torch.zeros_like(odds), odds)
         return h_fixed - odds * h_odds + (1 - p) * h_within
 
     def finish(self, x: torch.Tensor, sigma_final=0.0) -> None:

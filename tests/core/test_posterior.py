@@ -324,6 +324,39 @@ def test_deflated_gated_probes_of_an_image_in_a_batch_equal_its_single_run():
     assert torch.isfinite(batch.log_p).all()
 
 
+@pytest.mark.parametrize("make", [latent_like, anisotropic_latent_like])
+def test_a_kept_image_pushed_past_p_high_is_not_held_there(make):
+    """Every image's posterior forced to 1 - 1e-6 mid-decision (sigma ~ 3; what one bad probe did to a few):
+    the kept ones must follow the evidence back down. With the closure's between-class term still acting above
+    p_high, every one of them stayed at 1 (measured: 100% false alarms; 4-7% without it)."""
+    mix, n = make(16, seed=2), 60
+    forget = mix.to_forget()
+    cfg = PosteriorConfig(prior=mix.prior_forbidden, p_min=1e-12, p_max=1 - 1e-9)
+    tracker = FlowTracker(cfg, n, divergence="gated", directions="deflated", start="evidence",
+                          generator=[torch.Generator().manual_seed(i) for i in range(n)])
+    sigmas = E.sigmas_for("euler", 20)
+    x = E.initial_state(mix, float(sigmas[0]), n, torch.Generator().manual_seed(0))
+    for step in range(20):
+        s, s_next = float(sigmas[step]), float(sigmas[step + 1])
+        request = tracker.probe_points(x, s, step)
+        at = None
+        if request is not None:
+            flat = request.points.reshape(-1, 16)
+            at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
+                  forget.denoise(flat, s).reshape(request.points.shape))
+        tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
+        if s > 2.0 >= s_next:
+            undecided = mix.posterior_forbidden(x, s)
+            assert ((undecided > 0.01) & (undecided < 0.99)).sum() > n // 2  # the jump lands mid-decision
+            tracker.log_p.fill_(math.log1p(-1e-6))
+        x = x + (s_next - s) * (x - mix.denoise(x, s)) / s
+    tracker.finish(x)
+    kept, p = mix.posterior_forbidden(x, 0.0) < 0.5, tracker.posterior()
+    assert 0 < kept.sum() < n
+    assert (p[kept] > 0.5).float().mean() <= 0.15
+    assert (p[~kept] > 0.5).all()
+
+
 def test_probe_directions_are_checked():
     with pytest.raises(ValueError, match="directions must be one of"):
         FlowTracker(PosteriorConfig(prior=0.1), 2, divergence="hutchinson", directions="gaussian")
