@@ -223,6 +223,7 @@ class FlowTracker(_Tracker):
         device = self.log_p.device
         self._held = torch.zeros(batch_size, dtype=torch.float64, device=device)  # within-class part per (1 - p)
         self._held_sigma = torch.zeros(batch_size, dtype=torch.float64, device=device)  # 0: nothing held
+        self._held_p = torch.zeros(batch_size, dtype=torch.float64, device=device)  # p at the held probe
         self._response: torch.Tensor | None = None  # deflated probes: each image's last (J_neg - J_ref) v
 
     # -- Hutchinson probes: the backend evaluates both branches at these points in the same batch --------
@@ -368,9 +369,12 @@ class FlowTracker(_Tracker):
         if gate.smoothing > 0:  # the previous estimate carried to this noise level, however old
             held_sigma = self._held_sigma[idx]
             previous = self._held[idx] * held_sigma / s_i
-            within = torch.where(held_sigma > 0, (1 - gate.smoothing) * within + gate.smoothing * previous, within)
+            # Inverse-variance weights: an estimate per unit (1 - p) spreads as 1 / (1 - p) at its probe's p.
+            past = gate.smoothing * (1 - self._held_p[idx]) ** 2
+            weight = past / (past + (1 - gate.smoothing) * (1 - p) ** 2)
+            within = torch.where(held_sigma > 0, (1 - weight) * within + weight * previous, within)
         h_fixed[idx] = cross[idx] + ((1 - p) * within - between) / s_i
-        self._held[idx], self._held_sigma[idx] = within, s_i
+        self._held[idx], self._held_sigma[idx], self._held_p[idx] = within, s_i, p
 
     def _held_within(self, s: torch.Tensor) -> torch.Tensor:
         """The held within-class divergence per unit (1 - p) at noise ``s``, zero where none is held or it has
