@@ -47,7 +47,10 @@ Two families:
 
 Common hyper-parameters (Algorithm 2): prior ``p0``, temperature ``tau`` scaling the evidence, offset
 ``delta`` added per step as ``delta / (2 var_vp)`` with var_vp the step's DDPM beta (so the paper's values
-keep their meaning on any step count), clamps ``p_min <= p <= p_max``.
+keep their meaning on any step count), clamps ``p_min <= p <= p_max``. They shape ``log_p``, the posterior DNG
+guides with. The flow tracker also keeps the concept's posterior itself, ``log_p_bayes`` (temperature 1, no offset,
+numerical bounds only), and reads that one wherever its own math needs ``p``: the moment closure's odds and the
+probe gate (with the text-to-image defaults, p_max 0.8 and temperature 0.2, ``log_p`` never looks decided).
 """
 
 from __future__ import annotations
@@ -170,6 +173,8 @@ class TransitionTracker(_Tracker):
 
 Divergence = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 STARTS = ("prior", "evidence")
+# Numerical bounds of the flow tracker's Bayes posterior (odds stay finite; 1e-9 keeps float64 rounding harmless).
+BAYES_LOG_LO, BAYES_LOG_HI = math.log(1e-12), math.log1p(-1e-9)
 
 
 class ProbeRequest(NamedTuple):
@@ -225,6 +230,10 @@ class FlowTracker(_Tracker):
         self._held_sigma = torch.zeros(batch_size, dtype=torch.float64, device=device)  # 0: nothing held
         self._held_p = torch.zeros(batch_size, dtype=torch.float64, device=device)  # p at the held probe
         self._response: torch.Tensor | None = None  # deflated probes: each image's last (J_neg - J_ref) v
+        # The concept's posterior under the two models itself (temperature 1, no offset, no p_min / p_max): what
+        # the moment closure and the gate need. ``log_p``, the posterior DNG guides with, takes the same evidence
+        # tempered, offset and clamped (Algorithm 2); with p_max = 0.8 it could never look decided.
+        self.log_p_bayes = self.log_p.clone().clamp(BAYES_LOG_LO, BAYES_LOG_HI)
 
     # -- Hutchinson probes: the backend evaluates both branches at these points in the same batch --------
     def probe_points(self, x: torch.Tensor, sigma, step: int | None = None) -> ProbeRequest | None:
@@ -289,8 +298,8 @@ class FlowTracker(_Tracker):
     def _gate_open(self, step: int | None) -> torch.Tensor:
         gate = self.gate
         on_schedule = step is None or step % gate.every == 0
-        p = self.posterior()
-        moved = (self.log_p - math.log(self.config.prior)).abs() >= gate.min_move
+        p = self.log_p_bayes.exp()
+        moved = (self.log_p_bayes - math.log(self.config.prior)).abs() >= gate.min_move
         undecided = (p >= gate.p_low) & (p <= gate.p_high)
         return undecided & moved & on_schedule
 
@@ -333,7 +342,7 @@ class FlowTracker(_Tracker):
         delta = d_neg - d_ref
         if self._prev is None and self.start == "evidence":
             evidence = (delta * (xf - 0.5 * (d_neg + d_ref))).sum(1) / s**2
-            self._accumulate(self.config.temperature * evidence)
+            self._advance(evidence, torch.zeros_like(evidence))
         g = delta / s[:, None] ** 2
         cross = (delta * (d_neg + d_ref - 2 * xf)).sum(1) / s**3  # sigma * (s_neg - s_ref).(s_neg + s_ref)
         between = (delta * delta).sum(1) / s**3  # sigma |Delta|^2 / sigma^4: the between-class part, times odds
@@ -361,7 +370,8 @@ class FlowTracker(_Tracker):
     def _probe(self, idx, s, delta, cross, probe_predictions, h_fixed) -> None:
         """The probing images' divergence: the within-class part per unit (1 - p) from this probe, averaged with
         the previous one (see :class:`~negguide.configs.ProbeGate`), written into ``h_fixed`` and held."""
-        gate, p, odds = self.gate, self.posterior()[idx], self.odds()[idx]
+        gate, log_p = self.gate, self.log_p_bayes[idx]
+        p, odds = log_p.exp(), (log_p - torch.log1p(-log_p.exp())).exp()
         s_i, d_i = s[idx], delta[idx]
         div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if gate.control_variate else None)
         between = odds * (d_i * d_i).sum(1) / s_i**2
@@ -397,21 +407,27 @@ class FlowTracker(_Tracker):
             return
         xp, sp, gp, hf, ho, hw = self._prev
         s_next = _sigma_vec(sigma_final, x.shape[0], self.log_p.device)
-        h = self._h(hf, ho, hw, self.log_p)
+        h = self._h(hf, ho, hw, self.log_p_bayes)
         d_log_p = (gp * (_flat64(x, self.log_p.device) - xp)).sum(1) + h * (s_next - sp)
-        self._accumulate(self.config.temperature * d_log_p + self._offset_term(sp, s_next))
+        self._advance(d_log_p, self._offset_term(sp, s_next))
         self._prev = None
 
     def _integrate(self, prev, cur) -> None:
         xp, sp, gp, *hp = prev
         xc, sc, gc, *hc = cur
         grad_part = 0.5 * ((gp + gc) * (xc - xp)).sum(1)
-        log_p_start = self.log_p.clone()
+        log_p_start = self.log_p_bayes.clone()
         # Predictor with p at the start for both ends, corrector with the predicted p at the end (the
         # p-dependent parts: the between-class moment term and the held within-class term).
         h_start = self._h(*hp, log_p_start)
         d_log_p = grad_part + 0.5 * (h_start + self._h(*hc, log_p_start)) * (sc - sp)
         if self.divergence in ("moment", "gated"):
-            predicted = (log_p_start + self.config.temperature * d_log_p).clamp(self._log_lo, self._log_hi)
+            predicted = (log_p_start + d_log_p).clamp(BAYES_LOG_LO, BAYES_LOG_HI)
             d_log_p = grad_part + 0.5 * (h_start + self._h(*hc, predicted)) * (sc - sp)
-        self._accumulate(self.config.temperature * d_log_p + self._offset_term(sp, sc))
+        self._advance(d_log_p, self._offset_term(sp, sc))
+
+    def _advance(self, d_log_p: torch.Tensor, offset: torch.Tensor) -> None:
+        """The Bayes posterior takes the evidence as it is; ``log_p`` tempered, offset and clamped."""
+        finite = torch.nan_to_num(d_log_p, nan=0.0, posinf=1e6, neginf=-1e6)
+        self.log_p_bayes = (self.log_p_bayes + finite).clamp(BAYES_LOG_LO, BAYES_LOG_HI)
+        self._accumulate(self.config.temperature * d_log_p + offset)

@@ -215,7 +215,7 @@ def test_gated_tracker_probes_only_undecided_moving_images_and_counts_its_rows()
     spent = 0
     for step in range(10):
         s = float(sigmas[step])
-        p_before = tracker.posterior()
+        p_before = tracker.log_p_bayes.exp()  # the gate reads the untempered, unclamped posterior
         request = tracker.probe_points(x, s, step)
         open_ = ((p_before >= 1e-3) & (p_before <= 0.999) & ((p_before / 0.1).log().abs() >= 0.2) & (step % 2 == 0))
         if request is None:
@@ -349,6 +349,7 @@ def test_a_kept_image_pushed_past_p_high_is_not_held_there(make):
         if s > 2.0 >= s_next:
             undecided = mix.posterior_forbidden(x, s)
             assert ((undecided > 0.01) & (undecided < 0.99)).sum() > n // 2  # the jump lands mid-decision
+            tracker.log_p_bayes.fill_(math.log1p(-1e-6))
             tracker.log_p.fill_(math.log1p(-1e-6))
         x = x + (s_next - s) * (x - mix.denoise(x, s)) / s
     tracker.finish(x)
@@ -369,6 +370,49 @@ def test_gated_tracker_on_its_worst_held_out_configurations(sampler, steps, limi
     assert r["mean_abs_error_final"] <= limit
     assert r["forbidden_found"] >= 0.95 and r["false_alarms"] <= false_alarms
     assert r["average_probe_rows"] <= 1.0
+
+
+@pytest.mark.parametrize("divergence", ["gated", "moment"])
+def test_temperature_offset_and_p_max_shape_the_guiding_posterior_not_the_tracked_one(divergence):
+    """The closure and the gate need the concept's posterior itself; DNG's settings (temperature 0.25, an offset,
+    p_max 0.8) only shape the posterior it guides with. With them folded into the tracked state, p_max = 0.8 kept
+    every image "undecided", probing to the end, and the closure ran on tempered odds."""
+    mix, n = anisotropic_latent_like(16, seed=1), 24
+    forget = mix.to_forget()
+    sigmas = E.sigmas_for("dpmpp_2m", 12)
+    x0 = E.initial_state(mix, float(sigmas[0]), n, torch.Generator().manual_seed(2))
+
+    def run(cfg):
+        tracker = FlowTracker(cfg, n, divergence=divergence, directions="deflated", start="evidence",
+                              generator=[torch.Generator().manual_seed(i) for i in range(n)])
+        x, bayes_path = x0.clone(), []
+        for step in range(12):
+            s = float(sigmas[step])
+            request = tracker.probe_points(x, s, step)
+            at = None
+            if request is not None:
+                flat = request.points.reshape(-1, 16)
+                at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
+                      forget.denoise(flat, s).reshape(request.points.shape))
+            tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
+            bayes_path.append(tracker.log_p_bayes)
+            x = x + (float(sigmas[step + 1]) - s) * (x - mix.denoise(x, s)) / s
+        tracker.finish(x)
+        return tracker, torch.stack(bayes_path + [tracker.log_p_bayes])
+
+    plain, bayes_path = run(PosteriorConfig(prior=0.1, p_min=1e-12, p_max=1 - 1e-9))
+    dng, _ = run(PosteriorConfig(prior=0.1, temperature=0.25, offset=1e-3, p_min=1e-6, p_max=0.8))
+    torch.testing.assert_close(dng.log_p_bayes, plain.log_p, rtol=0, atol=1e-12)
+    assert dng.probe_rows == plain.probe_rows
+    assert (dng.posterior() <= 0.8 + 1e-12).all() and (dng.posterior() >= 1e-6 - 1e-18).all()
+    if divergence == "gated":
+        assert (plain.posterior() > 0.99).any()  # decided images exist, which p_max = 0.8 must not hide
+    # without the clamps, the guiding posterior is the tempered evidence (where the Bayes one never hit a bound)
+    unclamped, _ = run(PosteriorConfig(prior=0.1, temperature=0.25, p_min=1e-300, p_max=1 - 1e-12))
+    interior = ((bayes_path > math.log(1e-12) + 1e-6) & (bayes_path < -1e-6)).all(0)
+    assert interior.sum() >= n // 4
+    torch.testing.assert_close(unclamped.log_p[interior],
+                               math.log(0.1) + 0.25 * (plain.log_p[interior] - math.log(0.1)), rtol=0, atol=1e-9)
 
 
 def test_probe_directions_are_checked():
