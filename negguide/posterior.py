@@ -91,6 +91,11 @@ def step_beta_vp(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
     return (sigma**2 - sigma_next**2) / (1 + sigma**2)
 
 
+def odds_of(log_p: torch.Tensor) -> torch.Tensor:
+    """``p / (1 - p)`` from ``log p``, finite for ``p < 1``."""
+    return (log_p - torch.log1p(-log_p.exp())).exp()
+
+
 class _Tracker:
     """Shared per-image log-posterior state (float64, on the device of the predictions)."""
 
@@ -108,7 +113,7 @@ class _Tracker:
 
     def odds(self) -> torch.Tensor:
         """``p / (1 - p)``, finite because p <= p_max < 1."""
-        return (self.log_p - torch.log1p(-self.log_p.exp())).exp()
+        return odds_of(self.log_p)
 
     def _accumulate(self, delta_log_p: torch.Tensor) -> None:
         # NaN evidence (a broken prediction) must not poison the state: treat it as no evidence.
@@ -371,7 +376,7 @@ class FlowTracker(_Tracker):
         """The probing images' divergence: the within-class part per unit (1 - p) from this probe, averaged with
         the previous one (see :class:`~negguide.configs.ProbeGate`), written into ``h_fixed`` and held."""
         gate, log_p = self.gate, self.log_p_bayes[idx]
-        p, odds = log_p.exp(), (log_p - torch.log1p(-log_p.exp())).exp()
+        p, odds = log_p.exp(), odds_of(log_p)
         s_i, d_i = s[idx], delta[idx]
         div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if gate.control_variate else None)
         between = odds * (d_i * d_i).sum(1) / s_i**2
@@ -395,8 +400,7 @@ class FlowTracker(_Tracker):
         return torch.where(fresh, scaled, torch.zeros_like(scaled))
 
     def _h(self, h_fixed, h_odds, h_within, log_p):
-        p = log_p.exp()
-        odds = (log_p - torch.log1p(-p)).exp()
+        p, odds = log_p.exp(), odds_of(log_p)
         if self.gate is not None:  # decided at the top: no between-class term (ProbeGate, last paragraph)
             odds = torch.where(p > self.gate.p_high, torch.zeros_like(odds), odds)
         return h_fixed - odds * h_odds + (1 - p) * h_within

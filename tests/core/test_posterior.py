@@ -294,9 +294,28 @@ def test_deflated_probes_keep_the_second_moment_and_take_a_rank_one_jacobian_exa
     assert spreads["deflated"] < 1e-9
 
 
+def _drive(tracker, mix, x, sigmas, after_observe=None):
+    """Euler steps over ``sigmas`` with ``mix``'s denoiser, feeding ``tracker`` both branches and the probes it
+    asks for; ``after_observe(step, sigma, sigma_next, x)`` runs after each observation. Returns the final x."""
+    forget, dim = mix.to_forget(), x.shape[1]
+    for step in range(len(sigmas) - 1):
+        s, s_next = float(sigmas[step]), float(sigmas[step + 1])
+        request = tracker.probe_points(x, s, step)
+        at = None
+        if request is not None:
+            flat = request.points.reshape(-1, dim)
+            at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
+                  forget.denoise(flat, s).reshape(request.points.shape))
+        tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
+        if after_observe is not None:
+            after_observe(step, s, s_next, x)
+        x = x + (s_next - s) * (x - mix.denoise(x, s)) / s
+    tracker.finish(x)
+    return x
+
+
 def test_deflated_gated_probes_of_an_image_in_a_batch_equal_its_single_run():
     mix = anisotropic_latent_like(16, seed=3)
-    forget = mix.to_forget()
     cfg = PosteriorConfig(prior=0.1, p_min=1e-12, p_max=1 - 1e-9)
     sigmas = E.sigmas_for("ddim", 12)
     x0 = E.initial_state(mix, float(sigmas[0]), 3, torch.Generator().manual_seed(4))
@@ -304,18 +323,7 @@ def test_deflated_gated_probes_of_an_image_in_a_batch_equal_its_single_run():
     def run(images):
         tracker = FlowTracker(cfg, len(images), divergence="gated", directions="deflated", start="evidence",
                               generator=[torch.Generator().manual_seed(10 + i) for i in images])
-        x = x0[images]
-        for step in range(12):
-            s = float(sigmas[step])
-            request = tracker.probe_points(x, s, step)
-            at = None
-            if request is not None:
-                flat = request.points.reshape(-1, 16)
-                at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
-                      forget.denoise(flat, s).reshape(request.points.shape))
-            tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
-            x = x + (float(sigmas[step + 1]) - s) * (x - mix.denoise(x, s)) / s
-        tracker.finish(x)
+        _drive(tracker, mix, x0[images], sigmas)
         return tracker
 
     batch = run([0, 1, 2])
@@ -331,28 +339,20 @@ def test_a_kept_image_pushed_past_p_high_is_not_held_there(make):
     the kept ones must follow the evidence back down. With the closure's between-class term still acting above
     p_high, every one of them stayed at 1 (measured: 100% false alarms; 4-7% without it)."""
     mix, n = make(16, seed=2), 60
-    forget = mix.to_forget()
     cfg = PosteriorConfig(prior=mix.prior_forbidden, p_min=1e-12, p_max=1 - 1e-9)
     tracker = FlowTracker(cfg, n, divergence="gated", directions="deflated", start="evidence",
                           generator=[torch.Generator().manual_seed(i) for i in range(n)])
     sigmas = E.sigmas_for("euler", 20)
-    x = E.initial_state(mix, float(sigmas[0]), n, torch.Generator().manual_seed(0))
-    for step in range(20):
-        s, s_next = float(sigmas[step]), float(sigmas[step + 1])
-        request = tracker.probe_points(x, s, step)
-        at = None
-        if request is not None:
-            flat = request.points.reshape(-1, 16)
-            at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
-                  forget.denoise(flat, s).reshape(request.points.shape))
-        tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
+
+    def bad_probe(step, s, s_next, x):
         if s > 2.0 >= s_next:
             undecided = mix.posterior_forbidden(x, s)
             assert ((undecided > 0.01) & (undecided < 0.99)).sum() > n // 2  # the jump lands mid-decision
             tracker.log_p_bayes.fill_(math.log1p(-1e-6))
             tracker.log_p.fill_(math.log1p(-1e-6))
-        x = x + (s_next - s) * (x - mix.denoise(x, s)) / s
-    tracker.finish(x)
+
+    x = _drive(tracker, mix, E.initial_state(mix, float(sigmas[0]), n, torch.Generator().manual_seed(0)), sigmas,
+               bad_probe)
     kept, p = mix.posterior_forbidden(x, 0.0) < 0.5, tracker.posterior()
     assert 0 < kept.sum() < n
     assert (p[kept] > 0.5).float().mean() <= 0.15
@@ -378,26 +378,14 @@ def test_temperature_offset_and_p_max_shape_the_guiding_posterior_not_the_tracke
     p_max 0.8) only shape the posterior it guides with. With them folded into the tracked state, p_max = 0.8 kept
     every image "undecided", probing to the end, and the closure ran on tempered odds."""
     mix, n = anisotropic_latent_like(16, seed=1), 24
-    forget = mix.to_forget()
     sigmas = E.sigmas_for("dpmpp_2m", 12)
     x0 = E.initial_state(mix, float(sigmas[0]), n, torch.Generator().manual_seed(2))
 
     def run(cfg):
         tracker = FlowTracker(cfg, n, divergence=divergence, directions="deflated", start="evidence",
                               generator=[torch.Generator().manual_seed(i) for i in range(n)])
-        x, bayes_path = x0.clone(), []
-        for step in range(12):
-            s = float(sigmas[step])
-            request = tracker.probe_points(x, s, step)
-            at = None
-            if request is not None:
-                flat = request.points.reshape(-1, 16)
-                at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
-                      forget.denoise(flat, s).reshape(request.points.shape))
-            tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
-            bayes_path.append(tracker.log_p_bayes)
-            x = x + (float(sigmas[step + 1]) - s) * (x - mix.denoise(x, s)) / s
-        tracker.finish(x)
+        bayes_path = []
+        _drive(tracker, mix, x0, sigmas, lambda *_: bayes_path.append(tracker.log_p_bayes))
         return tracker, torch.stack(bayes_path + [tracker.log_p_bayes])
 
     plain, bayes_path = run(PosteriorConfig(prior=0.1, p_min=1e-12, p_max=1 - 1e-9))
