@@ -18,6 +18,7 @@ from train.presets import (
 from train.removal.cli import add_removal_commands
 from train.removal.cli import dispatch as dispatch_removal
 from train.run_control import DEFAULT_CHECKPOINT_MINUTES, now, seconds_since_process_start
+from train.t2i.cli import add_t2i_commands, dispatch_t2i
 
 EPILOG = """examples:
   python -m train classifier --dataset mnist                       # CNN, >= 99.3% test accuracy
@@ -30,6 +31,7 @@ EPILOG = """examples:
   python -m train sample --model runs/ddpm-mnist/model --classifier runs/classifier-mnist
   python -m train reproduce-removal --dataset mnist --remove 0     # the DNG paper's class-removal study
   python -m train removal --help                                   # the same study on models you have
+  python -m train t2i                                              # the shapes text-to-image testbed
 Data: the offline copies in ../shared/datasets are used when present; otherwise give --data-dir DIR
 (an existing copy) or --download (torchvision fetches it). Run folders are relative to the current directory.
 Ctrl-C stops after the current step with a checkpoint and prints the --resume command. See docs/training.md."""
@@ -119,12 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    commands = "{ddpm,classifier,sample,removal,reproduce-removal}"
+    commands = "{ddpm,classifier,sample,removal,reproduce-removal,t2i,t2i-eval}"
     sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
     _add_ddpm_command(sub)
     _add_classifier_command(sub)
     _add_sample_command(sub)
     add_removal_commands(sub)
+    add_t2i_commands(sub)
     return parser
 
 
@@ -196,6 +199,8 @@ def run(argv: list[str] | None = None, command_started: float | None = None) -> 
     args.command_started = now() if command_started is None else command_started
     if args.command in ("removal", "reproduce-removal"):
         return dispatch_removal(args)
+    if args.command in ("t2i", "t2i-eval"):
+        return dispatch_t2i(args)
     if args.command == "sample":
         from train.label_samples import sample_and_label
 

@@ -23,8 +23,11 @@ WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def record_hashes(folder: Path) -> None:
-    """Write `sha256.json` for every file in `folder` (call it last, once the folder is complete)."""
-    digests = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != HASHES}
+    """Write `sha256.json` for every file in `folder` and its subfolders, keyed by relative path (call it last,
+    once the folder is complete)."""
+    folder = Path(folder)
+    digests = {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+               if p.is_file() and p != folder / HASHES}
     (folder / HASHES).write_text(json.dumps(digests, indent=1))
 
 

@@ -1,0 +1,138 @@
+"""`python -m train t2i`: train the text-to-image testbed (detector, VAE, diffusion) and assemble its folder.
+
+Each stage trains in its own folder under --output-dir and resumes exactly from its newest checkpoint when the
+same command runs again (after Ctrl-C, a crash or a spent --time-budget); a finished stage is reused. When all
+three are done, `<output-dir>/model/` holds the complete StableDiffusionPipeline folder with the detector in
+`detector/` and `sha256.json` over every file: what `models/shapes-t2i/` ships.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  python -m train t2i                                # the cpu preset: about 3 h on 2 CPU cores, resumable
+  python -m train t2i --time-budget 3600             # train for an hour; the same command continues later
+  accelerate launch -m train t2i --preset gpu        # about 15 min on one GPU
+  python -m train t2i-eval --model runs/t2i-cpu/model   # the quality bar of a trained (or the shipped) model
+See docs/t2i/testbed.md."""
+
+STAGES = ("detector", "vae", "diffusion")
+
+
+def add_t2i_commands(sub) -> None:
+    from train.t2i.presets import T2I_PRESETS
+
+    t = sub.add_parser("t2i", help="train the shapes text-to-image testbed (detector, VAE, diffusion) and "
+                                   "assemble its StableDiffusionPipeline folder",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--preset", choices=sorted(T2I_PRESETS), help="default: gpu on a GPU, cpu elsewhere")
+    t.add_argument("--output-dir", help="run folder (default: runs/t2i-<preset>)")
+    t.add_argument("--stages", default=",".join(STAGES),
+                   help=f"comma-separated, among {','.join(STAGES)} (default: all, in this order)")
+    t.add_argument("--diffusion-steps", type=int, help="optimizer steps of the diffusion stage (default: the preset's)")
+    t.add_argument("--time-budget", type=float, help="seconds for the whole command; stops with a checkpoint")
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="also checkpoint after this many minutes (0: off)")
+    t.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
+                   help="auto: bf16 autocast on a GPU and on CPUs with native bf16, else fp32")
+    t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    t.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+
+    e = sub.add_parser("t2i-eval", help="measure a testbed model's quality bar with the detector",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--model", default="models/shapes-t2i", help="testbed model folder (default: the shipped one)")
+    e.add_argument("--detector", help="detector folder (default: <model>/detector)")
+    e.add_argument("--prompts", type=int, default=200, help="held-out captions (default: 200)")
+    e.add_argument("--seeds", type=int, default=2, help="images per caption (default: 2)")
+    e.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    e.add_argument("--cfg", type=float, help="guidance scale (default: the model's, from testbed.json)")
+    e.add_argument("--batch-size", type=int, default=100)
+    e.add_argument("--out", default="docs/t2i/testbed", help="report folder (default: docs/t2i/testbed)")
+    e.add_argument("--cpu", action="store_true")
+    e.add_argument("--threads", type=int)
+
+
+def _stages(text: str) -> list[str]:
+    from train.errors import UsageError
+
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    wrong = [s for s in names if s not in STAGES]
+    if wrong or not names:
+        raise UsageError(f"--stages: {', '.join(wrong) or 'empty'}; choose among {','.join(STAGES)}")
+    return [s for s in STAGES if s in names]
+
+
+def train_t2i(args) -> int:
+    import dataclasses
+
+    import torch
+    from accelerate import Accelerator
+
+    from train.classifier import trains_in_bf16
+    from train.errors import UsageError
+    from train.model_dir import record_hashes
+    from train.paths import make_output_folder
+    from train.run_control import RunControl, check_run_options
+    from train.t2i.detector import DetectorStage
+    from train.t2i.diffusion import DiffusionStage
+    from train.t2i.presets import t2i_preset
+    from train.t2i.stage import run_stage, stage_finished
+    from train.t2i.vae import VAEStage
+
+    control = RunControl(args.time_budget, args.checkpoint_minutes)
+    check_run_options(args.time_budget, args.checkpoint_minutes, args.mixed_precision)
+    stages = _stages(args.stages)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    on_gpu = torch.cuda.is_available() and not args.cpu
+    preset = t2i_preset(args.preset or ("gpu" if on_gpu else "cpu"))
+    if args.diffusion_steps is not None:
+        schedule = dataclasses.replace(preset.diffusion, steps=args.diffusion_steps)
+        preset = dataclasses.replace(preset, diffusion=schedule)
+    preset.validate()
+    out = Path(args.output_dir or f"runs/t2i-{preset.name}")
+    make_output_folder(out, "--output-dir")
+    device = torch.device("cuda" if on_gpu else "cpu")
+    precision = "bf16" if trains_in_bf16(device, args.mixed_precision) else "no"
+    accelerator = Accelerator(mixed_precision=precision, cpu=not on_gpu)
+    print(f"t2i {preset.name}: stages {', '.join(stages)} in {out} on {accelerator.device} "
+          f"({precision if precision != 'no' else 'fp32'}, {torch.get_num_threads()} threads)", file=sys.stderr)
+    for name in stages:
+        if name == "diffusion" and not stage_finished(out / "vae"):
+            raise UsageError(f"the diffusion stage needs the VAE: run --stages vae first ({out / 'vae'} is unfinished)")
+        if name == "detector":
+            stage = DetectorStage(preset, accelerator.device)
+        elif name == "vae":
+            stage = VAEStage(preset, accelerator.device)
+        else:
+            stage = DiffusionStage(preset, accelerator.device, out / "vae" / "final", out / "tokenizer")
+        if not run_stage(stage, out / name, control, accelerator):
+            print(f"time budget spent during stage {name}; the same command continues from its checkpoint",
+                  file=sys.stderr)
+            return 0
+    if accelerator.is_main_process and all(stage_finished(out / s) for s in STAGES):
+        model = out / "model"
+        tmp = model.with_name("model.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(out / "diffusion" / "final", tmp)
+        shutil.copytree(out / "detector" / "final", tmp / "detector")
+        record_hashes(tmp)
+        shutil.rmtree(model, ignore_errors=True)
+        tmp.rename(model)
+        print(f"testbed model saved in {model}; measure it with: python -m train t2i-eval --model {model}",
+              file=sys.stderr)
+    return 0
+
+
+def dispatch_t2i(args) -> int:
+    if args.command == "t2i":
+        return train_t2i(args)
+    from train.t2i.evaluate import evaluate_cli
+
+    return evaluate_cli(args)

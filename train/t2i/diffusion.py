@@ -1,0 +1,132 @@
+"""Stage `diffusion`: the testbed's text encoder and UNet, trained together on captioned scenes.
+
+Latent diffusion as in Stable Diffusion 1.x: the frozen VAE of stage `vae` encodes each batch of generated
+scenes, a CLIP text encoder (3 layers, trained from scratch with the UNet) reads the captions through the
+testbed's word-level tokenizer, and a UNet2DConditionModel predicts the noise (epsilon) at uniformly drawn
+timesteps of SD's scaled-linear schedule, with min-SNR-gamma loss weighting (Hang et al. 2023) and
+`cfg_dropout` of the captions replaced by "" for classifier-free guidance. The export is a complete
+`StableDiffusionPipeline` folder (no safety checker): `NegGuidePipeline.from_pretrained(folder)` loads it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor
+from diffusers.training_utils import compute_snr
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from train.sampling import save_grid
+from train.t2i.captions import captions_for
+from train.t2i.scenes import held_out_pairs, render, sample_scenes, to_unit
+from train.t2i.stage import Stage
+from train.t2i.tokenizer import MAX_LENGTH, load_tokenizer, save_tokenizer
+
+# Stable Diffusion 1.x's noise schedule and DDIM settings: the testbed behaves like SD in every scheduler.
+SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+            "prediction_type": "epsilon", "clip_sample": False, "steps_offset": 1}
+DEFAULT_CFG = 4.0  # the guidance scale the quality bar is measured at (docs/t2i/testbed.md)
+PREVIEW_PROMPTS = (
+    "a red circle", "a blue square and a yellow triangle", "a green cross on a black background",
+    "a purple diamond, a cyan circle and a red square", "a striped yellow square on horizontal stripes",
+    "a dotted blue circle on a checkered background", "two shapes on a cloudy background",
+    "a large red triangle and a small green circle on a white background",
+)
+
+
+def text_encoder_config(preset, tokenizer) -> CLIPTextConfig:
+    return CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=MAX_LENGTH,
+                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                          pad_token_id=tokenizer.pad_token_id, **preset.text)
+
+
+def fast_attention(unet: UNet2DConditionModel) -> None:
+    """Plain matmul-softmax attention: on CPUs, PyTorch's fused SDPA kernels are several times slower for these
+    short sequences (32 text tokens, 64-256 pixels) and small heads (measured: docs/t2i/testbed.md)."""
+    unet.set_attn_processor(AttnProcessor())
+
+
+class DiffusionStage(Stage):
+    name = "diffusion"
+    salt = 3
+    uses_ema = True
+    lr_decay = "constant"
+
+    def __init__(self, preset, device, vae_dir: Path, tokenizer_dir: Path):
+        super().__init__(preset, device)
+        self.vae = AutoencoderKL.from_pretrained(vae_dir).to(device).eval().requires_grad_(False)
+        self.tokenizer = load_tokenizer(save_tokenizer(tokenizer_dir))
+        self.noise = DDPMScheduler(**SCHEDULE)
+        self.held_out = held_out_pairs(preset.held_out_fraction)
+
+    @staticmethod
+    def schedule_of(preset):
+        return preset.diffusion
+
+    def config(self):
+        p = self.preset
+        return {"unet": p.unet, "text": p.text, "seed": p.seed, "cfg_dropout": p.cfg_dropout,
+                "snr_gamma": p.snr_gamma, "ema_decay": p.ema_decay, "held_out_fraction": p.held_out_fraction,
+                "schedule_noise": SCHEDULE, "vae_scaling_factor": self.vae.config.scaling_factor}
+
+    def build(self):
+        unet = UNet2DConditionModel(**self.preset.unet)
+        if self.device.type == "cpu":
+            fast_attention(unet)
+        return torch.nn.ModuleDict({"unet": unet,
+                                    "text_encoder": CLIPTextModel(text_encoder_config(self.preset, self.tokenizer))})
+
+    def token_ids(self, captions: list[str]) -> torch.Tensor:
+        return self.tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
+                              return_tensors="pt").input_ids.to(self.device)
+
+    def loss(self, nets, step, g, autocast):
+        n = self.schedule.batch_size
+        scenes = sample_scenes(g, n, self.held_out)
+        captions = captions_for(scenes, int(torch.randint(0, 2**62, (1,), generator=g)))
+        dropped = (torch.rand(n, generator=g) < self.preset.cfg_dropout).tolist()
+        captions = ["" if drop else c for c, drop in zip(captions, dropped, strict=True)]
+        x = to_unit(render(scenes)).to(self.device)
+        with torch.no_grad():
+            posterior = self.vae.encode(x).latent_dist
+            eps_latent = torch.randn(posterior.mean.shape, generator=g).to(self.device)
+            latents = (posterior.mean + posterior.std * eps_latent) * self.vae.config.scaling_factor
+        noise = torch.randn(latents.shape, generator=g).to(self.device)
+        t = torch.randint(0, self.noise.config.num_train_timesteps, (n,), generator=g).to(self.device)
+        noisy = self.noise.add_noise(latents, noise, t)
+        with autocast():
+            hidden = nets["text_encoder"](self.token_ids(captions))[0]
+            pred = nets["unet"](noisy, t, encoder_hidden_states=hidden).sample
+        per_sample = (pred.float() - noise).pow(2).mean(dim=(1, 2, 3))
+        if self.preset.snr_gamma > 0:
+            snr = compute_snr(self.noise, t)
+            per_sample = per_sample * torch.clamp(snr, max=self.preset.snr_gamma) / snr
+        return per_sample.mean()
+
+    def pipeline(self, nets):
+        from diffusers import StableDiffusionPipeline
+
+        return StableDiffusionPipeline(
+            vae=self.vae, text_encoder=nets["text_encoder"], tokenizer=self.tokenizer, unet=nets["unet"],
+            scheduler=DDIMScheduler(**SCHEDULE, set_alpha_to_one=False), safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False)
+
+    @torch.no_grad()
+    def preview(self, nets, step, run_dir):
+        pipe = self.pipeline(nets)
+        pipe.set_progress_bar_config(disable=True)
+        g = [torch.Generator().manual_seed(i) for i in range(len(PREVIEW_PROMPTS))]
+        images = pipe(list(PREVIEW_PROMPTS), num_inference_steps=25, guidance_scale=DEFAULT_CFG, generator=g,
+                      output_type="pt").images
+        save_grid(images * 2 - 1, run_dir / "samples" / f"step-{step:06d}.png", columns=len(PREVIEW_PROMPTS))
+
+    def export(self, nets, folder: Path) -> None:
+        pipe = self.pipeline(nets)
+        pipe.save_pretrained(folder, safe_serialization=True)
+        save_tokenizer(folder / "tokenizer")  # vocab.json + merges.txt too: what transformers 4's slow CLIPTokenizer reads
+        (folder / "testbed.json").write_text(json.dumps(
+            {"guidance_scale": DEFAULT_CFG, "steps": 50, "scheduler": "ddim", "preset": self.preset.name,
+             "held_out_fraction": self.preset.held_out_fraction}, indent=1))
