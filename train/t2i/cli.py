@@ -77,11 +77,8 @@ def train_t2i(args) -> int:
     from train.model_dir import record_hashes
     from train.paths import make_output_folder
     from train.run_control import RunControl, check_run_options
-    from train.t2i.detector import DetectorStage
-    from train.t2i.diffusion import DiffusionStage
     from train.t2i.presets import t2i_preset
-    from train.t2i.stage import run_stage, stage_finished
-    from train.t2i.vae import VAEStage
+    from train.t2i.stage import stage_finished
 
     control = RunControl(args.time_budget, args.checkpoint_minutes)
     check_run_options(args.time_budget, args.checkpoint_minutes, args.mixed_precision)
@@ -103,19 +100,12 @@ def train_t2i(args) -> int:
     accelerator = Accelerator(mixed_precision=precision, cpu=not on_gpu)
     print(f"t2i {preset.name}: stages {', '.join(stages)} in {out} on {accelerator.device} "
           f"({precision if precision != 'no' else 'fp32'}, {torch.get_num_threads()} threads)", file=sys.stderr)
-    for name in stages:
-        if name == "diffusion" and not stage_finished(out / "vae"):
-            raise UsageError(f"the diffusion stage needs the VAE: run --stages vae first ({out / 'vae'} is unfinished)")
-        if name == "detector":
-            stage = DetectorStage(preset, accelerator.device)
-        elif name == "vae":
-            stage = VAEStage(preset, accelerator.device)
-        else:
-            stage = DiffusionStage(preset, accelerator.device, out / "vae" / "final", out / "tokenizer")
-        if not run_stage(stage, out / name, control, accelerator):
-            print(f"time budget spent during stage {name}; the same command continues from its checkpoint",
-                  file=sys.stderr)
-            return 0
+    with control:  # Ctrl-C: the step in progress ends, then a checkpoint
+        for name in stages:
+            if not _run(name, preset, out, control, accelerator):
+                print(f"time budget spent during stage {name}; the same command continues from its checkpoint",
+                      file=sys.stderr)
+                return 0
     if accelerator.is_main_process and all(stage_finished(out / s) for s in STAGES):
         model = out / "model"
         tmp = model.with_name("model.tmp")
@@ -128,6 +118,24 @@ def train_t2i(args) -> int:
         print(f"testbed model saved in {model}; measure it with: python -m train t2i-eval --model {model}",
               file=sys.stderr)
     return 0
+
+
+def _run(name: str, preset, out: Path, control, accelerator) -> bool:
+    from train.errors import UsageError
+    from train.t2i.detector import DetectorStage
+    from train.t2i.diffusion import DiffusionStage
+    from train.t2i.stage import run_stage, stage_finished
+    from train.t2i.vae import VAEStage
+
+    if name == "diffusion" and not stage_finished(out / "vae"):
+        raise UsageError(f"the diffusion stage needs the VAE: run --stages vae first ({out / 'vae'} is unfinished)")
+    if name == "detector":
+        stage = DetectorStage(preset, accelerator.device)
+    elif name == "vae":
+        stage = VAEStage(preset, accelerator.device)
+    else:
+        stage = DiffusionStage(preset, accelerator.device, out / "vae" / "final", out / "tokenizer")
+    return run_stage(stage, out / name, control, accelerator)
 
 
 def dispatch_t2i(args) -> int:

@@ -126,7 +126,7 @@ class DiffusionStage(Stage):
     def export(self, nets, folder: Path) -> None:
         pipe = self.pipeline(nets)
         pipe.save_pretrained(folder, safe_serialization=True)
-        save_tokenizer(folder / "tokenizer")  # vocab.json + merges.txt too: what transformers 4's slow CLIPTokenizer reads
+        save_tokenizer(folder / "tokenizer")  # vocab.json + merges.txt: what transformers 4's CLIPTokenizer reads
         (folder / "testbed.json").write_text(json.dumps(
             {"guidance_scale": DEFAULT_CFG, "steps": 50, "scheduler": "ddim", "preset": self.preset.name,
              "held_out_fraction": self.preset.held_out_fraction}, indent=1))
