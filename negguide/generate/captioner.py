@@ -7,7 +7,9 @@ The paper captions with BLIP-2; the default here is the smaller BLIP base captio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 DEFAULT_CAPTIONER = "Salesforce/blip-image-captioning-base"
 
@@ -30,9 +32,42 @@ def _text(result) -> str:
     return str(result)
 
 
+TESTBED_DETECTOR = "negguide-shapes-detector"  # config.json "kind" of the shapes testbed's detector
+
+
+def _testbed_detector(model: str) -> bool:
+    config = Path(model).expanduser() / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("kind") == TESTBED_DETECTOR
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_testbed_captioner(folder: str, device=None) -> Callable:
+    """The shapes testbed's detector as a captioner: what it finds, in the testbed's caption language."""
+    import numpy as np
+    import torch
+
+    from train.t2i.detector import detection_caption, load_detector
+
+    detector = load_detector(folder, device or "cpu")
+
+    def caption(image) -> str:
+        pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
+        return detection_caption(detector.detect(pixels[None] / 127.5 - 1.0)[0])
+
+    caption.__name__ = str(folder)
+    return caption
+
+
 def load_captioner(model: str = DEFAULT_CAPTIONER, device=None, prompt: str = "", max_new_tokens: int = 40,
                    **pipeline_kwargs) -> Callable:
-    """A callable ``PIL.Image -> str`` around ``transformers.pipeline`` for ``model`` (hub id or local dir)."""
+    """A callable ``PIL.Image -> str`` around ``transformers.pipeline`` for ``model`` (hub id or local dir), or
+    the shapes testbed's detector when ``model`` is its folder (``models/shapes-t2i/detector``)."""
+    if _testbed_detector(model):
+        return load_testbed_captioner(model, device)
     from transformers import pipeline
 
     task = _task()

@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ap.add_argument_group("prompt and sampling")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative", default=None, help="negative prompt (default: none, the pipeline's empty one)")
-    p.add_argument("--steps", type=int, help="default: 50 (SD1/SDXL), 28 (SD3)")
-    p.add_argument("--cfg", type=float, help="CFG scale (default: 7.5 SD1, 5 SDXL, 7 SD3)")
+    p.add_argument("--steps", type=int, help="default: the model folder's negguide.json, else 50 (SD1/SDXL), 28 (SD3)")
+    p.add_argument("--cfg", type=float, help="CFG scale (default: the model folder's negguide.json, else 7.5 SD1, "
+                                             "5 SDXL, 7 SD3)")
     p.add_argument("--seed", type=int, help="seed of the first image; image i uses seed + i (default: random)")
     p.add_argument("--num-images", type=int, default=1)
     p.add_argument("--batch-size", type=int, help="images per pipeline call (default: all)")
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sld-s-m", type=float)
     g.add_argument("--sld-warmup", type=int)
     g.add_argument("--perp-neg-scale", type=float, help="perp_neg: w_n (default 1)")
-    g.add_argument("--captioner", help="dnp: transformers captioning model (default "
+    g.add_argument("--captioner", help="dnp: transformers captioning model or the testbed's detector folder "
+                                       "(default: the model folder's negguide.json, else "
                                        "Salesforce/blip-image-captioning-base)")
     g.add_argument("--caption-prompt", help="dnp: text prompt for the captioner (default empty)")
     o = ap.add_argument_group("output")
@@ -267,7 +269,7 @@ def generate(args, spec, dnp: dict) -> list[Path]:
         generators = [torch.Generator().manual_seed(s) for s in seeds]
         prompts = [args.prompt] * len(seeds)
         if args.mode == "dnp":
-            out = pipe.dnp(prompts, captioner=dnp["captioner"] or _default_captioner(), window=dnp["window"],
+            out = pipe.dnp(prompts, captioner=dnp["captioner"], window=dnp["window"],
                            caption_prompt=dnp["caption_prompt"], dns_scale=spec.dns_scale,
                            guidance_scale=spec.cfg_scale, generator=generators, **common)
             negatives = out.dnp_prompts
@@ -296,15 +298,10 @@ def generate(args, spec, dnp: dict) -> list[Path]:
     return saved
 
 
-def _default_captioner() -> str:
-    from .captioner import DEFAULT_CAPTIONER
-
-    return DEFAULT_CAPTIONER
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .families import FAMILIES_BY_CLASS
+    from .model_defaults import read_model_defaults
 
     try:
         index = read_model_index(args.model)
@@ -312,7 +309,11 @@ def main(argv=None) -> int:
         if cls not in FAMILIES_BY_CLASS:
             raise UsageError(f"{args.model} is a {cls}; negguide drives {', '.join(FAMILIES_BY_CLASS)}")
         family = FAMILIES_BY_CLASS[cls]
-        spec, dnp = build_mode(args, family.default_guidance_scale)
+        try:
+            defaults = read_model_defaults(args.model)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        spec, dnp = build_mode(args, defaults.get("guidance_scale", family.default_guidance_scale))
         check_run(args, spec, family.name, index)
     except UsageError as err:
         for problem in err.problems:

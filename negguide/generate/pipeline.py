@@ -24,6 +24,7 @@ from ..spec import GuidanceSpec
 from .captioner import DEFAULT_CAPTIONER, load_captioner
 from .families import family_of
 from .loop import denoise, step_kwargs
+from .model_defaults import read_model_defaults
 from .output import NegGuideOutput
 from .schedulers import SchedulerAdapter, UnsupportedScheduler, a1111_name, friendly_name, make_scheduler
 from .settings import build_spec, expected_branches, mode_label, spec_to_dict, uses_negative
@@ -76,6 +77,8 @@ class NegGuidePipeline:
     def __init__(self, pipe):
         self.pipe = pipe
         self.family = family_of(pipe)
+        # the model folder's negguide.json (guidance scale, steps, DNP captioner), if it has one
+        self.defaults = read_model_defaults(getattr(pipe, "config", {}).get("_name_or_path"))
 
     # --- construction, diffusers style ------------------------------------------------------------------------
     @classmethod
@@ -136,7 +139,8 @@ class NegGuidePipeline:
     def guidance_spec(self, mode: str = "off", guidance_scale: float | None = None, window=None,
                       dns_scale: float | None = None, dng=None, sld=None, perp_neg_scale: float = 1.0) -> GuidanceSpec:
         """The :class:`GuidanceSpec` that these arguments of :meth:`__call__` describe."""
-        scale = self.family.default_guidance_scale if guidance_scale is None else guidance_scale
+        default = self.defaults.get("guidance_scale", self.family.default_guidance_scale)
+        scale = default if guidance_scale is None else guidance_scale
         return build_spec(mode, scale, window, dns_scale, dng, sld, perp_neg_scale)
 
     @torch.no_grad()
@@ -195,7 +199,7 @@ class NegGuidePipeline:
         batch = len(prompts) * images_per_prompt
         if isinstance(generator, list) and len(generator) != batch:
             raise ValueError(f"{len(generator)} generators for {batch} images: pass one, or one per image")
-        steps = family.default_steps if steps is None else steps
+        steps = self.defaults.get("steps", family.default_steps) if steps is None else steps
         if not (isinstance(steps, int) and steps >= 1):
             raise ValueError(f"num_inference_steps must be a whole number >= 1, got {steps!r}")
         default_h, default_w = family.default_size()
@@ -252,7 +256,7 @@ class NegGuidePipeline:
 
     # --- diffusion-negative prompting --------------------------------------------------------------------------
     @torch.no_grad()
-    def dnp(self, prompt: str | list[str], *, captioner=DEFAULT_CAPTIONER, caption_prompt: str = "",
+    def dnp(self, prompt: str | list[str], *, captioner=None, caption_prompt: str = "",
             dns_scale: float | None = None, guidance_scale: float | None = None, window=None,
             num_inference_steps: int | None = None, height: int | None = None, width: int | None = None,
             num_images_per_prompt: int = 1, generator=None, output_type: str = "pil", eta: float = 0.0,
@@ -260,10 +264,13 @@ class NegGuidePipeline:
             return_dict: bool = True):
         """Diffusion-negative prompting (Desai & Vasconcelos 2024, Sec. 3.5, auto-DNP): per image, a DNS image of
         ``prompt`` (what the model considers least like it), its caption ``n*`` by ``captioner`` (a transformers
-        model name or any callable ``PIL.Image -> str``), then the final image for ``(prompt, n*)`` with the same
-        seed (plain negative prompt, windowed when ``window`` is given).
+        model name or any callable ``PIL.Image -> str``; default: the model folder's own captioner from its
+        ``negguide.json``, else BLIP base), then the final image for ``(prompt, n*)`` with the same seed (plain
+        negative prompt, windowed when ``window`` is given).
 
         Returns :class:`NegGuideOutput` with ``images`` (final), ``dns_images`` (PIL) and ``dnp_prompts``."""
+        if captioner is None:
+            captioner = self.defaults.get("captioner", DEFAULT_CAPTIONER)
         caption = captioner if callable(captioner) else load_captioner(captioner, prompt=caption_prompt)
         captioner_name = captioner if isinstance(captioner, str) else getattr(captioner, "__name__", "callable")
         prompts = [p for p in _as_list(prompt, "prompt") for _ in range(num_images_per_prompt)]

@@ -40,7 +40,7 @@ def test_the_command_assembles_a_hashed_pipeline_folder_with_the_detector(straig
     names = {p.relative_to(model).as_posix() for p in model.rglob("*") if p.is_file()}
     assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
             "text_encoder/model.safetensors", "tokenizer/vocab.json", "tokenizer/merges.txt",
-            "scheduler/scheduler_config.json", "detector/model.safetensors", "detector/config.json", "testbed.json",
+            "scheduler/scheduler_config.json", "detector/model.safetensors", "detector/config.json", "negguide.json",
             "sha256.json"} <= names
     assert not [n for n in names if n.endswith((".bin", ".pt", ".ckpt", ".pkl"))]
     assert verify_hashes(model)

@@ -49,7 +49,7 @@ def add_t2i_commands(sub) -> None:
     e.add_argument("--prompts", type=int, default=200, help="held-out captions (default: 200)")
     e.add_argument("--seeds", type=int, default=2, help="images per caption (default: 2)")
     e.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
-    e.add_argument("--cfg", type=float, help="guidance scale (default: the model's, from testbed.json)")
+    e.add_argument("--cfg", type=float, help="guidance scale (default: the model's, from its negguide.json)")
     e.add_argument("--batch-size", type=int, default=100)
     e.add_argument("--out", default="docs/t2i/testbed", help="report folder (default: docs/t2i/testbed)")
     e.add_argument("--cpu", action="store_true")
@@ -112,12 +112,27 @@ def train_t2i(args) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(out / "diffusion" / "final", tmp)
         shutil.copytree(out / "detector" / "final", tmp / "detector")
+        store_half(tmp)
         record_hashes(tmp)
         shutil.rmtree(model, ignore_errors=True)
         tmp.rename(model)
         print(f"testbed model saved in {model}; measure it with: python -m train t2i-eval --model {model}",
               file=sys.stderr)
     return 0
+
+
+def store_half(folder: Path) -> None:
+    """Rewrite every safetensors file of `folder` with its floating-point tensors in float16: half the size
+    (the shipped folder must stay small); from_pretrained and the detector load them into float32 modules."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    for path in sorted(folder.rglob("*.safetensors")):
+        with safe_open(path, "pt") as f:
+            metadata = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(half, path, metadata=metadata)
 
 
 def _run(name: str, preset, out: Path, control, accelerator) -> bool:

@@ -43,6 +43,7 @@ N_OBJ = len(OBJECTS)
 HEADS = {"presence": N_OBJ, "size": N_OBJ * len(SIZES), "texture": N_OBJ * len(TEXTURES),
          "background": len(BACKGROUNDS), "tone": len(TONES)}
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+KIND = "negguide-shapes-detector"  # what negguide.generate's load_captioner recognises
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -166,9 +167,9 @@ def save_detector(detector: Detector, folder: Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items()}, folder / WEIGHTS)
-    (folder / CONFIG).write_text(json.dumps({"width": detector.width, "shapes": SHAPES, "colours": COLOURS,
-                                             "sizes": SIZES, "textures": TEXTURES, "backgrounds": BACKGROUNDS,
-                                             "tones": TONES}, indent=1))
+    labels = {"shapes": SHAPES, "colours": COLOURS, "sizes": SIZES, "textures": TEXTURES,
+              "backgrounds": BACKGROUNDS, "tones": TONES}
+    (folder / CONFIG).write_text(json.dumps({"kind": KIND, "width": detector.width, **labels}, indent=1))
 
 
 def load_detector(folder: str | Path, device: str | torch.device = "cpu") -> Detector:
@@ -180,6 +181,8 @@ def load_detector(folder: str | Path, device: str | torch.device = "cpu") -> Det
         raise UsageError(f"{folder} is not a detector folder (needs {WEIGHTS} and {CONFIG})")
     verify_hashes(folder)
     config = json.loads((folder / CONFIG).read_text())
+    if config.get("kind") != KIND:
+        raise UsageError(f"{folder} is not a shapes-testbed detector (config.json kind {config.get('kind')!r})")
     labels = {"shapes": SHAPES, "colours": COLOURS, "sizes": SIZES, "textures": TEXTURES, "backgrounds": BACKGROUNDS,
               "tones": TONES}
     if any(tuple(config.get(k, ())) != v for k, v in labels.items()):

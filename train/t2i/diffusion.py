@@ -127,6 +127,7 @@ class DiffusionStage(Stage):
         pipe = self.pipeline(nets)
         pipe.save_pretrained(folder, safe_serialization=True)
         save_tokenizer(folder / "tokenizer")  # vocab.json + merges.txt: what transformers 4's CLIPTokenizer reads
-        (folder / "testbed.json").write_text(json.dumps(
-            {"guidance_scale": DEFAULT_CFG, "steps": 50, "scheduler": "ddim", "preset": self.preset.name,
-             "held_out_fraction": self.preset.held_out_fraction}, indent=1))
+        # negguide's per-model defaults (negguide/generate/model_defaults.py); the detector joins the folder later
+        (folder / "negguide.json").write_text(json.dumps(
+            {"guidance_scale": DEFAULT_CFG, "steps": 50, "captioner": "detector",
+             "testbed": {"preset": self.preset.name, "held_out_fraction": self.preset.held_out_fraction}}, indent=1))

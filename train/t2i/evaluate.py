@@ -143,8 +143,9 @@ def evaluate_cli(args) -> int:
                         ("--batch-size", args.batch_size)):
         if value < 1:
             raise UsageError(f"{name} must be >= 1, got {value}")
-    testbed = json.loads((model / "testbed.json").read_text()) if (model / "testbed.json").is_file() else {}
-    cfg = args.cfg if args.cfg is not None else testbed.get("guidance_scale", 4.0)
+    defaults = json.loads((model / "negguide.json").read_text()) if (model / "negguide.json").is_file() else {}
+    cfg = args.cfg if args.cfg is not None else defaults.get("guidance_scale", 4.0)
+    testbed = defaults.get("testbed", {})
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     detector = load_detector(Path(args.detector) if args.detector else model / "detector", device)
     pipe = NegGuidePipeline.from_pretrained(model, scheduler="ddim").to(device)
@@ -189,8 +190,40 @@ def evaluate_cli(args) -> int:
     show = min(len(prompts), 16)
     save_grid(to_unit(images[: show * args.seeds]), out / "samples.png", columns=args.seeds * 4)
     (out / "samples.txt").write_text("\n".join(prompts[:show]) + "\n")
+    write_figures(pipe, out, args.steps, cfg)
     print(quality_markdown(report), file=sys.stderr)
     return 0
+
+
+# The README's figure: one prompt, one negative, every mode on the same seeds.
+FIGURE_PROMPTS = (("a red circle and a blue square on horizontal stripes", "blue square"),
+                  ("a striped yellow triangle and a green cross on a grey background", "striped"))
+FIGURE_SEEDS = tuple(range(8))
+
+
+def mode_rows(pipe, prompt: str, negative: str, steps: int, cfg: float, seeds=FIGURE_SEEDS) -> list:
+    """(label, uint8 images) per mode for one prompt/negative pair, the same seeds in every row."""
+    modes = [("no negative prompt", None, {"mode": "off"}),
+             (f"negative prompt '{negative}', every step", negative, {"mode": "off"}),
+             ("windowed negative (default window)", negative, {"mode": "windowed"}),
+             ("DNG", negative, {"mode": "dng"}),
+             ("DNS (diffusion-negative sample of the prompt)", None, {"mode": "dns"})]
+    rows = []
+    for label, neg, guidance in modes:
+        images = generate(pipe, [prompt] * len(seeds), [IMAGE_SEED + s for s in seeds], steps, cfg, len(seeds),
+                          negative=None if neg is None else [neg] * len(seeds), guidance=guidance)
+        rows.append((label, images))
+    return rows
+
+
+def write_figures(pipe, out: Path, steps: int, cfg: float) -> None:
+    from train.t2i.figures import modes_figure, scenes_figure
+
+    scenes_figure().save(out / "scenes.png")
+    for k, (prompt, negative) in enumerate(FIGURE_PROMPTS):
+        rows = mode_rows(pipe, prompt, negative, steps, cfg)
+        title = f"'{prompt}', negative '{negative}' (DDIM {steps}, CFG {cfg:g}, seeds {IMAGE_SEED}+0..7)"
+        modes_figure(rows, title).save(out / f"modes-{k + 1}.png")
 
 
 def quality_markdown(report: dict) -> str:

@@ -108,7 +108,9 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
     schedule, device = stage.schedule, accelerator.device
     rank, world = accelerator.process_index, accelerator.num_processes
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = stage.config() | {"schedule": schedule.__dict__, "world_size": world, "stage": stage.name}
+    # Under a constant LR the step count only says where to stop: a run may be extended or cut on resume.
+    fixed = {k: v for k, v in schedule.__dict__.items() if not (k == "steps" and stage.lr_decay == "constant")}
+    config = stage.config() | {"schedule": fixed, "world_size": world, "stage": stage.name}
     torch.manual_seed(stage.preset.seed * 7919 + stage.salt)  # identical initial weights on every process
     nets = stage.build().to(device)
     params = [p for p in nets.parameters() if p.requires_grad]
