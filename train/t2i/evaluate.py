@@ -190,9 +190,24 @@ def evaluate_cli(args) -> int:
     show = min(len(prompts), 16)
     save_grid(to_unit(images[: show * args.seeds]), out / "samples.png", columns=args.seeds * 4)
     (out / "samples.txt").write_text("\n".join(prompts[:show]) + "\n")
+    write_golden(pipe, detector, out, args.steps, cfg)
     write_figures(pipe, out, args.steps, cfg)
     print(quality_markdown(report), file=sys.stderr)
     return 0
+
+
+def write_golden(pipe, detector, out: Path, steps: int, cfg: float, prompts: int = 8, seeds: int = 2) -> dict:
+    """The small fixed run tests/train/test_t2i_shipped.py repeats (one batch, as the test runs it)."""
+    texts, _ = evaluation_prompts(prompts, seed=EVAL_SEED + 5)
+    flat = [p for p in texts for _ in range(seeds)]
+    image_seeds = [IMAGE_SEED + k for k in range(len(flat))]
+    images = generate(pipe, flat, image_seeds, steps, cfg, len(flat))
+    records = [score(parse(p), f) for p, f in zip(flat, detector.detect(to_unit(images)), strict=True)]
+    golden = {"prompts": flat, "seeds": image_seeds, "steps": steps, "cfg": cfg,
+              "exact": sum(r.exact for r in records), "objects_found": sum(r.named_found for r in records),
+              "objects_named": sum(r.named for r in records)}
+    (out / "golden.json").write_text(json.dumps(golden, indent=1))
+    return golden
 
 
 # The README's figure: one prompt, one negative, every mode on the same seeds.

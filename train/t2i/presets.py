@@ -109,7 +109,7 @@ T2I_PRESETS: dict[str, T2IPreset] = {
         T2IPreset(
             name="cpu",
             detector_width=32,
-            detector=StageSchedule(steps=3000, batch_size=128, lr=2e-3, warmup_steps=100),
+            detector=StageSchedule(steps=8000, batch_size=128, lr=2e-3, warmup_steps=200),
             vae=vae_config((32, 64)),
             vae_schedule=StageSchedule(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100),
             text=text_config(128, 3, 4),
@@ -119,7 +119,7 @@ T2I_PRESETS: dict[str, T2IPreset] = {
         T2IPreset(
             name="gpu",
             detector_width=32,
-            detector=StageSchedule(steps=3000, batch_size=256, lr=3e-3, warmup_steps=100),
+            detector=StageSchedule(steps=6000, batch_size=256, lr=3e-3, warmup_steps=200),
             vae=vae_config((32, 64)),
             vae_schedule=StageSchedule(steps=3000, batch_size=256, lr=1e-3, warmup_steps=100),
             text=text_config(128, 3, 4),
