@@ -61,7 +61,8 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ddpm-steps", type=int, help="ancestral steps; below the training T the schedule is respaced")
     g.add_argument("--ddim-steps", type=int, help="DDIM steps")
     g.add_argument("--sampler-variance", choices=SAMPLER_VARIANCES,
-                   help="what the ancestral sampler injects: beta (the paper) or beta_tilde")
+                   help="what the ancestral sampler injects: beta (the paper, right at T = 1000) or beta_tilde "
+                        "(the CPU presets: right for respaced chains)")
     g.add_argument("--transition-variance", choices=TRANSITION_VARIANCES,
                    help="DNG's transition likelihood: matched = the sampler's variance; beta_tilde is the authors' "
                         "code")
