@@ -65,3 +65,20 @@ def test_an_interval_without_enough_draws_is_not_reported():
     draws = np.array([0.1] * 50 + [np.nan] * 50)
     interval = Interval.of(0.1, draws)
     assert np.isnan(interval.low) and interval.resamples == 50 and not interval.excludes_zero
+
+
+def test_kid_is_unbiased_near_zero_for_one_distribution_and_grows_with_a_shift():
+    from train.removal.kid import kernel_inception_distance, mmd2_unbiased, polynomial_kernel
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(400, 16, generator=g), torch.randn(400, 16, generator=g)
+    same = kernel_inception_distance(x, y, subsets=20, subset_size=200)
+    shifted = kernel_inception_distance(x + 0.5, y, subsets=20, subset_size=200)
+    assert abs(same.value) < 0.02 and same.low < 0 < same.high  # unbiased: straddles 0
+    assert shifted.low > same.high
+    a, b = x[:5].double(), y[:6].double()
+    k = polynomial_kernel
+    brute = (sum(k(a[i:i + 1], a[j:j + 1]).item() for i in range(5) for j in range(5) if i != j) / 20
+             + sum(k(b[i:i + 1], b[j:j + 1]).item() for i in range(6) for j in range(6) if i != j) / 30
+             - 2 * k(a, b).mean().item())
+    assert abs(mmd2_unbiased(a, b) - brute) < 1e-9
