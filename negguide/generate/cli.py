@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     o = ap.add_argument_group("output")
     o.add_argument("--out", default="outputs/negguide", help="output folder (created)")
     o.add_argument("--plot", action="store_true", help="dng: also save the p(t)/lambda(t) plot per batch")
+    o.add_argument("--attention", metavar="NEG_WORD[:POS_WORD]",
+                   help="capture cross-attention and save Ban et al.'s negative-prompt strength r_t per step "
+                        "(attention-*.png, and r_t in each PNG's metadata): the negative prompt's word NEG_WORD "
+                        "against the prompt's POS_WORD (default: the same word); SD 1.x/2.x and SDXL")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -198,6 +202,8 @@ def check_run(args, spec, family: str, index: dict) -> None:
     for name, value in (("--width", args.width), ("--height", args.height)):
         if value is not None and (value < 8 or value % 8):
             problems.append(f"{name} must be a positive multiple of 8, got {value}")
+    if args.attention:
+        problems += attention_problems(args, family)
     if args.plot:
         from .plot import matplotlib_available
 
@@ -275,10 +281,15 @@ def generate(args, spec, dnp: dict) -> list[Path]:
             negatives = out.dnp_prompts
         else:
             out = pipe(prompts, None if args.negative is None else [args.negative] * len(seeds), guidance=spec,
-                       generator=generators, **common)
+                       generator=generators, capture_attention=bool(args.attention), **common)
             negatives = [args.negative] * len(seeds)
         for b, s in enumerate(seeds):
             parameters, data = image_metadata(out.settings, out.records, args.model, start + b, b, s, negatives[b])
+            if args.attention:
+                words = attention_words(args.attention)
+                strength = [None if v != v else round(float(v), 6) for v in out.attention.strength(*words, image=b)]
+                data = json.dumps({**json.loads(data), "attention": {"words": words, "steps": out.attention.steps,
+                                                                     "strength": strength}})
             path = out_dir / f"{start + b:05d}-{s}.png"
             save_png(out.images[b], path, parameters, data)
             saved.append(path)
@@ -288,6 +299,14 @@ def generate(args, spec, dnp: dict) -> list[Path]:
                     {**out.settings, "guidance": out.settings["dnp"]["dns_guidance"], "mode_label": "DNS"},
                     [], args.model, start + b, b, s, None))
                 saved.append(dns_path)
+        if args.attention:
+            from .plot import figure_to_image
+
+            fig = out.plot_attention(*attention_words(args.attention), title=f"{args.prompt!r}, negative "
+                                     f"{args.negative!r}: r_t (Ban et al. 2024, Eq. 6)")
+            attention_path = out_dir / f"attention-{start:05d}.png"
+            figure_to_image(fig).save(attention_path)
+            saved.append(attention_path)
         if args.plot:
             from .plot import figure_to_image
 
@@ -296,6 +315,32 @@ def generate(args, spec, dnp: dict) -> list[Path]:
             figure_to_image(fig).save(plot_path)
             saved.append(plot_path)
     return saved
+
+
+def attention_problems(args, family: str) -> list[str]:
+    """What keeps --attention from measuring anything, known before the model loads."""
+    from .plot import matplotlib_available
+
+    neg, pos = attention_words(args.attention)
+    problems = []
+    if family not in ("sd", "sdxl"):
+        problems.append(f"--attention reads a UNet's cross-attention layers; a {family.upper()} model has none")
+    if args.mode in ("dns", "dnp") or args.negative is None:
+        problems.append("--attention measures the negative prompt's attention: pass --negative with a mode that "
+                        "evaluates it (off, windowed, np3, dng, sld, perp_neg)")
+    else:
+        for word, text, where in ((neg, args.negative, "--negative"), (pos, args.prompt, "--prompt")):
+            if not word or word.lower() not in text.lower():
+                problems.append(f"--attention: {word!r} does not occur in {where} {text!r}")
+    if not matplotlib_available():
+        problems.append("--attention draws r_t: pip install 'negguide[toy]' (matplotlib)")
+    return problems
+
+
+def attention_words(text: str) -> tuple[str, str]:
+    """``NEG_WORD[:POS_WORD]`` -> (negative word, positive word)."""
+    neg, _, pos = text.partition(":")
+    return neg.strip(), (pos or neg).strip()
 
 
 def main(argv=None) -> int:

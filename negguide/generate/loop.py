@@ -31,9 +31,10 @@ def step_kwargs(scheduler, generator, eta: float) -> dict:
 @torch.no_grad()
 def denoise(family: Family, adapter: SchedulerAdapter, run: GuidanceRun, cond: Conditioning, latents: torch.Tensor,
             timesteps: torch.Tensor, steps: int, extra_step_kwargs: dict, attention_kwargs: dict | None = None,
-            progress_bar=None, callback=None) -> torch.Tensor:
+            progress_bar=None, callback=None, before_model=None) -> torch.Tensor:
     """Runs every timestep; returns the final latents. ``callback(step_index, timestep, latents)`` may return
-    replacement latents (diffusers' ``callback_on_step_end`` contract, latents only)."""
+    replacement latents (diffusers' ``callback_on_step_end`` contract, latents only). ``before_model(step,
+    row_layout, first)`` hears of each model call before it runs (attention capture)."""
     scheduler = adapter.scheduler
     scale = getattr(scheduler, "scale_model_input", None)
     order = getattr(scheduler, "order", 1)
@@ -41,6 +42,8 @@ def denoise(family: Family, adapter: SchedulerAdapter, run: GuidanceRun, cond: C
     for k, t in enumerate(timesteps):
         x_in = scale(latents, t) if scale is not None else latents
         plan = run.plan(x_in, adapter.level(k, t))
+        if before_model is not None:
+            before_model(plan.step, plan.row_layout(), plan.first)
         output = family.predict(plan.stacked_inputs(), t, cond.stacked(plan.row_layout()), attention_kwargs)
         guided = run.combine(plan, output)
         latents = scheduler.step(guided, t, latents, **extra_step_kwargs, return_dict=False)[0]

@@ -24,6 +24,7 @@ class NegGuideOutput(BaseOutput):
     nsfw_content_detected: list | None = None
     dns_images: object = None
     dnp_prompts: list | None = None
+    attention: object = None  # negguide.generate.attention.AttentionRecord with capture_attention=True
 
     @property
     def tracker(self) -> str | None:
@@ -43,6 +44,13 @@ class NegGuideOutput(BaseOutput):
     def posteriors(self) -> torch.Tensor | None:
         """DNG's posterior p(c- | x_t) per step and image, ``[steps, B]`` (None for other modes)."""
         return self._series("p")
+
+    def plot_attention(self, negative_word: str, positive_word: str, **kwargs):
+        """Ban et al.'s r_t per step for each image (needs ``capture_attention=True``): see
+        :meth:`negguide.generate.attention.AttentionRecord.plot`."""
+        if self.attention is None:
+            raise ValueError("no attention was captured: call the pipeline with capture_attention=True")
+        return self.attention.plot(negative_word, positive_word, **kwargs)
 
     def plot(self, **kwargs):
         """The p(t) / lambda(t) figure (matplotlib), see :func:`negguide.generate.plot.plot_guidance`."""

@@ -15,6 +15,8 @@ The wrapper shares the pipeline's modules (``from_pipe``); it uses the pipeline'
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .. import __version__
@@ -151,7 +153,8 @@ class NegGuidePipeline:
                  num_images_per_prompt: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
                  latents: torch.Tensor | None = None, eta: float = 0.0, output_type: str = "pil",
                  clip_skip: int | None = None, attention_kwargs: dict | None = None, max_sequence_length: int = 256,
-                 record: str = "per_image", callback_on_step_end=None, return_dict: bool = True):
+                 record: str = "per_image", callback_on_step_end=None, capture_attention: bool = False,
+                 return_dict: bool = True):
         """Generate with a negguide mode. Guidance: either ``mode`` and its options, or a ready ``guidance``
         spec (then ``mode``, ``guidance_scale`` and the mode options must be left at their defaults).
 
@@ -159,13 +162,16 @@ class NegGuidePipeline:
         ``window`` (a :class:`StepWindow` or ``(start, end[, unit])``), ``np3``, ``dns`` (``dns_scale``),
         ``dng`` (``dng``: a :class:`DNGConfig` or dict), ``sld`` (``sld``), ``perp_neg`` (``perp_neg_scale``).
         ``generator``: one, or a list with one per image (image ``i`` then equals a single run with
-        ``generator[i]``). ``output_type``: ``pil``, ``np``, ``pt``, ``latent``. ``callback_on_step_end(pipe,
+        ``generator[i]``). ``capture_attention``: record every cross-attention layer per step and token
+        (``out.attention``, ``out.plot_attention(negative_word, positive_word)``: Ban et al.'s r_t); the images
+        are the same as without it. ``output_type``: ``pil``, ``np``, ``pt``, ``latent``. ``callback_on_step_end(pipe,
         i, t, {"latents": ...})`` may return ``{"latents": ...}``.
         Returns :class:`NegGuideOutput` (``return_dict=False``: ``(images, records)``)."""
         spec = self._resolve_spec(guidance, mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale)
         result = self._generate(spec, prompt, negative_prompt, num_inference_steps, height, width,
                                 num_images_per_prompt, generator, latents, eta, output_type, clip_skip,
-                                attention_kwargs, max_sequence_length, record, callback_on_step_end)
+                                attention_kwargs, max_sequence_length, record, callback_on_step_end,
+                                capture_attention)
         return result if return_dict else (result.images, result.records)
 
     def _resolve_spec(self, guidance, mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale):
@@ -182,7 +188,8 @@ class NegGuidePipeline:
         return guidance
 
     def _generate(self, spec, prompt, negative_prompt, steps, height, width, images_per_prompt, generator, latents,
-                  eta, output_type, clip_skip, attention_kwargs, max_sequence_length, record, callback):
+                  eta, output_type, clip_skip, attention_kwargs, max_sequence_length, record, callback,
+                  capture_attention=False):
         family, pipe = self.family, self.pipe
         prompts = _as_list(prompt, "prompt")
         negatives = None if negative_prompt is None else _as_list(negative_prompt, "negative_prompt")
@@ -227,9 +234,11 @@ class NegGuidePipeline:
             def on_step(k, t, lat):
                 out = callback(self, k, t, {"latents": lat})
                 return (out or {}).get("latents")
-        with pipe.progress_bar(total=steps) as bar:
+        capture = self._attention_capture(latent_hw) if capture_attention else contextlib.nullcontext()
+        with pipe.progress_bar(total=steps) as bar, capture:
             latents = denoise(family, adapter, run, cond, latents, timesteps, steps,
-                              step_kwargs(adapter.scheduler, generator, eta), attention_kwargs, bar, on_step)
+                              step_kwargs(adapter.scheduler, generator, eta), attention_kwargs, bar, on_step,
+                              before_model=capture.begin if capture_attention else None)
         images, nsfw = family.decode(latents, output_type, generator)
         pipe.maybe_free_model_hooks()
         settings = {
@@ -241,7 +250,23 @@ class NegGuidePipeline:
             "per_image_generators": isinstance(generator, list), "tracker": run.tracker_name(),
             "average_extra_rows": run.average_extra_rows(), "dtype": str(dtype).replace("torch.", ""),
         }
-        return NegGuideOutput(images=images, records=run.records, settings=settings, nsfw_content_detected=nsfw)
+        attention = None
+        if capture_attention:
+            n = images_per_prompt
+            texts = {"positive": [p for p in prompts for _ in range(n)],
+                     "negative": [q for q in (negatives or [""] * len(prompts)) for _ in range(n)],
+                     "empty": [""] * batch}
+            attention = capture.result(texts, pipe.tokenizer)
+        return NegGuideOutput(images=images, records=run.records, settings=settings, nsfw_content_detected=nsfw,
+                              attention=attention)
+
+    def _attention_capture(self, latent_hw):
+        from .attention import AttentionCapture
+
+        if self.family.name not in ("sd", "sdxl"):
+            raise ValueError(f"capture_attention reads a UNet's cross-attention layers; {type(self.pipe).__name__} "
+                             "has none (SD3's joint attention mixes text and image tokens)")
+        return AttentionCapture(self.pipe.unet, latent_hw)
 
     def scheduler_adapter(self, spec: GuidanceSpec | None = None, eta: float = 0.0) -> SchedulerAdapter:
         """The current scheduler as the core sees it; raises :class:`UnsupportedScheduler` for a scheduler (or a
