@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-SOURCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "cifar10" / "cifar10_jpeg.npz"
+from train.paths import shared_root
+
+SOURCE = shared_root() / "datasets" / "cifar10" / "cifar10_jpeg.npz"
 
 
 def reencode(blob: np.ndarray, offsets: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,10 @@ case "${1:-}" in
   *) echo "usage: bash bench/gpu_checks.sh [--smoke]" >&2; exit 2 ;;
 esac
 
+# The device machine's offline copies travel inside the checkout (see above): say so explicitly, since the
+# Python parts look for the shared folder only at $NEGGUIDE_SHARED or ../shared.
+if [[ -z ${NEGGUIDE_SHARED:-} && -d shared && ! -d ../shared ]]; then export NEGGUIDE_SHARED=$PWD/shared; fi
+
 OUT_DIR=${OUT:-out/gpu_checks}
 mkdir -p "$OUT_DIR" || exit 2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/negguide-gpu-checks.XXXXXX") || exit 2

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from train.errors import UsageError
+from train.paths import shared_root
 
 DATASETS = ("mnist", "cifar10")
 MNIST_CLASSES = [str(d) for d in range(10)]
@@ -55,8 +56,9 @@ class ImageSet:
 
 
 def shared_data_dir(dataset: str) -> Path:
-    """Where the build machines keep an offline copy (`../shared/datasets/<name>` beside the checkout)."""
-    return REPO_ROOT.parent / "shared" / "datasets" / dataset
+    """Where the build machines keep an offline copy (`../shared/datasets/<name>` beside the checkout, or under
+    `$NEGGUIDE_SHARED`)."""
+    return shared_root() / "datasets" / dataset
 
 
 def how_to_get(dataset: str) -> str:

@@ -7,6 +7,15 @@ from pathlib import Path
 
 from train.errors import UsageError
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_root() -> Path:
+    """The project's offline data folder: ``$NEGGUIDE_SHARED`` if set, else ``../shared`` beside the checkout (the
+    build machines'); nowhere else, so a user's run never silently picks up another folder named shared."""
+    env = os.environ.get("NEGGUIDE_SHARED")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT.parent / "shared"
+
 
 def _blocker(folder: Path) -> str | None:
     """What keeps us from creating `folder` or writing into it, or None."""

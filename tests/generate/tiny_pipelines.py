@@ -1,7 +1,7 @@
 """Tiny random diffusers pipelines built from configs, for tests and benchmarks (nothing is downloaded).
 
 Test stand-ins (the benchmark imports them too). Weights are random (seeded); the CLIP tokenizer files come
-from ``shared/tokenizers/clip-vit-l-14`` found by walking up from this file or the working directory (or
+from ``../shared/tokenizers/clip-vit-l-14`` (or ``$NEGGUIDE_SHARED/tokenizers/...``, or
 ``NEGGUIDE_CLIP_TOKENIZER``). Sizes:
 
 ``tiny``   SD-shaped UNet/MMDiT with 32/64 channels, 8x8 latents (16x16 images): a test runs in a second
@@ -21,13 +21,12 @@ SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear
 
 
 def find_tokenizer_dir() -> Path | None:
-    """The CLIP tokenizer folder (``vocab.json`` + ``merges.txt``), or None."""
+    """The CLIP tokenizer folder (``vocab.json`` + ``merges.txt``): ``$NEGGUIDE_CLIP_TOKENIZER``, else
+    ``tokenizers/clip-vit-l-14`` of the shared folder (``$NEGGUIDE_SHARED``, else ``../shared``), else None."""
+    from train.paths import shared_root
+
     env = os.environ.get("NEGGUIDE_CLIP_TOKENIZER")
-    candidates = [Path(env)] if env else []
-    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
-        for parent in (start, *start.parents):
-            candidates.append(parent / "shared" / "tokenizers" / "clip-vit-l-14")
-    for c in candidates:
+    for c in ([Path(env)] if env else []) + [shared_root() / "tokenizers" / "clip-vit-l-14"]:
         if (c / "vocab.json").is_file() and (c / "merges.txt").is_file():
             return c
     return None

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO / ".." / "shared" / "datasets"
+from train.paths import shared_root
+
+SHARED = shared_root() / "datasets"
 
 
 def _need(name: str) -> Path:

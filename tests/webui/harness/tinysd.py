@@ -22,13 +22,12 @@ MARK = 1024.0
 
 
 def find_tokenizer_dir() -> Path | None:
+    """The CLIP tokenizer folder (``vocab.json`` + ``merges.txt``): ``$NEGGUIDE_CLIP_TOKENIZER``, else
+    ``tokenizers/clip-vit-l-14`` of the shared folder (``$NEGGUIDE_SHARED``, else ``../shared``), else None."""
+    from train.paths import shared_root
+
     env = os.environ.get("NEGGUIDE_CLIP_TOKENIZER")
-    cands = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cands.append(parent / "shared" / "tokenizers" / "clip-vit-l-14")
-        cands.append(parent.parent / "shared" / "tokenizers" / "clip-vit-l-14")
-    for c in cands:
+    for c in ([Path(env)] if env else []) + [shared_root() / "tokenizers" / "clip-vit-l-14"]:
         if (c / "vocab.json").is_file() and (c / "merges.txt").is_file():
             return c
     return None
