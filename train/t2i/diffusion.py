@@ -44,8 +44,8 @@ def text_encoder_config(preset, tokenizer) -> CLIPTextConfig:
 
 
 def fast_attention(unet: UNet2DConditionModel) -> None:
-    """Plain matmul-softmax attention: on CPUs, PyTorch's fused SDPA kernels are several times slower for these
-    short sequences (32 text tokens, 64-256 pixels) and small heads (measured: docs/t2i/testbed.md)."""
+    """Plain matmul-softmax attention for CPU training: PyTorch's fused SDPA kernel's backward pass was the slower
+    one in profiles of these short sequences (32 text tokens) and small heads (docs/training.md)."""
     unet.set_attn_processor(AttnProcessor())
 
 
