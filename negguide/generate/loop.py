@@ -32,8 +32,9 @@ def step_kwargs(scheduler, generator, eta: float) -> dict:
 def denoise(family: Family, adapter: SchedulerAdapter, run: GuidanceRun, cond: Conditioning, latents: torch.Tensor,
             timesteps: torch.Tensor, steps: int, extra_step_kwargs: dict, attention_kwargs: dict | None = None,
             progress_bar=None, callback=None, before_model=None) -> torch.Tensor:
-    """Runs every timestep; returns the final latents. ``callback(step_index, timestep, latents)`` may return
-    replacement latents (diffusers' ``callback_on_step_end`` contract, latents only). ``before_model(step,
+    """Runs every timestep; returns the final latents. ``callback(step_index, timestep, latents, denoised)`` may
+    return replacement latents (diffusers' ``callback_on_step_end`` contract, latents only); ``denoised`` is the
+    guided prediction's x0 estimate at the step's last evaluation, in latent space. ``before_model(step,
     row_layout, first)`` hears of each model call before it runs (attention capture)."""
     scheduler = adapter.scheduler
     scale = getattr(scheduler, "scale_model_input", None)
@@ -48,7 +49,7 @@ def denoise(family: Family, adapter: SchedulerAdapter, run: GuidanceRun, cond: C
         guided = run.combine(plan, output)
         latents = scheduler.step(guided, t, latents, **extra_step_kwargs, return_dict=False)[0]
         if callback is not None:
-            replaced = callback(k, t, latents)
+            replaced = callback(k, t, latents, run.frame.denoised(guided, plan.x, plan.level))
             latents = latents if replaced is None else replaced
         if progress_bar is not None and (k == len(timesteps) - 1 or ((k + 1) > warmup and (k + 1) % order == 0)):
             progress_bar.update()

@@ -165,7 +165,8 @@ class NegGuidePipeline:
         ``generator[i]``). ``capture_attention``: record every cross-attention layer per step and token
         (``out.attention``, ``out.plot_attention(negative_word, positive_word)``: Ban et al.'s r_t); the images
         are the same as without it. ``output_type``: ``pil``, ``np``, ``pt``, ``latent``. ``callback_on_step_end(pipe,
-        i, t, {"latents": ...})`` may return ``{"latents": ...}``.
+        i, t, {"latents": ..., "denoised": ...})`` may return ``{"latents": ...}`` (``denoised``: the guided x0
+        estimate of the step, in latent space).
         Returns :class:`NegGuideOutput` (``return_dict=False``: ``(images, records)``)."""
         spec = self._resolve_spec(guidance, mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale)
         result = self._generate(spec, prompt, negative_prompt, num_inference_steps, height, width,
@@ -231,8 +232,8 @@ class NegGuidePipeline:
         latents = family.prepare_latents(batch, height, width, dtype, device, generator, latents)
         on_step = None
         if callback is not None:
-            def on_step(k, t, lat):
-                out = callback(self, k, t, {"latents": lat})
+            def on_step(k, t, lat, denoised):
+                out = callback(self, k, t, {"latents": lat, "denoised": denoised})
                 return (out or {}).get("latents")
         capture = self._attention_capture(latent_hw) if capture_attention else contextlib.nullcontext()
         with pipe.progress_bar(total=steps) as bar, capture:
