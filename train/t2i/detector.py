@@ -82,6 +82,18 @@ class Detector(nn.Module):
                           for i in range(0, len(images), batch_size)])
 
     @torch.no_grad()
+    def probabilities(self, images: torch.Tensor, batch_size: int = 512) -> dict[str, torch.Tensor]:
+        """Per image: presence [B, 30] (sigmoid), size [B, 30, 2] and texture [B, 30, 3] (softmax per object),
+        background [B, 5] and tone [B, 3] (softmax); float images in [-1, 1]."""
+        self.eval()
+        device = next(self.parameters()).device
+        parts = [self(images[i:i + batch_size].to(device, torch.float32)) for i in range(0, len(images), batch_size)]
+        out = {k: torch.cat([p[k] for p in parts]).cpu() for k in HEADS}
+        return {"presence": out["presence"].sigmoid(), "size": out["size"].softmax(-1),
+                "texture": out["texture"].softmax(-1), "background": out["background"].softmax(-1),
+                "tone": out["tone"].softmax(-1)}
+
+    @torch.no_grad()
     def detect(self, images: torch.Tensor, batch_size: int = 512) -> list[dict]:
         """What each image shows, as plain Python (see the module docstring)."""
         self.eval()

@@ -1,0 +1,149 @@
+"""`python -m train t2i-study`: the three papers' text-to-image claims measured on the shipped testbed.
+
+Sections (docs/t2i/study.md has the results):
+  a. critical step and delayed effect (Ban et al. Sec. 4): r_t per step for noun and adjective negatives; the
+     step at which the target object becomes detectable in the x0 estimate without a negative, against the step
+     at which the negative prompt's effect on it starts;
+  b. object removal with preservation (Ban et al. Sec. 6): every method on the same noise; removal, preservation,
+     SSIM to the image without the negative, detector-feature FID to renders of what should remain; the window
+     start sweep (Fig. 9's U-curve: window steps needed to remove, against the start step);
+  c. DNS and DNP (Desai & Vasconcelos): CFG alone, CFG + the DNS image's caption as negative, CFG + a fixed
+     generic negative, on prompt adherence;
+  d. DNG on prompts (Koulischer et al.): the forbidden "red shape" kept out of prompts that do not name it and
+     prompts that do, NP vs SLD vs DNG at matched removal rate: preservation and colour/shape diversity.
+Everything is resumable (finished cells are reused) and every rate has a prompt-clustered 95% interval.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from train.t2i.study.cases import adherence_cases, attribute_cases, concept_cases, image_seed, object_cases
+from train.t2i.study.cells import Method, run_cell
+
+
+@dataclass(frozen=True)
+class StudySize:
+    name: str
+    object_cases: int
+    attribute_cases: int
+    seeds: int
+    trace_cases: int  # cases of section a (x0 decoded and attention captured at every step)
+    grid_cases: int  # cases of the window-start sweep
+    grid_starts: tuple[int, ...]
+    grid_lengths: tuple[int, ...]
+    adherence_cases: int
+    concept_cases: int
+    steps: int = 30
+    seed: int = 0
+
+
+STUDY_SIZES = {
+    "smoke": StudySize("smoke", 2, 2, 1, 2, 2, (1, 10), (2, 30), 2, 2, steps=10),
+    "cpu": StudySize("cpu", 32, 32, 4, 16, 16, (1, 3, 5, 7, 9, 11, 14, 17, 20), (2, 4, 8, 30), 48, 32),
+    "gpu": StudySize("gpu", 320, 320, 4, 160, 160, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 20, 24),
+                     (1, 2, 3, 4, 6, 8, 12, 16, 30), 480, 320),
+}
+
+REMOVAL_METHODS = (
+    Method("none", {"mode": "off"}, negative=False),
+    Method("np", {"mode": "off"}),
+    Method("windowed", {"mode": "windowed"}),
+    Method("dng", {"mode": "dng"}),
+    Method("sld", {"mode": "sld"}),
+    Method("perp_neg", {"mode": "perp_neg"}),
+)
+GENERIC_NEGATIVE = "a dotted shape on a cloudy background"  # fixed, prompt-independent (section c)
+
+
+class Study:
+    """The shared state of one study run: pipeline, detector, sizes, the cells folder, progress."""
+
+    def __init__(self, pipe, detector, size: StudySize, cfg: float, out: Path, model_id: str, batch_size: int = 64):
+        self.pipe, self.detector, self.size, self.cfg = pipe, detector, size, cfg
+        self.steps, self.out, self.cells = size.steps, out, out / "cells"
+        self.model_id, self.batch_size = model_id, batch_size
+        self.started, self.images_done = time.perf_counter(), 0
+
+    def progress(self, images: int) -> None:
+        self.images_done += images
+        rate = self.images_done / (time.perf_counter() - self.started)
+        print(f"[t2i-study] {self.images_done} images ({rate:.2f} img/s)", file=sys.stderr, flush=True)
+
+    def cell(self, name, method, cases, seeds=None, traces=(), image_seeds=None):
+        return run_cell(self, name, method, cases, seeds or self.size.seeds, traces, image_seeds)
+
+
+def window_cells(study: Study, cases) -> dict[tuple[int, int], object]:
+    """NP inside steps [start, start + length) for the start/length grid (1-based steps)."""
+    out = {}
+    last = study.steps
+    for start in (s for s in study.size.grid_starts if s <= last):
+        for length in study.size.grid_lengths:
+            end = min(last, start + length - 1)
+            key = (start, end - start + 1)
+            if key in out:
+                continue
+            out[key] = study.cell(f"grid-s{start}-l{key[1]}", Method(f"window {start}-{end}", {
+                "mode": "windowed", "window": (start, end)}), cases)
+    return out
+
+
+def run_study(study: Study) -> dict:
+    """Every cell of the study (reused where finished); returns them by section for the report."""
+    size = study.size
+    objects = object_cases(size.object_cases, size.seed)
+    attributes = attribute_cases(size.attribute_cases, size.seed)
+    cells = {"cases": {"object": objects, "attribute": attributes}}
+    trace = {}
+    for kind, cases in (("object", objects), ("attribute", attributes)):
+        chosen = cases[: size.trace_cases]
+        trace[kind] = {"none": study.cell(f"a-{kind}-none", REMOVAL_METHODS[0], chosen, traces=("x0",)),
+                       "np": study.cell(f"a-{kind}-np", REMOVAL_METHODS[1], chosen, traces=("x0", "attention"))}
+    cells["a"] = trace
+    cells["b"] = {kind: {m.name: study.cell(f"b-{kind}-{m.name}", m, cases) for m in REMOVAL_METHODS}
+                  for kind, cases in (("object", objects), ("attribute", attributes))}
+    cells["b_grid"] = window_cells(study, objects[: size.grid_cases])
+    cells["c"] = dnp_cells(study, adherence_cases(size.adherence_cases, size.seed))
+    return cells
+
+
+def dnp_cells(study: Study, cases) -> dict:
+    """CFG alone, the DNS images, their captions as negatives (DNP), and a fixed generic negative."""
+    from dataclasses import replace
+
+    from train.t2i.detector import detection_caption
+    from train.t2i.scenes import to_unit
+
+    cfg_alone = study.cell("c-cfg", Method("cfg", {"mode": "off"}, negative=False), cases)
+    dns = study.cell("c-dns", Method("dns", {"mode": "dns"}, negative=False), cases)
+    captions = [detection_caption(f) for f in study.detector.detect(to_unit(dns.images))]
+    seeds = study.size.seeds
+    per_image = [replace(cases[k // seeds], negative=captions[k]) for k in range(len(captions))]
+    # DNP: each image's own DNS caption as its negative, from the same seed: one case per image
+    dnp = study.cell("c-dnp", Method("dnp", {"mode": "off"}), per_image, seeds=1,
+                     image_seeds=[image_seed(k // seeds, k % seeds) for k in range(len(per_image))])
+    generic = [replace(c, negative=GENERIC_NEGATIVE) for c in cases]
+    fixed = study.cell("c-generic", Method("generic negative", {"mode": "off"}), generic)
+    return {"cases": cases, "cfg": cfg_alone, "dns": dns, "dnp": dnp, "generic": fixed, "captions": captions}
+
+
+def load_study(model: Path, detector_dir: Path | None, size: StudySize, out: Path, cfg: float | None, device: str):
+    from negguide.generate import NegGuidePipeline
+    from train.model_dir import verify_hashes
+    from train.t2i.detector import load_detector
+
+    verify_hashes(model)
+    pipe = NegGuidePipeline.from_pretrained(model, scheduler="ddim").to(device)
+    pipe.set_progress_bar_config(disable=True)
+    detector = load_detector(detector_dir or model / "detector", device)
+    digest = json.loads((model / "sha256.json").read_text()).get("unet/diffusion_pytorch_model.safetensors", "")
+    cfg = cfg if cfg is not None else pipe.defaults.get("guidance_scale", 4.0)
+    return Study(pipe, detector, size, cfg, out, digest[:16])
+
+
+__all__ = ["STUDY_SIZES", "Study", "concept_cases", "load_study", "run_study"]
