@@ -88,14 +88,14 @@ def network_quality(name: str, ref: NetworkReference, features: torch.Tensor, la
     values[f"kid_{name}_kept"] = float(kid.kid(weights)[0])
     balanced, squares = normalised_weights(ones, balance_units(labels, ones, removed, ref.shares))
     values[f"fid_{name}_balanced"] = float(fid.fid(balanced, squares)[0])
-    values[f"kid_{name}_balanced"] = float(kid.kid(balanced)[0])
+    values[f"kid_{name}_balanced"] = float(kid.balanced_kid(ones, labels, removed, ref.shares)[0])
     resamples = {}
     if counts is not None:
         weights, squares = normalised_weights(counts)
         resamples[f"kid_{name}_kept"] = kid.kid(weights)
         resamples[f"fid_{name}_kept"] = fid.fid(weights[:FID_RESAMPLES], squares[:FID_RESAMPLES])
         weights, squares = normalised_weights(counts, balance_units(labels, counts, removed, ref.shares))
-        resamples[f"kid_{name}_balanced"] = kid.kid(weights)
+        resamples[f"kid_{name}_balanced"] = kid.balanced_kid(counts, labels, removed, ref.shares)
         resamples[f"fid_{name}_balanced"] = fid.fid(weights[:FID_RESAMPLES], squares[:FID_RESAMPLES])
     return values, resamples
 

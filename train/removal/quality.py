@@ -22,7 +22,10 @@ all reference features: ``sum_{i != j} w_i w_j k_ij / (1 - sum w_i^2) - 2 sum_i 
 ``kbar_i`` is sample i's mean kernel value with the reference set and ``K_ref`` the reference's own unbiased
 term. Pairs of the same sample index are left out (a resample's duplicates would otherwise count as perfectly
 similar pairs); with equal weights it is exactly :func:`train.removal.kid.mmd2_unbiased` against the whole
-reference set.
+reference set. The balanced KID is the stratified U-statistic ``sum_{c, c'} r_c r_c' T_cc'`` (``T_cc'``: the mean
+kernel value over pairs from classes c and c', distinct samples only within a class), unbiased for the mixture
+with the reference's class shares; a plain weighted U-statistic is not (it under-weights the pairs within small
+classes). A class with a single distinct sample leaves ``T_cc`` undefined: that KID is NaN.
 """
 
 from __future__ import annotations
@@ -146,6 +149,32 @@ class KidTerms:
             cross += polynomial_kernel(x, y[a : a + KERNEL_CHUNK]).sum(1)
         self.cross = (cross / len(y)).cpu().numpy()
         self.reference_term = reference_term
+
+    def balanced_kid(self, counts: np.ndarray, labels: np.ndarray, removed: int, shares: np.ndarray) -> np.ndarray:
+        """Class-balanced KID per row of resample ``counts`` ``[R, N]`` (the stratified U-statistic)."""
+        counts = np.atleast_2d(counts).astype(np.float64)
+        classes = [c for c in range(len(shares)) if c != removed and shares[c] > 0 and (labels == c).any()]
+        if not classes:
+            return np.full(len(counts), np.nan)
+        per = [counts * (labels == c) for c in classes]  # [R, N] each: the class's draws
+        sizes = np.stack([m.sum(1) for m in per], 1)  # [R, C']
+        r = np.where(sizes > 0, shares[classes][None, :], 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = r / r.sum(1, keepdims=True)
+            projected = [m @ self.kernel for m in per]
+            diagonal = np.diagonal(self.kernel)
+            within = np.zeros(len(counts))
+            for a, (ma, ka) in enumerate(zip(per, projected, strict=True)):
+                for b, mb in enumerate(per):
+                    total = (ka * mb).sum(1)
+                    if a == b:
+                        pairs = (total - (ma**2 * diagonal).sum(1)) / (sizes[:, a] ** 2 - (ma**2).sum(1))
+                    else:
+                        pairs = total / (sizes[:, a] * sizes[:, b])
+                    within += np.where(r[:, a] * r[:, b] > 0, r[:, a] * r[:, b] * pairs, 0.0)
+            cross = sum(np.where(r[:, a] > 0, r[:, a] * (m @ self.cross) / sizes[:, a], 0.0)
+                        for a, m in enumerate(per))
+        return within - 2 * cross + self.reference_term
 
     def kid(self, weights: np.ndarray) -> np.ndarray:
         """KID per row of ``weights`` ``[R, N]`` (each summing to 1), same-index pairs left out."""
