@@ -94,6 +94,9 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                    help="FID networks: inception (TF-Inception), classifier (its penultimate layer), or none")
     g.add_argument("--fid-reference-count", type=int,
                    help="training images (without the class) behind the FID reference statistics (default: all)")
+    g.add_argument("--fid-resamples", type=int,
+                   help="paired bootstrap resamples of the kept / balanced FIDs (an eigen-decomposition each; 0: "
+                        "point estimates only)")
     g.add_argument("--data-dir", help="dataset folder for the FID reference (default: ../shared/datasets/<dataset>)")
     g.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")

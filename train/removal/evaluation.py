@@ -12,8 +12,9 @@ Per feature network (``inception``, ``classifier``) and point:
   smaller; real images are balanced by their true labels) against the same references. A generator can only be
   told apart from real data by how far it sits above this floor.
 
-And the paired bootstrap resamples of every KID and of the kept / balanced FIDs (``FID_RESAMPLES`` of them), on
-the index draws shared by all points with the same sample count, saved with the point for the report.
+And the paired bootstrap resamples of every KID and of the kept / balanced FIDs (the preset's ``fid_resamples``
+of them), on the index draws shared by all points with the same sample count, saved with the point for the
+report.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from train.removal import metrics as M
-from train.removal.fid import FeatureSet, FeatureStats, compute_features, frechet_distance, selection_features
+from train.removal.fid import FeatureSet, FeatureStats, compute_features, selection_features
 from train.removal.paired import RESAMPLES, bootstrap_indices
 from train.removal.quality import (
     FID_RESAMPLES,
@@ -76,16 +77,20 @@ def resample_counts(samples: int) -> np.ndarray:
 
 
 def network_quality(name: str, ref: NetworkReference, features: torch.Tensor, labels: np.ndarray, removed: int,
-                    counts: np.ndarray | None, device: torch.device) -> tuple[dict, dict]:
-    """(values, resamples) of one network's kept-class metrics (FID, KID, balanced FID and KID) for one set of
-    images; ``counts`` None: no resamples."""
+                    counts: np.ndarray | None, device: torch.device, fid_resamples: int = FID_RESAMPLES
+                    ) -> tuple[dict, dict]:
+    """(values, resamples) of one network's metrics (FID kept and all, KID, balanced FID and KID) for one set of
+    images; ``counts`` None: no resamples. FIDs go through :class:`FidTerms` (equal to fid.frechet_distance within
+    1e-6, one eigen-decomposition instead of a 20-second ``sqrtm``)."""
     n = len(features)
-    values = {f"fid_{name}_kept": frechet_distance(FeatureStats.from_features(features.double()), ref.kept_stats)}
     kid = KidTerms(features, ref.kept.features, ref.kernel_term, device)
     fid = FidTerms(features, ref.kept_stats.mean, ref.kept_stats.covariance)
     ones = np.ones((1, n))
-    weights, _ = normalised_weights(ones)
-    values[f"kid_{name}_kept"] = float(kid.kid(weights)[0])
+    weights, squares = normalised_weights(ones)
+    values = {f"fid_{name}_kept": float(fid.fid(weights, squares)[0]),
+              f"fid_{name}_all": float(FidTerms(features, ref.all_stats.mean, ref.all_stats.covariance).fid(
+                  weights, squares)[0]),
+              f"kid_{name}_kept": float(kid.kid(weights)[0])}
     balanced, squares = normalised_weights(ones, balance_units(labels, ones, removed, ref.shares))
     values[f"fid_{name}_balanced"] = float(fid.fid(balanced, squares)[0])
     values[f"kid_{name}_balanced"] = float(kid.balanced_kid(ones, labels, removed, ref.shares)[0])
@@ -93,10 +98,12 @@ def network_quality(name: str, ref: NetworkReference, features: torch.Tensor, la
     if counts is not None:
         weights, squares = normalised_weights(counts)
         resamples[f"kid_{name}_kept"] = kid.kid(weights)
-        resamples[f"fid_{name}_kept"] = fid.fid(weights[:FID_RESAMPLES], squares[:FID_RESAMPLES])
+        if fid_resamples:
+            resamples[f"fid_{name}_kept"] = fid.fid(weights[:fid_resamples], squares[:fid_resamples])
         weights, squares = normalised_weights(counts, balance_units(labels, counts, removed, ref.shares))
         resamples[f"kid_{name}_balanced"] = kid.balanced_kid(counts, labels, removed, ref.shares)
-        resamples[f"fid_{name}_balanced"] = fid.fid(weights[:FID_RESAMPLES], squares[:FID_RESAMPLES])
+        if fid_resamples:
+            resamples[f"fid_{name}_balanced"] = fid.fid(weights[:fid_resamples], squares[:fid_resamples])
     return values, resamples
 
 
@@ -105,10 +112,11 @@ class Evaluator:
     once; the floor and the resample counts computed once per sample count."""
 
     def __init__(self, classifier, num_classes: int, removed: int, references: dict[str, NetworkReference],
-                 data_histogram: torch.Tensor, device: torch.device, floor_source: FloorSource | None = None):
+                 data_histogram: torch.Tensor, device: torch.device, floor_source: FloorSource | None = None,
+                 fid_resamples: int = FID_RESAMPLES):
         self.classifier, self.num_classes, self.removed = classifier, num_classes, removed
         self.references, self.data_histogram, self.device = references, data_histogram, device
-        self.floor_source = floor_source
+        self.floor_source, self.fid_resamples = floor_source, fid_resamples
         self._floors: dict[int, dict] = {}
         self._counts: dict[int, np.ndarray] = {}
 
@@ -137,9 +145,8 @@ class Evaluator:
         for name, ref in self.references.items():
             features = compute_features(ref.network, images)
             values, resamples = network_quality(name, ref, features, label_array, self.removed,
-                                                self.counts(len(images)), self.device)
+                                                self.counts(len(images)), self.device, self.fid_resamples)
             out.update(values)
-            out[f"fid_{name}_all"] = frechet_distance(FeatureStats.from_features(features.double()), ref.all_stats)
             tensors[f"features_{name}"] = features
             tensors.update({f"resample_{key}": torch.from_numpy(v) for key, v in resamples.items()})
         if self.references and self.floor_source is not None:
@@ -158,7 +165,9 @@ class Evaluator:
                                            split=source.split, limit=samples)
                 kept_values, _ = network_quality(name, ref, kept.features, kept.labels.numpy(), self.removed, None,
                                                  self.device)
-                kept_values[f"fid_{name}_all"] = frechet_distance(every.stats(), ref.all_stats)
+                kept_values[f"fid_{name}_all"] = float(FidTerms(every.features, ref.all_stats.mean,
+                                                                ref.all_stats.covariance).fid(*normalised_weights(
+                                                                    np.ones((1, len(every.features)))))[0])
                 values |= kept_values
                 values["n"] = len(kept.features)
             self._floors[samples] = values

@@ -129,7 +129,6 @@ def point_settings(point: Point, preset: RemovalPreset, models: dict[str, str]) 
     method reads, the sample count and seed, the models' hashes, the statistics' resample counts, and for an
     np-schedule point the name and key of the DNG point it follows."""
     from train.removal.paired import RESAMPLES
-    from train.removal.quality import FID_RESAMPLES
 
     settings = {
         "point": asdict(point),
@@ -141,7 +140,7 @@ def point_settings(point: Point, preset: RemovalPreset, models: dict[str, str]) 
         "models": models,
         "fid_networks": list(preset.fid_networks),
         "fid_reference_count": preset.fid_reference_count,
-        "resamples": {"labels_kid": RESAMPLES, "fid": FID_RESAMPLES},
+        "resamples": {"labels_kid": RESAMPLES, "fid": preset.fid_resamples},
     }
     if point.method == "np-schedule":
         source = schedule_source(point)

@@ -65,6 +65,7 @@ class RemovalPreset:
     sld_s_m: float = 0.1
     fid_networks: tuple[str, ...] = ("inception", "classifier")
     fid_reference_count: int | None = None  # None: the whole training set without the removed class
+    fid_resamples: int = 200  # paired bootstrap resamples of the kept / balanced FIDs (0: point estimates only)
     curve_samples: int = 8  # p(t) / lambda(t) curves per DNG point: half ending in the removed class, half not
     schedule_lambda0: tuple[float, ...] = ()  # the DNG lambda0 values np-schedule follows (empty: every one)
     schedule_p_max: float | None = None  # the DNG p_max np-schedule follows (None: the smallest of dng_p_max)
@@ -105,6 +106,7 @@ class RemovalPreset:
             (self.fid_reference_count is None or self.fid_reference_count >= 2,
              "--fid-reference-count must be >= 2"),
             (self.curve_samples >= 0, "--curve-samples must be >= 0"),
+            (0 <= self.fid_resamples <= 2000, "--fid-resamples must be in 0..2000 (the shared index draws)"),
             (self.decisive_samples is None or self.decisive_samples >= 1, "--decisive-samples must be >= 1"),
             *self._schedule_checks(),
         ]

@@ -35,7 +35,7 @@ import torch
 
 from train.removal.kid import polynomial_kernel
 
-FID_RESAMPLES = 200  # an eigen-decomposition per resample: the first 200 of the shared index draws
+FID_RESAMPLES = 200  # default: an eigen-decomposition per resample, on the first 200 of the shared index draws
 KERNEL_CHUNK = 4096
 
 
@@ -137,49 +137,55 @@ def reference_kernel_term(reference: torch.Tensor, device: torch.device | str = 
 
 class KidTerms:
     """What a weighted KID of one point's features against one reference needs: the samples' kernel matrix, each
-    sample's mean kernel value with the reference, and the reference's own term."""
+    sample's mean kernel value with the reference, and the reference's own term. Kept as float64 tensors on
+    ``device``: the resample products (R x N x N) are the heavy part at 10,240 samples."""
 
     def __init__(self, features: torch.Tensor, reference: torch.Tensor, reference_term: float,
                  device: torch.device | str = "cpu"):
-        x = features.to(device, torch.float64)
-        y = reference.to(device, torch.float64)
-        self.kernel = polynomial_kernel(x, x).cpu().numpy()
-        cross = torch.zeros(len(x), dtype=torch.float64, device=device)
+        self.device = torch.device(device)
+        x = features.to(self.device, torch.float64)
+        y = reference.to(self.device, torch.float64)
+        self.kernel = polynomial_kernel(x, x)
+        cross = torch.zeros(len(x), dtype=torch.float64, device=self.device)
         for a in range(0, len(y), KERNEL_CHUNK):
             cross += polynomial_kernel(x, y[a : a + KERNEL_CHUNK]).sum(1)
-        self.cross = (cross / len(y)).cpu().numpy()
+        self.cross = cross / len(y)
         self.reference_term = reference_term
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.atleast_2d(array), dtype=torch.float64, device=self.device)
 
     def balanced_kid(self, counts: np.ndarray, labels: np.ndarray, removed: int, shares: np.ndarray) -> np.ndarray:
         """Class-balanced KID per row of resample ``counts`` ``[R, N]`` (the stratified U-statistic)."""
-        counts = np.atleast_2d(counts).astype(np.float64)
+        counts = self._tensor(counts)
         classes = [c for c in range(len(shares)) if c != removed and shares[c] > 0 and (labels == c).any()]
         if not classes:
             return np.full(len(counts), np.nan)
-        per = [counts * (labels == c) for c in classes]  # [R, N] each: the class's draws
-        sizes = np.stack([m.sum(1) for m in per], 1)  # [R, C']
-        r = np.where(sizes > 0, shares[classes][None, :], 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = r / r.sum(1, keepdims=True)
-            projected = [m @ self.kernel for m in per]
-            diagonal = np.diagonal(self.kernel)
-            within = np.zeros(len(counts))
-            for a, (ma, ka) in enumerate(zip(per, projected, strict=True)):
-                for b, mb in enumerate(per):
-                    total = (ka * mb).sum(1)
-                    if a == b:
-                        pairs = (total - (ma**2 * diagonal).sum(1)) / (sizes[:, a] ** 2 - (ma**2).sum(1))
-                    else:
-                        pairs = total / (sizes[:, a] * sizes[:, b])
-                    within += np.where(r[:, a] * r[:, b] > 0, r[:, a] * r[:, b] * pairs, 0.0)
-            cross = sum(np.where(r[:, a] > 0, r[:, a] * (m @ self.cross) / sizes[:, a], 0.0)
-                        for a, m in enumerate(per))
-        return within - 2 * cross + self.reference_term
+        label_tensor = torch.as_tensor(labels, device=self.device)
+        per = [counts * (label_tensor == c) for c in classes]  # [R, N] each: the class's draws
+        sizes = torch.stack([m.sum(1) for m in per], 1)  # [R, C']
+        r = torch.where(sizes > 0, torch.as_tensor(shares[classes], dtype=torch.float64, device=self.device), 0.0)
+        r = r / r.sum(1, keepdim=True)
+        diagonal = self.kernel.diagonal()
+        within = torch.zeros(len(counts), dtype=torch.float64, device=self.device)
+        cross = torch.zeros_like(within)
+        for a, ma in enumerate(per):
+            projected = ma @ self.kernel
+            for b, mb in enumerate(per):
+                total = (projected * mb).sum(1)
+                if a == b:
+                    pairs = (total - (ma**2 * diagonal).sum(1)) / (sizes[:, a] ** 2 - (ma**2).sum(1))
+                else:
+                    pairs = total / (sizes[:, a] * sizes[:, b])
+                weight = r[:, a] * r[:, b]
+                within += torch.where(weight > 0, weight * pairs, 0.0)
+            cross += torch.where(r[:, a] > 0, r[:, a] * (ma @ self.cross) / sizes[:, a], 0.0)
+        return (within - 2 * cross + self.reference_term).cpu().numpy()
 
     def kid(self, weights: np.ndarray) -> np.ndarray:
         """KID per row of ``weights`` ``[R, N]`` (each summing to 1), same-index pairs left out."""
-        weights = np.atleast_2d(weights)
-        quadratic = ((weights @ self.kernel) * weights).sum(1)
-        self_pairs = (weights**2 * np.diagonal(self.kernel)).sum(1)
-        within = (quadratic - self_pairs) / (1.0 - (weights**2).sum(1))
-        return within - 2 * weights @ self.cross + self.reference_term
+        w = self._tensor(weights)
+        quadratic = ((w @ self.kernel) * w).sum(1)
+        self_pairs = (w**2 * self.kernel.diagonal()).sum(1)
+        within = (quadratic - self_pairs) / (1.0 - (w**2).sum(1))
+        return (within - 2 * w @ self.cross + self.reference_term).cpu().numpy()

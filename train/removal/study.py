@@ -26,8 +26,8 @@ PRESET_OVERRIDES = {  # CLI argument -> preset field
     "np_scales": "np_scales", "sld_scales": "sld_scales", "dng_lambda0": "dng_lambda0", "dng_p_max": "dng_p_max",
     "dng_prior": "dng_prior", "dng_temperature": "dng_temperature", "dng_offset": "dng_offset",
     "sld_threshold": "sld_threshold", "sld_s_s": "sld_s_s", "sld_beta_m": "sld_beta_m", "sld_s_m": "sld_s_m",
-    "fid_reference_count": "fid_reference_count", "schedule_lambda0": "schedule_lambda0",
-    "schedule_p_max": "schedule_p_max", "decisive_samples": "decisive_samples",
+    "fid_reference_count": "fid_reference_count", "fid_resamples": "fid_resamples",
+    "schedule_lambda0": "schedule_lambda0", "schedule_p_max": "schedule_p_max", "decisive_samples": "decisive_samples",
     "decisive_np_scales": "decisive_np_scales", "decisive_sld_scales": "decisive_sld_scales",
     "decisive_dng_lambda0": "decisive_dng_lambda0", "decisive_dng_p_max": "decisive_dng_p_max",
 }
@@ -69,7 +69,7 @@ def build_evaluator(preset: RemovalPreset, classifier_dir, data_dir, out: Path, 
                           for name, network in networks.items()}
         wait()
     return Evaluator(classifier, num_classes, preset.removed, references, data_histogram, device,
-                     FloorSource(preset.dataset, data_dir, cache))
+                     FloorSource(preset.dataset, data_dir, cache), preset.fid_resamples)
 
 
 def run_removal(args) -> Path:

@@ -16,7 +16,6 @@ from train.removal.analysis import (
 from train.removal.figures import display_scale, metric_label, scale_name
 from train.removal.paired import LEVEL, RESAMPLES
 from train.removal.presets import RemovalPreset
-from train.removal.quality import FID_RESAMPLES
 
 
 def sampler_title(rows: list[dict], sampler: str, brackets: bool = True) -> str:
@@ -89,8 +88,8 @@ def _definitions(preset: RemovalPreset) -> list[str]:
         "better on every metric.",
         "",
         f"Intervals: {100 * LEVEL:g}% percentile bootstrap over sample indices ({RESAMPLES} resamples; FID: the "
-        f"first {FID_RESAMPLES}), the same index draws for every point with the same sample count, which all saw "
-        "the same noise for sample i: differences between points are paired. Matched share: each line is "
+        f"first {preset.fid_resamples}), the same index draws for every point with the same sample count, which "
+        "all saw the same noise for sample i: differences between points are paired. Matched share: each line is "
         "interpolated linearly in forbidden share along its points ordered by scale, in every resample too, at the "
         "fixed targets 1%, 2% and 5%, each kept only where every line brackets it (decisive points only: those with "
         "the sampler's largest sample count). A verdict is *supported* only where the 95% interval of the paired "
