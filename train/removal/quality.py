@@ -78,17 +78,21 @@ class FidTerms:
     def __init__(self, features: torch.Tensor, ref_mean: torch.Tensor, ref_cov: torch.Tensor):
         self.x = np.asarray(features, dtype=np.float64)
         self.mu = np.asarray(ref_mean, dtype=np.float64)
-        cov = np.asarray(ref_cov, dtype=np.float64)
-        self.trace_ref = float(np.trace(cov))
-        vals, vecs = np.linalg.eigh(cov)
-        self.ref_root = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T  # S^(1/2), symmetric
-        self.cov = cov
+        self.cov = np.asarray(ref_cov, dtype=np.float64)
+        self.trace_ref = float(np.trace(self.cov))
         self._gram = None  # X S X^T, only for the sample side
+        self._root = None  # S^(1/2), only for the feature side
 
     def _sample_gram(self) -> np.ndarray:
         if self._gram is None:
             self._gram = self.x @ self.cov @ self.x.T
         return self._gram
+
+    def _ref_root(self) -> np.ndarray:
+        if self._root is None:
+            vals, vecs = np.linalg.eigh(self.cov)
+            self._root = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T  # symmetric
+        return self._root
 
     def fid(self, weights: np.ndarray, row_squares: np.ndarray) -> np.ndarray:
         """FID per row of ``weights`` ``[R, N]`` (each summing to 1)."""
@@ -115,7 +119,8 @@ class FidTerms:
         else:  # the feature side: D x D
             xc = x - m
             c = k * (xc.T * wu) @ xc
-            eig = np.linalg.eigvalsh(self.ref_root @ c @ self.ref_root)
+            root = self._ref_root()
+            eig = np.linalg.eigvalsh(root @ c @ root)
         diff = m - self.mu
         return float(diff @ diff + trace_c + self.trace_ref - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
 
