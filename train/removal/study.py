@@ -8,6 +8,7 @@ main process prepares the FID reference statistics first (the others then read t
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -79,7 +80,9 @@ def run_removal(args) -> Path:
     check_class(args.dataset, args.remove, "--remove")
     if args.threads:
         torch.set_num_threads(args.threads)
-    state = PartialState(cpu=args.cpu)
+    # Barriers here can wait for hours on a CPU (the main process fills the reference cache; the np-schedule phase
+    # waits for the slowest process's last point): gloo's default 30-minute timeout would end the sweep.
+    state = PartialState(cpu=args.cpu, timeout=timedelta(hours=48))
     device = state.device if not args.cpu else torch.device("cpu")
     preset = preset_from_args(args, device)
     out, report = Path(args.out), Path(getattr(args, "report", None) or args.out)
