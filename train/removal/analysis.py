@@ -19,7 +19,6 @@ seed=0)``; the point's KID/FID resamples in its safetensors file are on those dr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -163,7 +162,9 @@ def quality_checks(stats: dict[str, PointStats], rows: list[dict], keys: list[st
             continue
         value = oracle.quality[key].value - unguided.quality[key].value
         if key in oracle.quality_draws and key in unguided.quality_draws:
-            difference = Interval.of(value, oracle.quality_draws[key] - unguided.quality_draws[key])
+            with np.errstate(invalid="ignore"):  # undefined draws (inf - inf) count as missing
+                draws = oracle.quality_draws[key] - unguided.quality_draws[key]
+            difference = Interval.of(value, draws)
         else:
             difference = Interval(value, float("nan"), float("nan"), 0)
         checks.append(QualityCheck(key, oracle.quality[key].value, unguided.quality[key].value, difference,
@@ -270,14 +271,10 @@ def matched_share(rows: list[dict], stats: dict[str, PointStats], keys: list[str
                         continue
                     da, db = draws[(target, first.label, key)], draws[(target, second.label, key)]
                     rows_ = min(len(da), len(db))
-                    diff = (Interval.of(a.value - b.value, da[:rows_] - db[:rows_]) if rows_
-                            else Interval(a.value - b.value, float("nan"), float("nan"), 0))
+                    with np.errstate(invalid="ignore"):  # undefined draws (inf - inf) count as missing
+                        diff = (Interval.of(a.value - b.value, da[:rows_] - db[:rows_]) if rows_
+                                else Interval(a.value - b.value, float("nan"), float("nan"), 0))
                     comparisons.append(Comparison(first.label, second.label, key, target, diff,
                                                   key == KL_KEY or ranking.get(key, False)))
     return Matched(samples, [line.label for line in lines], targets, skipped, values, comparisons, oracle)
 
-
-def load_point_tensors(points_dir_root: Path, name: str) -> dict:
-    from safetensors.numpy import load_file
-
-    return load_file(str(Path(points_dir_root) / "points" / f"{name}.safetensors"))
