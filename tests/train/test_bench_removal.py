@@ -88,6 +88,8 @@ def allowed_statuses(part: str) -> set[str]:
         allowed.add("skipped: no data (CIFAR-10 not in shared/datasets or ../shared/datasets)")
     if part == "webui" and not (shared / "tokenizers" / "clip-vit-l-14").is_dir():
         allowed.add("skipped: no CLIP tokenizer files (shared/tokenizers/clip-vit-l-14)")
+    if part == "removal-gpu" and not (shared / "datasets" / "mnist").is_dir():
+        allowed.add("skipped: no data (MNIST not in shared/datasets or ../shared/datasets)")
     return allowed
 
 
@@ -99,7 +101,12 @@ def test_gpu_checks_smoke_runs_every_part(tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = table_rows(done.stdout)
-    for part in ("removal", "webui", "train", "classifier"):
+    for part in ("removal", "webui", "train", "classifier", "removal-gpu"):
         statuses = {status for name, status in rows.items() if name.split(" ")[0] == part}
         assert statuses and statuses <= allowed_statuses(part), (part, statuses, done.stdout[-3000:])
+    if "ok" in {status for name, status in rows.items() if name.startswith("removal-gpu")}:
+        # the removal slice's smoke: both seeds' points, the ablation last, each with its floor
+        names = {name for name in rows if name.startswith("removal-gpu seed")}
+        assert {"removal-gpu seed0 ddpm4-np-schedule-2-pmax0.8", "removal-gpu seed1 ddpm4-none-0"} <= names
+        assert (tmp_path / "removal-gpu" / "seed1" / "summary.md").is_file()
     assert (tmp_path / "table.md").read_text().strip() == done.stdout[done.stdout.index("| part |"):].strip()

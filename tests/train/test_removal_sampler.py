@@ -143,9 +143,89 @@ def test_dng_posterior_curves_and_guidance_raise_the_forbidden_distance(models):
 
 def test_sweep_points_cover_methods_samplers_and_pmax():
     preset = dataclasses.replace(MNIST_CPU, np_scales=(0.5,), sld_scales=(1.0, 2.0), dng_lambda0=(5.0,),
-                                 dng_p_max=(0.8, 0.99))
+                                 dng_p_max=(0.8, 0.99), schedule_lambda0=(), ddim_methods=("dng", "np-schedule"))
     names = [p.name for p in sweep_points(preset, with_oracle=True)]
     assert names == ["ddpm50-none-0", "ddpm50-oracle-0", "ddpm50-np-0.5", "ddpm50-sld-1", "ddpm50-sld-2",
                      "ddpm50-dng-5-pmax0.8", "ddpm50-dng-5-pmax0.99",
-                     "ddim50-none-0", "ddim50-oracle-0", "ddim50-dng-5-pmax0.8", "ddim50-dng-5-pmax0.99"]
+                     "ddim50-none-0", "ddim50-oracle-0", "ddim50-dng-5-pmax0.8", "ddim50-dng-5-pmax0.99",
+                     "ddpm50-np-schedule-5-pmax0.8", "ddim50-np-schedule-5-pmax0.8"]  # the ablation last
     assert len(set(names)) == len(names)
+
+
+def test_decisive_points_get_their_sample_count_and_the_ablation_follows_its_dng_point():
+    from train.removal.points import point_samples, schedule_source
+
+    points = {p.name: p for p in sweep_points(MNIST_CPU, with_oracle=True)}
+    counts = {name: point_samples(p, MNIST_CPU) for name, p in points.items()}
+    assert counts["ddpm50-none-0"] == counts["ddim50-oracle-0"] == 2048
+    assert counts["ddpm50-np-0.25"] == counts["ddim50-sld-2"] == counts["ddpm50-dng-1-pmax0.8"] == 2048
+    assert counts["ddpm50-np-4"] == counts["ddpm50-dng-1-pmax0.99"] == counts["ddim50-dng-10-pmax0.8"] == 512
+    assert counts["ddim50-np-schedule-2-pmax0.8"] == 2048
+    assert schedule_source(points["ddim50-np-schedule-2-pmax0.8"]).name == "ddim50-dng-2-pmax0.8"
+    assert "ddim50-np-schedule-10-pmax0.8" not in points  # the preset follows lambda0 0.5-5 only
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"methods": ("np", "np-schedule")}, "run dng wherever np-schedule runs"),
+    ({"schedule_p_max": 0.5}, "--schedule-p-max 0.5 is not among --dng-p-max"),
+    ({"schedule_lambda0": (3.0,)}, "--schedule-lambda0 values must be among --dng-lambda0"),
+    ({"decisive_samples": 0}, "--decisive-samples must be >= 1"),
+])
+def test_ablation_settings_are_checked(overrides, message):
+    from train.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        dataclasses.replace(MNIST_CPU, **overrides).validate()
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_np_schedule_with_a_constant_table_is_np_bit_for_bit(models, sampler):
+    """The ablation's per-step runs of the core: with lambda(k) = 0.7 at every step it IS NP at 0.7."""
+    from train.removal.points import np_spec
+
+    constant, _, rows = _sample_specs(models, sampler, [np_spec(0.7)] * 6)
+    reference, _, reference_rows = _sample(models, Point("np", 0.7, sampler, 6), range(0, 4))
+    assert torch.equal(constant, reference) and rows == reference_rows == 2 * 4 * 6
+    varying, _, _ = _sample_specs(models, sampler, [np_spec(0.7)] * 5 + [np_spec(3.0)])
+    assert not torch.equal(varying, reference)  # the last step's lambda is applied
+
+
+def _sample_specs(models, sampler, specs):
+    networks = BranchNetworks(models.unconditional, models.forget)
+    settings = SamplerSettings(sampler, 6, MNIST_CPU.sampler_variance)
+    return sample_batch(networks, models.schedule, specs, settings, range(0, 4),
+                        CommonNoise(MNIST_CPU.seed, models.image_shape))
+
+
+def test_per_step_specs_must_be_stateless_np_and_one_per_step(models):
+    from train.removal.points import np_spec
+
+    with pytest.raises(ValueError, match="per-step specs for a sampler of 6 steps"):
+        _sample_specs(models, "ddpm", [np_spec(1.0)] * 5)
+    sld = guidance_spec(Point("sld", 1.0, "ddpm", 6), MNIST_CPU)
+    with pytest.raises(ValueError, match="stateless NP"):
+        _sample_specs(models, "ddpm", [sld] * 6)
+
+
+def test_dng_records_give_the_lambda_the_step_applied(models):
+    """The per-image record of step k holds the lambda that guided step k: NP with those lambdas, image by image,
+    reproduces DNG's samples (up to the batch's float rounding, see test_a_sample_does_not_depend_on_its_batch),
+    while the same lambdas one step late do not: the mean over images is the schedule an ablation of the
+    per-sample posterior must follow."""
+    from train.removal.points import np_spec
+    from train.removal.records import PosteriorRecords
+
+    dng, run, _ = _sample(models, Point("dng", 5.0, "ddpm", 6, 0.99), range(0, 2), record="per_image")
+    records = PosteriorRecords.from_batches([run.dng.records])
+    assert records.step == list(range(6)) and records.lam.shape == (6, 2)
+    for i in range(2):
+        networks = BranchNetworks(models.unconditional, models.forget)
+        settings = SamplerSettings("ddpm", 6, MNIST_CPU.sampler_variance)
+        noise = CommonNoise(MNIST_CPU.seed, models.image_shape)
+        lambdas = [float(lam) for lam in records.lam[:, i]]
+        alone, _, _ = sample_batch(networks, models.schedule, [np_spec(lam) for lam in lambdas], settings,
+                                   range(i, i + 1), noise)
+        late, _, _ = sample_batch(networks, models.schedule, [np_spec(lam) for lam in lambdas[:1] + lambdas[:-1]],
+                                  settings, range(i, i + 1), noise)
+        torch.testing.assert_close(alone[0], dng[i], rtol=5e-3, atol=5e-3)
+        assert (late[0] - dng[i]).abs().max() > 20 * (alone[0] - dng[i]).abs().max()

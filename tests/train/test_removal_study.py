@@ -9,15 +9,21 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from removal_fixtures import study_dirs
+from safetensors.torch import load_file
 from train_run_helpers import REPO, kill_once_exists
 
 from train.cli import main
+from train.removal.paired import RESAMPLES
+from train.removal.quality import FID_RESAMPLES
 
 TINY_SWEEP = ["--samples", "6", "--batch-size", "4", "--ddpm-steps", "4", "--ddim-steps", "4", "--np-scales", "1",
               "--sld-scales", "1,3", "--dng-lambda0", "2", "--dng-p-max", "0.9,0.99", "--fid", "classifier",
-              "--fid-reference-count", "40", "--cpu", "--threads", "1"]
+              "--fid-reference-count", "40", "--cpu", "--threads", "1", "--ddim-methods", "dng,np-schedule",
+              "--schedule-lambda0", "2", "--decisive-samples", "8", "--decisive-dng-lambda0", "2",
+              "--decisive-dng-p-max", "0.9", "--decisive-np-scales", "1", "--decisive-sld-scales", "1,3"]
 
 
 def removal_argv(dirs, out, *extra):
@@ -41,17 +47,35 @@ def test_removal_writes_every_point_and_the_report(dirs, tmp_path, mnist_dir):
     names = [r["name"] for r in rows]
     assert names == ["ddpm4-none-0", "ddpm4-oracle-0", "ddpm4-np-1", "ddpm4-sld-1", "ddpm4-sld-3",
                      "ddpm4-dng-2-pmax0.9", "ddpm4-dng-2-pmax0.99", "ddim4-none-0", "ddim4-oracle-0",
-                     "ddim4-dng-2-pmax0.9", "ddim4-dng-2-pmax0.99"]
+                     "ddim4-dng-2-pmax0.9", "ddim4-dng-2-pmax0.99", "ddpm4-np-schedule-2-pmax0.9",
+                     "ddim4-np-schedule-2-pmax0.9"]
+    by_name = {r["name"]: r for r in rows}
     for row in rows:
-        assert sum(row["class_histogram"]) == 6 and row["diverged_samples"] == 0
+        samples = 6 if row["p_max"] == 0.99 else 8  # the decisive points have 8
+        assert sum(row["class_histogram"]) == samples and row["samples"] == samples and row["diverged_samples"] == 0
         assert 0 <= row["forbidden_share"] <= 1 and row["kl_uniform_kept"] >= 0
         assert row["fid_classifier_kept"] >= 0 and "fid_inception_kept" not in row
+        assert np.isfinite(row["kid_classifier_kept"]) and row["floor"]["n"] == samples
+        assert row["floor"]["fid_classifier_kept"] >= 0 and "kid_classifier_balanced" in row["floor"]
         assert row["settings"]["seed"] == 0 and row["settings"]["models"]
         expected_rows = 1 if row["method"] in ("none", "oracle") else 2
-        assert row["rows_per_sample_step"] >= expected_rows if row["sampler"] == "ddim" else (
-            row["rows_per_sample_step"] == expected_rows)
-        if row["method"] == "dng":
+        assert row["rows_per_sample_step"] >= expected_rows if row["sampler"] == "ddim" and row["method"] == "dng" \
+            else row["rows_per_sample_step"] == expected_rows
+        if row["method"] == "dng":  # the posterior after the last step's evaluation, not finish()'s artefact
             assert len(row["curves"]["p"]) == 4 and 0 < row["mean_final_posterior"] <= row["p_max"] + 1e-9
+            assert len(row["lambda_schedule"]["mean_lambda"]) == 4
+            tensors = load_file(str(tmp_path / "sweep" / "points" / f"{row['name']}.safetensors"))
+            last = tensors["posterior_last_step"]
+            assert row["mean_final_posterior"] == pytest.approx(float(last.mean()), rel=1e-12)
+            assert row["curves"]["p"][-1] == [float(last[i]) for i in row["curves"]["indices"]]
+            assert row["curves"]["labels"] == [int(tensors["labels"][i]) for i in row["curves"]["indices"]]
+        if row["method"] == "np-schedule":  # NP with the mean lambda(k) of the DNG point it follows
+            source = by_name[row["name"].replace("np-schedule", "dng")]
+            assert row["applied_lambda"] == pytest.approx(source["lambda_schedule"]["mean_lambda"], rel=1e-12)
+            assert row["settings"]["schedule_source"] == {"name": source["name"], "key": source["key"]}
+    tensors = load_file(str(tmp_path / "sweep" / "points" / "ddpm4-np-1.safetensors"))
+    assert len(tensors["features_classifier"]) == 8 and tensors["resample_kid_classifier_kept"].shape == (RESAMPLES,)
+    assert tensors["resample_fid_classifier_balanced"].shape == (FID_RESAMPLES,)
     with open(tmp_path / "report" / "points.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["method"] for r in table] == [r["method"] for r in rows]
@@ -60,7 +84,7 @@ def test_removal_writes_every_point_and_the_report(dirs, tmp_path, mnist_dir):
     assert (dng["dng_transition_variance"], dng["dng_prior"], dng["seed"], dng["sampler_variance"]) == (
         "beta_tilde", "0.25", "0", "beta_tilde")
     assert len(dng["model_unconditional"]) == 16 and dng["sld_threshold"] == ""
-    assert sum(map(int, dng["class_histogram"].split())) == 6
+    assert sum(map(int, dng["class_histogram"].split())) == 8  # a decisive point
     assert (tmp_path / "report" / "summary.md").is_file()
     assert len(list((tmp_path / "sweep" / "points").glob("*.safetensors"))) == len(rows)
 
@@ -89,6 +113,12 @@ def test_a_changed_setting_reruns_only_its_points(dirs, tmp_path, mnist_dir):
     after = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")}
     changed = sorted(name for name in before if before[name] != after[name])
     assert changed == ["ddpm4-sld-1.json", "ddpm4-sld-3.json"]
+    # the ablation's key holds its DNG point's: a DNG setting reruns both, and nothing else
+    assert main(removal_argv(dirs, out, "--sld-threshold", "0.02", "--dng-temperature", "0.5")) == 0
+    again = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")}
+    assert sorted(name for name in after if after[name] != again[name]) == [
+        "ddim4-dng-2-pmax0.9.json", "ddim4-dng-2-pmax0.99.json", "ddim4-np-schedule-2-pmax0.9.json",
+        "ddpm4-dng-2-pmax0.9.json", "ddpm4-dng-2-pmax0.99.json", "ddpm4-np-schedule-2-pmax0.9.json"]
 
 
 @pytest.mark.parametrize("broken, message", [
@@ -206,7 +236,7 @@ def test_a_sample_that_overflows_is_kept_saturated_and_counted(dirs, monkeypatch
 
     monkeypatch.setattr(sweep, "sample_batch", overflowing)
     models = load_study_models(dirs["uncond"], dirs["forget"], None, torch.device("cpu"))
-    preset = dataclasses.replace(MNIST_CPU, samples=3, batch_size=3, ddpm_steps=3, curve_samples=0)
-    images, _, _, _, diverged = sweep.sample_point(Point("np", 1.0, "ddpm", 3), preset, models, torch.device("cpu"),
-                                                   None)
-    assert diverged == 2 and images.dtype == torch.uint8 and bool((images[0] == 255).all())
+    preset = dataclasses.replace(MNIST_CPU, samples=3, batch_size=3, ddpm_steps=3, curve_samples=0,
+                                 decisive_samples=None)
+    sampled = sweep.sample_point(Point("np", 1.0, "ddpm", 3), preset, models, torch.device("cpu"), None)
+    assert sampled.diverged == 2 and sampled.images.dtype == torch.uint8 and bool((sampled.images[0] == 255).all())

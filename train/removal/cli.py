@@ -18,6 +18,8 @@ REMOVAL_EPILOG = """methods:
   np    negative prompting, eps_u - lambda (eps_f - eps_u) with a constant lambda (--np-scales)
   sld   Safe Latent Diffusion (Schramowski et al. 2023), guidance scale --sld-scales
   dng   Dynamic Negative Guidance (Koulischer et al. 2025), lambda0 --dng-lambda0, for each --dng-p-max
+  np-schedule  the ablation: NP with lambda(k) = the mean over samples of DNG's lambda at step k, taken from the
+        finished DNG point with lambda0 in --schedule-lambda0 and p_max --schedule-p-max (same sampler)
   plus two baselines on every sampler: the unconditional model alone, and with --oracle the model retrained
   without the class (what removal should reach).
 
@@ -57,7 +59,18 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="samples per batched sampler pass")
     g.add_argument("--seed", type=int, help="seed of the common random numbers (the same for every point)")
     g.add_argument("--samplers", type=_names(SAMPLERS), help="ddpm (ancestral) and/or ddim (deterministic)")
-    g.add_argument("--ddim-methods", type=_names(METHODS), help="methods also run on DDIM (default: dng)")
+    g.add_argument("--ddim-methods", type=_names(METHODS), help="methods also run on DDIM (default: all)")
+    g.add_argument("--schedule-lambda0", type=_floats,
+                   help="the DNG lambda0 values np-schedule follows (default: the preset's; empty: every one)")
+    g.add_argument("--schedule-p-max", type=float, help="the DNG p_max np-schedule follows (default: the smallest)")
+    g.add_argument("--decisive-samples", type=int,
+                   help="samples of the decisive points (the baselines and the --decisive-* scales): the matched-"
+                        "share comparison uses the points with a sampler's largest sample count")
+    g.add_argument("--decisive-np-scales", type=_floats, help="NP lambda values that are decisive points")
+    g.add_argument("--decisive-sld-scales", type=_floats, help="SLD scales that are decisive points")
+    g.add_argument("--decisive-dng-lambda0", type=_floats,
+                   help="DNG lambda0 values that are decisive (at --decisive-dng-p-max; np-schedule follows them)")
+    g.add_argument("--decisive-dng-p-max", type=_floats, help="the DNG p_max values whose points can be decisive")
     g.add_argument("--ddpm-steps", type=int, help="ancestral steps; below the training T the schedule is respaced")
     g.add_argument("--ddim-steps", type=int, help="DDIM steps")
     g.add_argument("--sampler-variance", choices=SAMPLER_VARIANCES,
@@ -81,6 +94,9 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                    help="FID networks: inception (TF-Inception), classifier (its penultimate layer), or none")
     g.add_argument("--fid-reference-count", type=int,
                    help="training images (without the class) behind the FID reference statistics (default: all)")
+    g.add_argument("--fid-resamples", type=int,
+                   help="paired bootstrap resamples of the kept / balanced FIDs (an eigen-decomposition each; 0: "
+                        "point estimates only)")
     g.add_argument("--data-dir", help="dataset folder for the FID reference (default: ../shared/datasets/<dataset>)")
     g.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")

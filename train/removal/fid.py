@@ -18,7 +18,8 @@ numbers compare across GPUs and with published FIDs):
 
 `reference_stats` computes the training set's statistics (without the removed class) once per data selection and
 network, and caches them as safetensors keyed by a hash of both; a cache file that fails to load or whose metadata
-does not match is recomputed.
+does not match is recomputed. `selection_features` caches the per-image features (and labels) of a selection the
+same way: KID, the class-balanced metrics and the real-vs-real floor need the features, not only their moments.
 """
 
 from __future__ import annotations
@@ -361,3 +362,61 @@ def reference_stats(
     stats = compute_stats(network, data.images, batch_size)
     stats.save(path, network.network_id, data_key)
     return stats
+
+
+# --------------------------------------------------------------------------------------- reference features
+@dataclass(frozen=True)
+class FeatureSet:
+    """Per-image features (float32 (N, D): both feature networks compute in fp32, so nothing is lost) and the
+    dataset's labels of those images: what KID and the class-balanced metrics need beyond FID's statistics."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+
+    def stats(self) -> FeatureStats:
+        return FeatureStats.from_features(self.features.double())
+
+
+@torch.inference_mode()
+def compute_features(network: FeatureNetwork, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
+    """float32 features (N, D) of uint8 images, `batch_size` images at a time."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"features are taken from uint8 images (metrics.to_uint8), got {images.dtype}")
+    return torch.cat([network(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)])
+
+
+def selection_features(
+    dataset: str,
+    removed: int | None,
+    network: FeatureNetwork,
+    cache_dir: str | Path,
+    data_dir: str | Path | None = None,
+    split: str = "train",
+    limit: int | None = None,
+    batch_size: int = 250,
+) -> FeatureSet:
+    """Features of `dataset`'s split without class `removed` (all classes when None; a fixed pseudo-random
+    subset of `limit` images), cached on disk as safetensors keyed like `reference_stats` (file name prefix
+    `features-`); a cache file that fails to load or whose metadata disagrees is recomputed with a warning."""
+    data = load_dataset(dataset, split, data_dir, drop_class=removed, limit=limit)
+    data_key = data_selection_key(dataset, split, removed, data.images, data.labels)
+    path = reference_path(Path(cache_dir), dataset, split, removed, data_key, network.network_id)
+    path = path.with_name("features-" + path.name)
+    expected = {"network_id": network.network_id, "data_key": data_key, "count": str(len(data))}
+    if path.is_file():
+        try:
+            with safe_open(path, "pt") as f:
+                metadata = f.metadata() or {}
+                features, labels = f.get_tensor("features"), f.get_tensor("labels")
+            if {k: metadata.get(k) for k in expected} != expected or len(features) != len(data):
+                raise ValueError(f"{path} was written for another network or data selection")
+            return FeatureSet(features, labels)
+        except (SafetensorError, OSError, KeyError, ValueError) as err:
+            warnings.warn(f"recomputing reference features: {err}", stacklevel=2)
+    features = compute_features(network, data.images, batch_size)
+    labels = data.labels.to(torch.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    save_file({"features": features.contiguous(), "labels": labels.contiguous()}, partial, metadata=expected)
+    os.replace(partial, path)
+    return FeatureSet(features, labels)

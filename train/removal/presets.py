@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from train.errors import UsageError
 
-METHODS = ("np", "sld", "dng")
+METHODS = ("np", "sld", "dng", "np-schedule")
 SAMPLERS = ("ddpm", "ddim")
 SAMPLER_VARIANCES = ("beta", "beta_tilde")
 TRANSITION_VARIANCES = ("matched", "beta", "beta_tilde")
@@ -46,7 +46,7 @@ class RemovalPreset:
     seed: int = 0
     methods: tuple[str, ...] = METHODS
     samplers: tuple[str, ...] = ("ddpm", "ddim")
-    ddim_methods: tuple[str, ...] = ("dng",)  # DDIM rows: DNG with the flow tracker (no published evaluation has it)
+    ddim_methods: tuple[str, ...] = METHODS  # on DDIM DNG uses the gated flow tracker (no published evaluation)
     ddpm_steps: int = 1000  # < T: respaced ancestral sampling
     ddim_steps: int = 50
     sampler_variance: str = "beta"  # the variance the ancestral sampler injects: the paper's beta_t
@@ -65,7 +65,25 @@ class RemovalPreset:
     sld_s_m: float = 0.1
     fid_networks: tuple[str, ...] = ("inception", "classifier")
     fid_reference_count: int | None = None  # None: the whole training set without the removed class
-    curve_samples: int = 8  # p(t) / lambda(t) curves of the first samples of each DNG point
+    fid_resamples: int = 200  # paired bootstrap resamples of the kept / balanced FIDs (0: point estimates only)
+    curve_samples: int = 8  # p(t) / lambda(t) curves per DNG point: half ending in the removed class, half not
+    schedule_lambda0: tuple[float, ...] = ()  # the DNG lambda0 values np-schedule follows (empty: every one)
+    schedule_p_max: float | None = None  # the DNG p_max np-schedule follows (None: the smallest of dng_p_max)
+    decisive_samples: int | None = None  # samples of the decisive points (None: every point has `samples`)
+    decisive_np_scales: tuple[float, ...] = ()
+    decisive_sld_scales: tuple[float, ...] = ()
+    decisive_dng_lambda0: tuple[float, ...] = ()  # DNG at decisive_dng_p_max, and np-schedule following it
+    decisive_dng_p_max: tuple[float, ...] = ()
+
+    @property
+    def schedule_sources(self) -> tuple[float, ...]:
+        """The DNG lambda0 values the np-schedule ablation follows."""
+        return self.schedule_lambda0 or self.dng_lambda0
+
+    @property
+    def schedule_source_p_max(self) -> float:
+        """The DNG p_max the np-schedule ablation follows."""
+        return self.schedule_p_max if self.schedule_p_max is not None else min(self.dng_p_max)
 
     def validate(self) -> None:
         checks = [
@@ -88,10 +106,34 @@ class RemovalPreset:
             (self.fid_reference_count is None or self.fid_reference_count >= 2,
              "--fid-reference-count must be >= 2"),
             (self.curve_samples >= 0, "--curve-samples must be >= 0"),
+            (0 <= self.fid_resamples <= 2000, "--fid-resamples must be in 0..2000 (the shared index draws)"),
+            (self.decisive_samples is None or self.decisive_samples >= 1, "--decisive-samples must be >= 1"),
+            *self._schedule_checks(),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+
+    def sampler_methods(self, sampler: str) -> tuple[str, ...]:
+        """The guided methods run on ``sampler`` (DDIM: those of ``methods`` also in ``ddim_methods``)."""
+        return self.methods if sampler == "ddpm" else tuple(m for m in self.methods if m in self.ddim_methods)
+
+    def _schedule_checks(self) -> list[tuple[bool, str]]:
+        """np-schedule reads a finished DNG point of the same sampler: that point must be in the sweep."""
+        ablated = [s for s in self.samplers if "np-schedule" in self.sampler_methods(s)]
+        if not ablated:
+            return []
+        if not self.dng_p_max:
+            return [(False, "np-schedule follows DNG points: --dng-p-max needs a value")]
+        return [
+            (all("dng" in self.sampler_methods(s) for s in ablated),
+             "np-schedule follows DNG points: run dng wherever np-schedule runs (--methods, --ddim-methods)"),
+            (self.schedule_source_p_max in self.dng_p_max,
+             f"--schedule-p-max {self.schedule_source_p_max:g} is not among --dng-p-max "
+             f"{','.join(f'{p:g}' for p in self.dng_p_max)}"),
+            (set(self.schedule_lambda0) <= set(self.dng_lambda0),
+             "--schedule-lambda0 values must be among --dng-lambda0"),
+        ]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -101,13 +143,18 @@ MNIST_PAPER = RemovalPreset("mnist-paper", "mnist")
 CIFAR10_PAPER = RemovalPreset(
     "cifar10-paper", "cifar10", dng_prior=0.01, dng_temperature=0.2, dng_offset=0.0002,
 )
-# The 2-core CPU: respaced 50-step ancestral sampling, 512 samples per point, FID references of 5,000 training
-# images (TF-Inception costs ~0.1-0.25 s per image on this CPU).
+# The 2-core CPU: respaced 50-step ancestral sampling, FID references of a fixed 5,000-image subset of the training
+# images (TF-Inception costs ~0.1-0.25 s per image on this CPU). Every method on both samplers; 2,048 samples for
+# the decisive points (both baselines and, per method, the scales that bracket 1-5% forbidden in the 512-sample
+# run of 56d5df6 / 84b56a6), 512 for the rest.
 MNIST_CPU = dataclasses.replace(
     MNIST_PAPER, name="mnist-cpu", samples=512, batch_size=256, ddpm_steps=50, ddim_steps=50,
     sampler_variance="beta_tilde",
-    np_scales=(0.25, 0.5, 1.0, 2.0, 4.0), sld_scales=(0.5, 1.0, 2.0, 5.0, 10.0), dng_lambda0=(1.0, 2.0, 5.0, 10.0),
+    np_scales=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sld_scales=(0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
+    dng_lambda0=(0.5, 1.0, 2.0, 5.0, 10.0), schedule_lambda0=(0.5, 1.0, 2.0, 5.0),
     fid_reference_count=5_000,
+    decisive_samples=2048, decisive_np_scales=(0.1, 0.25, 0.5, 1.0), decisive_sld_scales=(0.25, 0.5, 1.0, 2.0),
+    decisive_dng_lambda0=(0.5, 1.0, 2.0, 5.0), decisive_dng_p_max=(0.8,),
 )
 CIFAR10_CPU = dataclasses.replace(
     CIFAR10_PAPER, name="cifar10-cpu", samples=256, batch_size=128, ddpm_steps=50, ddim_steps=50,

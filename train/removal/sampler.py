@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -130,23 +131,27 @@ def _branch_segments(layout) -> dict[str, list[tuple[int, int]]]:
 
 
 @torch.no_grad()
-def sample_batch(networks: BranchNetworks, schedule: DiscreteSchedule, spec: GuidanceSpec | None,
-                 sampler: SamplerSettings, indices: range, noise: CommonNoise, record: str = "none"):
+def sample_batch(networks: BranchNetworks, schedule: DiscreteSchedule,
+                 spec: GuidanceSpec | Sequence[GuidanceSpec] | None, sampler: SamplerSettings, indices: range,
+                 noise: CommonNoise, record: str = "none"):
     """Samples ``indices`` of a point (float32 in the model's range, unclamped), the batch's :class:`GuidanceRun`
-    (None unguided: ``spec`` None samples the unconditional network alone) and the network rows it evaluated."""
+    (None unguided: ``spec`` None samples the unconditional network alone) and the network rows it evaluated.
+
+    ``spec`` may be one spec per step (the np-schedule ablation: NP whose scale changes with the step): each step
+    then gets its own run of the core, so a stateless mode (``np``) only. The returned run is the last step's.
+
+    DNG's posterior is left as it is after the last step's evaluation: the core's ``finish()`` is not called,
+    because on the ancestral sampler it applies a transition likelihood to the final, noise-free step, which
+    drives p to p_min whatever the image (the "final posterior ~1e-6" of the first MNIST report)."""
     table = step_table(schedule, sampler)
     device = noise.device
     x = noise.initial(indices)
-    run = None
-    if spec is not None:
-        frame = Frame.discrete_vp(schedule.alphas_cumprod, "eps")
-        generator = image_generators(noise.seed, indices) if sampler.name == "ddim" else None
-        run = GuidanceRun(spec, len(indices), frame, sampler.info, steps=len(table), generator=generator,
-                          record=record)
+    runs = _runs(spec, len(indices), schedule, sampler, noise, indices, len(table), record)
     timesteps = torch.tensor([c.t for c in table], device=device)  # one transfer before the loop
-    rows = 0
+    rows, run = 0, None
     for i, coef in enumerate(table):
         t = timesteps[i]
+        run = runs(i)
         if run is None:
             eps = networks.unguided(x, t.expand(x.shape[0]))
             rows += x.shape[0]
@@ -159,6 +164,26 @@ def sample_batch(networks: BranchNetworks, schedule: DiscreteSchedule, spec: Gui
         x = coef.x_coef * x + coef.eps_coef * eps.to(x.dtype)
         if coef.noise_std > 0:
             x = x + coef.noise_std * noise.step(indices, i)
-    if run is not None:
-        run.finish(x)
     return x, run, rows
+
+
+def _runs(spec, batch: int, schedule: DiscreteSchedule, sampler: SamplerSettings, noise: CommonNoise,
+          indices: range, steps: int, record: str):
+    """step -> the GuidanceRun guiding it (None: unguided): one run for a spec, one run per step for a list."""
+    if spec is None:
+        return lambda step: None
+    frame = Frame.discrete_vp(schedule.alphas_cumprod, "eps")
+
+    def make(one: GuidanceSpec) -> GuidanceRun:
+        generator = image_generators(noise.seed, indices) if sampler.name == "ddim" else None
+        return GuidanceRun(one, batch, frame, sampler.info, steps=steps, generator=generator, record=record)
+
+    if isinstance(spec, GuidanceSpec):
+        run = make(spec)
+        return lambda step: run
+    specs = list(spec)
+    if len(specs) != steps:
+        raise ValueError(f"{len(specs)} per-step specs for a sampler of {steps} steps")
+    if any(one.mode != "np" for one in specs):
+        raise ValueError("per-step specs must be stateless NP specs (a run per step would reset any state)")
+    return lambda step: make(specs[step])

@@ -8,15 +8,17 @@ main process prepares the FID reference statistics first (the others then read t
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 
 from train.data import check_class, check_dataset, load_dataset
 from train.errors import UsageError
+from train.removal.evaluation import Evaluator, FloorSource, build_network_reference
 from train.removal.models import load_study_models
 from train.removal.presets import RemovalPreset, removal_preset
-from train.removal.sweep import Evaluator, merge_points, run_sweep
+from train.removal.sweep import merge_points, run_sweep
 
 PRESET_OVERRIDES = {  # CLI argument -> preset field
     "methods": "methods", "samples": "samples", "batch_size": "batch_size", "seed": "seed", "samplers": "samplers",
@@ -25,7 +27,10 @@ PRESET_OVERRIDES = {  # CLI argument -> preset field
     "np_scales": "np_scales", "sld_scales": "sld_scales", "dng_lambda0": "dng_lambda0", "dng_p_max": "dng_p_max",
     "dng_prior": "dng_prior", "dng_temperature": "dng_temperature", "dng_offset": "dng_offset",
     "sld_threshold": "sld_threshold", "sld_s_s": "sld_s_s", "sld_beta_m": "sld_beta_m", "sld_s_m": "sld_s_m",
-    "fid_reference_count": "fid_reference_count",
+    "fid_reference_count": "fid_reference_count", "fid_resamples": "fid_resamples",
+    "schedule_lambda0": "schedule_lambda0", "schedule_p_max": "schedule_p_max", "decisive_samples": "decisive_samples",
+    "decisive_np_scales": "decisive_np_scales", "decisive_sld_scales": "decisive_sld_scales",
+    "decisive_dng_lambda0": "decisive_dng_lambda0", "decisive_dng_p_max": "decisive_dng_p_max",
 }
 
 
@@ -43,7 +48,8 @@ def pick_device(cpu: bool) -> torch.device:
 
 def build_evaluator(preset: RemovalPreset, classifier_dir, data_dir, out: Path, device: torch.device,
                     is_main: bool, wait) -> Evaluator:
-    """The classifier, the FID networks and their reference statistics (kept classes, and all classes)."""
+    """The classifier, the FID networks and their references (kept-class features, kept and all-class
+    statistics; cached under ``out/fid-reference``), and where the real-vs-real floor's images come from."""
     from train.classifier_io import load_classifier
     from train.removal import fid
 
@@ -56,15 +62,15 @@ def build_evaluator(preset: RemovalPreset, classifier_dir, data_dir, out: Path, 
         networks[name] = (fid.InceptionFeatures(device) if name == "inception"
                           else fid.ClassifierFeatures(classifier_dir, device))
     references = {}
+    cache = out / "fid-reference"
     for turn in ("main", "others"):  # the main process fills the cache, then the others read it
         if (turn == "main") == is_main:
-            for name, network in networks.items():
-                for selection, removed in (("kept", preset.removed), ("all", None)):
-                    references[(name, selection)] = fid.reference_stats(
-                        preset.dataset, removed, network, out / "fid-reference", data_dir,
-                        limit=preset.fid_reference_count)
+            references = {name: build_network_reference(network, preset.dataset, preset.removed, cache, data_dir,
+                                                        preset.fid_reference_count, num_classes, device)
+                          for name, network in networks.items()}
         wait()
-    return Evaluator(classifier, num_classes, preset.removed, networks, references, data_histogram, device)
+    return Evaluator(classifier, num_classes, preset.removed, references, data_histogram, device,
+                     FloorSource(preset.dataset, data_dir, cache), preset.fid_resamples)
 
 
 def run_removal(args) -> Path:
@@ -74,7 +80,9 @@ def run_removal(args) -> Path:
     check_class(args.dataset, args.remove, "--remove")
     if args.threads:
         torch.set_num_threads(args.threads)
-    state = PartialState(cpu=args.cpu)
+    # Barriers here can wait for hours on a CPU (the main process fills the reference cache; the np-schedule phase
+    # waits for the slowest process's last point): gloo's default 30-minute timeout would end the sweep.
+    state = PartialState(cpu=args.cpu, timeout=timedelta(hours=48))
     device = state.device if not args.cpu else torch.device("cpu")
     preset = preset_from_args(args, device)
     out, report = Path(args.out), Path(getattr(args, "report", None) or args.out)
@@ -92,7 +100,8 @@ def run_removal(args) -> Path:
                                                                 "oracle": args.oracle and str(args.oracle),
                                                                 "classifier": str(args.classifier)}}, indent=1))
     autocast = torch.bfloat16 if device.type == "cuda" else None
-    run_sweep(preset, models, evaluator, out, device, autocast, state.process_index, state.num_processes)
+    run_sweep(preset, models, evaluator, out, device, autocast, state.process_index, state.num_processes,
+              wait=state.wait_for_everyone)
     state.wait_for_everyone()
     if state.is_main_process:
         rows = merge_points(preset, models, out, report)

@@ -1,10 +1,13 @@
 """Run a sweep point by point; every finished point is on disk, so an interrupted sweep resumes where it stopped.
 
-A point's files, in ``OUT/points/``: ``<name>.safetensors`` (the uint8 samples, their class labels, DNG's final
-posterior) and ``<name>.json`` (settings, resume key, metrics, timing), the JSON written last and atomically: its
-presence with the same key marks the point done. Under ``accelerate launch`` the pending points are dealt out
-round-robin over the processes (sample i's noise does not depend on the process, see :mod:`train.removal.noise`),
-and the main process merges ``points.json`` / ``points.csv`` when all are done.
+A point's files, in ``OUT/points/``: ``<name>.safetensors`` (the uint8 samples, their class labels, each feature
+network's per-sample features and the paired bootstrap resamples of its KID / FID, DNG's posterior at the last
+informative step) and ``<name>.json`` (settings, resume key, metrics with the real-vs-real floor, DNG's lambda(k)
+table, posterior summary and curves, timing), the JSON written last and atomically: its presence with the same
+key marks the point done. The np-schedule ablation runs after every other point (it reads DNG's table). Under
+``accelerate launch`` the pending points are dealt out round-robin over the processes (sample i's noise does not
+depend on the process, see :mod:`train.removal.noise`), and the main process merges ``points.json`` /
+``points.csv`` when all are done.
 """
 
 from __future__ import annotations
@@ -14,26 +17,53 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from train.removal import metrics as M
+from train.removal.evaluation import Evaluator
 from train.removal.models import StudyModels
 from train.removal.noise import CommonNoise
-from train.removal.points import Point, guidance_spec, point_settings, sampler_settings, settings_key, sweep_points
+from train.removal.points import (
+    Point,
+    guidance_spec,
+    np_spec,
+    point_samples,
+    point_settings,
+    sampler_settings,
+    schedule_source,
+    settings_key,
+    sweep_points,
+)
 from train.removal.presets import RemovalPreset
+from train.removal.records import (
+    PosteriorRecords,
+    curves,
+    label_summary,
+    lambda_table,
+    last_posterior,
+    schedule_lambdas,
+)
 from train.removal.sampler import BranchNetworks, sample_batch
 
+QUALITY_COLUMNS = tuple(f"{kind}_{net}_{selection}" for net in ("inception", "classifier")
+                        for kind, selection in (("kid", "kept"), ("fid", "balanced"), ("kid", "balanced")))
+FLOOR_COLUMNS = ("floor_samples",) + tuple(f"{kind}_{net}_{selection}_floor" for net in ("inception", "classifier")
+                                           for kind, selection in (("fid", "kept"), ("fid", "all"), ("kid", "kept"),
+                                                                   ("fid", "balanced"), ("kid", "balanced")))
+# the first report's columns, in their order; what issue 18 added comes after them
 CSV_COLUMNS = ("method", "scale", "p_max", "sampler", "steps", "samples", "forbidden_share", "kl_uniform_kept",
                "kl_data_kept", "fid_inception_kept", "fid_inception_all", "fid_classifier_kept", "fid_classifier_all",
                "class_histogram", "mean_final_posterior", "rows_per_sample_step", "diverged_samples", "seconds",
                "samples_per_second", "device", "seed", "sampler_variance", "dng_tracker", "dng_transition_variance",
                "dng_prior", "dng_temperature", "dng_offset", "sld_threshold", "sld_s_s", "sld_beta_m", "sld_s_m",
-               "model_unconditional", "model_forget", "model_oracle", "key")
+               "model_unconditional", "model_forget", "model_oracle", "key", *QUALITY_COLUMNS, *FLOOR_COLUMNS,
+               "schedule_source")
 
 
 def _write_atomically(path: Path, write) -> None:
@@ -54,53 +84,49 @@ def done_points(out: Path) -> dict[str, dict]:
     return found
 
 
-class Evaluator:
-    """Labels and FIDs of a point's samples: the classifier and the reference statistics, loaded once."""
+@dataclass
+class SampledPoint:
+    """A point's samples (uint8), network rows per sample and step (1 unguided, 2 for NP / SLD / DNG on DDPM and
+    np-schedule, more where the flow tracker probes), how many samples overflowed to inf/NaN, and for DNG the
+    per-sample records."""
 
-    def __init__(self, classifier, num_classes: int, removed: int, fid_networks: dict, references: dict,
-                 data_histogram: torch.Tensor, device: torch.device):
-        self.classifier, self.num_classes, self.removed = classifier, num_classes, removed
-        self.fid_networks, self.references = fid_networks, references  # name -> network; (name, kept|all) -> stats
-        self.data_histogram, self.device = data_histogram, device
+    images: torch.Tensor
+    rows_per_sample_step: float
+    diverged: int
+    records: PosteriorRecords | None = None
 
-    @torch.no_grad()
-    def labels(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-        probs = [self.classifier(M.from_uint8(images[i : i + batch_size]).to(self.device)).float().cpu()
-                 for i in range(0, len(images), batch_size)]
-        return torch.cat(probs).argmax(dim=1)
 
-    def metrics(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
-        histogram = M.class_histogram(labels, self.num_classes)
-        out = {
-            "class_histogram": histogram.tolist(),
-            "forbidden_share": M.forbidden_share(histogram, self.removed),
-            "kl_uniform_kept": M.kl_divergence(M.kept_uniform_target(self.num_classes, self.removed), histogram),
-            "kl_data_kept": M.kl_divergence(M.kept_data_target(self.data_histogram, self.removed), histogram),
-        }
-        from train.removal.fid import compute_stats, frechet_distance
-
-        for name, network in self.fid_networks.items():
-            stats = compute_stats(network, images)
-            for selection in ("kept", "all"):
-                out[f"fid_{name}_{selection}"] = frechet_distance(stats, self.references[(name, selection)])
-        return out
+def point_spec(point: Point, preset: RemovalPreset, out: Path, models: StudyModels, steps: int):
+    """The core spec(s) of a point: for np-schedule one NP spec per step from its finished DNG point's table."""
+    if point.method != "np-schedule":
+        return guidance_spec(point, preset)
+    source = schedule_source(point)
+    expected = settings_key(point_settings(source, preset, _models_of(source, models)))
+    found = done_points(out).get(source.name)
+    if found is None or found.get("key") != expected:
+        raise RuntimeError(f"{point.name} follows {source.name}, which is not finished with the current settings: "
+                           "run the DNG points first (the sweep does)")
+    prior = preset.dng_prior
+    lambdas = schedule_lambdas(found["lambda_schedule"], steps, initial=point.scale * prior / (1 - prior))
+    return [np_spec(lam) for lam in lambdas]
 
 
 def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, device: torch.device,
-                 autocast_dtype: torch.dtype | None):
-    """All samples of a point (uint8), DNG's final posterior per sample, the network rows per sample and step
-    (1 unguided, 2 for NP / SLD / DNG on DDPM, more where the flow tracker probes), p/lambda curves, and how many
-    samples overflowed to inf/NaN."""
-    spec = guidance_spec(point, preset)
+                 autocast_dtype: torch.dtype | None, spec=None) -> SampledPoint:
+    """All samples of a point. ``spec``: the point's core spec(s) (default: :func:`guidance_spec`; np-schedule
+    points need :func:`point_spec`). DNG records every sample's p and lambda at every step."""
+    spec = guidance_spec(point, preset) if spec is None else spec
     sampler = sampler_settings(point, preset)
+    samples = point_samples(point, preset)
     positive = models.oracle if point.method == "oracle" else models.unconditional
     networks = BranchNetworks(positive, models.forget, autocast_dtype)
     noise = CommonNoise(preset.seed, models.image_shape, device)
-    images, final_p, rows, diverged = [], [], 0, 0
-    progress = tqdm(total=preset.samples, desc=point.name, unit="sample", leave=False, disable=None)
-    for start in range(0, preset.samples, preset.batch_size):
-        indices = range(start, min(preset.samples, start + preset.batch_size))
-        x, run, batch_rows = sample_batch(networks, models.schedule, spec, sampler, indices, noise, record="none")
+    record = "per_image" if point.method == "dng" else "none"
+    images, batches, rows, diverged = [], [], 0, 0
+    progress = tqdm(total=samples, desc=point.name, unit="sample", leave=False, disable=None)
+    for start in range(0, samples, preset.batch_size):
+        indices = range(start, min(samples, start + preset.batch_size))
+        x, run, batch_rows = sample_batch(networks, models.schedule, spec, sampler, indices, noise, record=record)
         progress.update(len(indices))
         finite = torch.isfinite(x).flatten(1).all(1)
         diverged += int((~finite).sum())
@@ -108,44 +134,50 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
         images.append(M.to_uint8(torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)).cpu())
         rows += batch_rows
         if run is not None and run.dng is not None:
-            final_p.append(run.dng.tracker.posterior().float().cpu())
+            batches.append(run.dng.records)
     progress.close()
-    curves = None
-    if run is not None and run.dng is not None and preset.curve_samples:
-        curves = posterior_curves(networks, models, spec, sampler, noise, min(preset.curve_samples, preset.samples))
-    rows_per_sample_step = rows / (preset.samples * sampler.steps)
-    return torch.cat(images), (torch.cat(final_p) if final_p else None), rows_per_sample_step, curves, diverged
+    records = PosteriorRecords.from_batches(batches) if batches else None
+    return SampledPoint(torch.cat(images), rows / (samples * sampler.steps), diverged, records)
 
 
-def posterior_curves(networks, models, spec, sampler, noise, count: int) -> dict:
-    """p(t) and lambda(t) of the first ``count`` samples (the same trajectories as in the point: common noise)."""
-    _, run, _ = sample_batch(networks, models.schedule, spec, sampler, range(count), noise, record="per_image")
-    records = [r for r in run.records if "p" in r]
-    return {"step": [r["step"] for r in records], "sigma": [r["sigma"] for r in records],
-            "p": [r["p"] for r in records], "lambda": [r["lambda"] for r in records]}
+def posterior_results(records: PosteriorRecords | None, labels: np.ndarray, preset: RemovalPreset) -> dict:
+    """What a DNG point reports from its records: the mean posterior at the last informative step, the
+    lambda(k) table np-schedule follows, the per-label summary and the curve samples."""
+    if records is None:
+        return {"mean_final_posterior": None, "curves": None}
+    return {"mean_final_posterior": float(last_posterior(records).mean()),
+            "lambda_schedule": lambda_table(records),
+            "posterior_by_label": label_summary(records, labels, preset.removed),
+            "curves": curves(records, labels, preset.removed, preset.curve_samples) if preset.curve_samples else None}
 
 
 def run_point(point: Point, preset: RemovalPreset, models: StudyModels, evaluator: Evaluator, out: Path,
               device: torch.device, autocast_dtype: torch.dtype | None) -> dict:
     settings = point_settings(point, preset, _models_of(point, models))
+    sampler = sampler_settings(point, preset)
+    spec = point_spec(point, preset, out, models, sampler.steps)
     started = time.perf_counter()
-    images, final_p, rows_per_step, curves, diverged = sample_point(point, preset, models, device, autocast_dtype)
+    sampled = sample_point(point, preset, models, device, autocast_dtype, spec)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
-    labels = evaluator.labels(images)
-    result = {"name": point.name, "key": settings_key(settings), **asdict(point), "samples": preset.samples,
-              **evaluator.metrics(images, labels),
-              "mean_final_posterior": float(final_p.mean()) if final_p is not None else None,
-              "rows_per_sample_step": round(rows_per_step, 4), "diverged_samples": diverged,
+    labels = evaluator.labels(sampled.images)
+    samples = len(sampled.images)
+    measured, tensors = evaluator.metrics(sampled.images, labels)
+    result = {"name": point.name, "key": settings_key(settings), **asdict(point), "samples": samples,
+              **measured, **posterior_results(sampled.records, labels.numpy(), preset),
+              "rows_per_sample_step": round(sampled.rows_per_sample_step, 4), "diverged_samples": sampled.diverged,
               "seconds": round(seconds, 2),
-              "samples_per_second": round(preset.samples / seconds, 3), "device": _device_name(device),
-              "torch": torch.__version__, "settings": settings, "curves": curves}
-    tensors = {"images": images.contiguous(), "labels": labels.contiguous()}
-    if final_p is not None:
-        tensors["final_posterior"] = final_p.contiguous()
+              "samples_per_second": round(samples / seconds, 3), "device": _device_name(device),
+              "torch": torch.__version__, "settings": settings}
+    if point.method == "np-schedule":
+        result["applied_lambda"] = [one.cfg_scale - 1.0 for one in spec]  # per step, every sample
+    tensors |= {"images": sampled.images.contiguous(), "labels": labels.contiguous()}
+    if sampled.records is not None:
+        tensors["posterior_last_step"] = torch.from_numpy(last_posterior(sampled.records))
     folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
     _write_atomically(folder / f"{point.name}.safetensors", lambda p: save_file(tensors, str(p)))
     _write_atomically(folder / f"{point.name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
     return result
@@ -171,7 +203,7 @@ def pending_points(preset: RemovalPreset, models: StudyModels, out: Path) -> tup
     finished = done_points(out)
     todo, kept = [], {}
     for point in sweep_points(preset, models.oracle is not None):
-        key = settings_key(point_settings(point, preset, _models_of(point, models)))
+        key = settings_key(point_settings(point, preset, _models_of(point, models)))  # np-schedule: its source's too
         if finished.get(point.name, {}).get("key") == key:
             kept[point.name] = finished[point.name]
         else:
@@ -180,18 +212,25 @@ def pending_points(preset: RemovalPreset, models: StudyModels, out: Path) -> tup
 
 
 def run_sweep(preset: RemovalPreset, models: StudyModels, evaluator: Evaluator, out: Path, device: torch.device,
-              autocast_dtype: torch.dtype | None, rank: int = 0, world: int = 1, progress=print) -> list[Point]:
-    """Run this process's share of the pending points; returns the points it ran."""
+              autocast_dtype: torch.dtype | None, rank: int = 0, world: int = 1, progress=print,
+              wait=lambda: None) -> list[Point]:
+    """Run this process's share of the pending points; returns the points it ran. Two phases: every point but
+    the np-schedule ablation, then (after ``wait``: all processes) the ablation, which reads finished DNG points."""
     todo, kept = pending_points(preset, models, out)
-    mine = todo[rank::world]
     if rank == 0:
         progress(f"{len(kept)} of {len(kept) + len(todo)} points already in {out / 'points'}; "
                  f"{len(todo)} to run over {world} process(es)")
-    for n, point in enumerate(mine, 1):
-        result = run_point(point, preset, models, evaluator, out, device, autocast_dtype)
-        progress(f"[{rank}] {n}/{len(mine)} {point.name}: forbidden {result['forbidden_share']:.3f}, "
-                 f"KL {result['kl_uniform_kept']:.3f}, {result['samples_per_second']:.1f} samples/s")
-    return mine
+    ran = []
+    for phase in (False, True):
+        mine = [p for p in todo if (p.method == "np-schedule") == phase][rank::world]
+        for n, point in enumerate(mine, 1):
+            result = run_point(point, preset, models, evaluator, out, device, autocast_dtype)
+            progress(f"[{rank}] {n}/{len(mine)} {point.name}: forbidden {result['forbidden_share']:.3f}, "
+                     f"KL {result['kl_uniform_kept']:.3f}, {result['samples_per_second']:.1f} samples/s")
+        ran += mine
+        if not phase:
+            wait()
+    return ran
 
 
 def merge_points(preset: RemovalPreset, models: StudyModels, out: Path, report: Path) -> list[dict]:
@@ -223,6 +262,10 @@ def csv_row(result: dict) -> dict:
     row |= {f"dng_{k}": v for k, v in settings.get("dng", {}).items() if k != "p_max"}
     row |= {f"sld_{k}": v for k, v in settings.get("sld", {}).items()}
     row |= {f"model_{role}": digest[:16] for role, digest in settings["models"].items()}
+    floor = result.get("floor") or {}
+    row |= {f"{key}_floor": value for key, value in floor.items() if key != "n"}
+    row["floor_samples"] = floor.get("n")
+    row["schedule_source"] = settings.get("schedule_source", {}).get("name")
     return row
 
 

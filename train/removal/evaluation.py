@@ -1,0 +1,174 @@
+"""What a point is measured with: the classifier, each feature network's references, the real-vs-real floor at
+the point's sample count, and the bootstrap index draws every point with the same sample count shares.
+
+Per feature network (``inception``, ``classifier``) and point:
+
+* ``fid_<net>_kept`` / ``fid_<net>_all``: FID against the reference without / with the removed class (a fixed
+  pseudo-random subset of the training split when the preset sets ``fid_reference_count``, else all of it);
+* ``kid_<net>_kept``: KID against the same kept-class reference features (unbiased at any sample count);
+* ``fid_<net>_balanced`` / ``kid_<net>_balanced``: the class-balanced variants (:mod:`train.removal.quality`);
+* the floor: the same metrics of ``n`` held-out real images (the test split's kept classes; all classes for the
+  ``all`` FID; a fixed pseudo-random subset, ``n`` = the point's sample count or the whole selection when it is
+  smaller; real images are balanced by their true labels) against the same references. A generator can only be
+  told apart from real data by how far it sits above this floor.
+
+And the paired bootstrap resamples of every KID and of the kept / balanced FIDs (the preset's ``fid_resamples``
+of them), on the index draws shared by all points with the same sample count, saved with the point for the
+report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train.removal import metrics as M
+from train.removal.fid import FeatureSet, FeatureStats, compute_features, selection_features
+from train.removal.paired import RESAMPLES, bootstrap_indices
+from train.removal.quality import (
+    FID_RESAMPLES,
+    FidTerms,
+    KidTerms,
+    balance_units,
+    counts_per_index,
+    normalised_weights,
+    reference_kernel_term,
+)
+
+
+@dataclass
+class NetworkReference:
+    """One feature network and its references: the kept-class features (KID, balance shares) and statistics
+    (FID), the all-class statistics, the kept reference's own KID term and its class shares."""
+
+    network: object
+    kept: FeatureSet
+    kept_stats: FeatureStats
+    all_stats: FeatureStats
+    kernel_term: float
+    shares: np.ndarray
+
+
+def build_network_reference(network, dataset: str, removed: int, cache_dir: Path, data_dir, limit: int | None,
+                            num_classes: int, device: torch.device) -> NetworkReference:
+    kept = selection_features(dataset, removed, network, cache_dir, data_dir, limit=limit)
+    every = selection_features(dataset, None, network, cache_dir, data_dir, limit=limit)
+    shares = np.bincount(kept.labels.numpy(), minlength=num_classes).astype(np.float64)
+    return NetworkReference(network, kept, kept.stats(), every.stats(),
+                            reference_kernel_term(kept.features, device), shares / shares.sum())
+
+
+@dataclass(frozen=True)
+class FloorSource:
+    """Where the held-out real images of the floor come from."""
+
+    dataset: str
+    data_dir: object
+    cache_dir: Path
+    split: str = "test"
+
+
+def resample_counts(samples: int) -> np.ndarray:
+    """``[RESAMPLES, samples]`` draw counts of each sample index: the same for every point of that size."""
+    return counts_per_index(bootstrap_indices(samples, RESAMPLES, seed=0), samples)
+
+
+def network_quality(name: str, ref: NetworkReference, features: torch.Tensor, labels: np.ndarray, removed: int,
+                    counts: np.ndarray | None, device: torch.device, fid_resamples: int = FID_RESAMPLES
+                    ) -> tuple[dict, dict]:
+    """(values, resamples) of one network's metrics (FID kept and all, KID, balanced FID and KID) for one set of
+    images; ``counts`` None: no resamples. FIDs go through :class:`FidTerms` (equal to fid.frechet_distance within
+    1e-6, one eigen-decomposition instead of a 20-second ``sqrtm``)."""
+    n = len(features)
+    kid = KidTerms(features, ref.kept.features, ref.kernel_term, device)
+    fid = FidTerms(features, ref.kept_stats.mean, ref.kept_stats.covariance)
+    ones = np.ones((1, n))
+    weights, squares = normalised_weights(ones)
+    values = {f"fid_{name}_kept": float(fid.fid(weights, squares)[0]),
+              f"fid_{name}_all": float(FidTerms(features, ref.all_stats.mean, ref.all_stats.covariance).fid(
+                  weights, squares)[0]),
+              f"kid_{name}_kept": float(kid.kid(weights)[0])}
+    balanced, squares = normalised_weights(ones, balance_units(labels, ones, removed, ref.shares))
+    values[f"fid_{name}_balanced"] = float(fid.fid(balanced, squares)[0])
+    values[f"kid_{name}_balanced"] = float(kid.balanced_kid(ones, labels, removed, ref.shares)[0])
+    resamples = {}
+    if counts is not None:
+        weights, squares = normalised_weights(counts)
+        resamples[f"kid_{name}_kept"] = kid.kid(weights)
+        if fid_resamples:
+            resamples[f"fid_{name}_kept"] = fid.fid(weights[:fid_resamples], squares[:fid_resamples])
+        weights, squares = normalised_weights(counts, balance_units(labels, counts, removed, ref.shares))
+        resamples[f"kid_{name}_balanced"] = kid.balanced_kid(counts, labels, removed, ref.shares)
+        if fid_resamples:
+            resamples[f"fid_{name}_balanced"] = fid.fid(weights[:fid_resamples], squares[:fid_resamples])
+    return values, resamples
+
+
+class Evaluator:
+    """Labels, class metrics and image quality of a point's samples: the classifier and the references, loaded
+    once; the floor and the resample counts computed once per sample count."""
+
+    def __init__(self, classifier, num_classes: int, removed: int, references: dict[str, NetworkReference],
+                 data_histogram: torch.Tensor, device: torch.device, floor_source: FloorSource | None = None,
+                 fid_resamples: int = FID_RESAMPLES):
+        self.classifier, self.num_classes, self.removed = classifier, num_classes, removed
+        self.references, self.data_histogram, self.device = references, data_histogram, device
+        self.floor_source, self.fid_resamples = floor_source, fid_resamples
+        self._floors: dict[int, dict] = {}
+        self._counts: dict[int, np.ndarray] = {}
+
+    @torch.no_grad()
+    def labels(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        probs = [self.classifier(M.from_uint8(images[i : i + batch_size]).to(self.device)).float().cpu()
+                 for i in range(0, len(images), batch_size)]
+        return torch.cat(probs).argmax(dim=1)
+
+    def counts(self, samples: int) -> np.ndarray:
+        if samples not in self._counts:
+            self._counts[samples] = resample_counts(samples)
+        return self._counts[samples]
+
+    def metrics(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict, dict[str, torch.Tensor]]:
+        """(the point's metrics, the tensors to save with it: features and resamples per network)."""
+        histogram = M.class_histogram(labels, self.num_classes)
+        out = {
+            "class_histogram": histogram.tolist(),
+            "forbidden_share": M.forbidden_share(histogram, self.removed),
+            "kl_uniform_kept": M.kl_divergence(M.kept_uniform_target(self.num_classes, self.removed), histogram),
+            "kl_data_kept": M.kl_divergence(M.kept_data_target(self.data_histogram, self.removed), histogram),
+        }
+        tensors = {}
+        label_array = labels.numpy()
+        for name, ref in self.references.items():
+            features = compute_features(ref.network, images)
+            values, resamples = network_quality(name, ref, features, label_array, self.removed,
+                                                self.counts(len(images)), self.device, self.fid_resamples)
+            out.update(values)
+            tensors[f"features_{name}"] = features
+            tensors.update({f"resample_{key}": torch.from_numpy(v) for key, v in resamples.items()})
+        if self.references and self.floor_source is not None:
+            out["floor"] = self.floor(len(images))
+        return out, tensors
+
+    def floor(self, samples: int) -> dict:
+        """Real vs real at ``samples`` images (fewer when the held-out selection is smaller): every quality metric
+        of held-out real images against the same references, and the image count ``n``."""
+        if samples not in self._floors:
+            source, values = self.floor_source, {}
+            for name, ref in self.references.items():
+                kept = selection_features(source.dataset, self.removed, ref.network, source.cache_dir,
+                                          source.data_dir, split=source.split, limit=samples)
+                every = selection_features(source.dataset, None, ref.network, source.cache_dir, source.data_dir,
+                                           split=source.split, limit=samples)
+                kept_values, _ = network_quality(name, ref, kept.features, kept.labels.numpy(), self.removed, None,
+                                                 self.device)
+                kept_values[f"fid_{name}_all"] = float(FidTerms(every.features, ref.all_stats.mean,
+                                                                ref.all_stats.covariance).fid(*normalised_weights(
+                                                                    np.ones((1, len(every.features)))))[0])
+                values |= kept_values
+                values["n"] = len(kept.features)
+            self._floors[samples] = values
+        return self._floors[samples]
