@@ -28,11 +28,9 @@ def _assert_same_model(a, b):
             assert torch.equal(wa[name][key], wb[name][key]), f"{name}:{key}"
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-    out = tmp_path_factory.mktemp("t2i") / "straight"
-    assert main([*TINY, "--output-dir", str(out)]) == 0
-    return out
+@pytest.fixture
+def straight(tiny_t2i_run):
+    return tiny_t2i_run
 
 
 def test_the_command_assembles_a_hashed_pipeline_folder_with_the_detector(straight):

@@ -42,6 +42,7 @@ def add_t2i_commands(sub) -> None:
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     t.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
 
+    add_study_command(sub)
     e = sub.add_parser("t2i-eval", help="measure a testbed model's quality bar with the detector",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--model", default="models/shapes-t2i", help="testbed model folder (default: the shipped one)")
@@ -54,6 +55,50 @@ def add_t2i_commands(sub) -> None:
     e.add_argument("--out", default="docs/t2i/testbed", help="report folder (default: docs/t2i/testbed)")
     e.add_argument("--cpu", action="store_true")
     e.add_argument("--threads", type=int)
+
+
+def add_study_command(sub) -> None:
+    from train.t2i.study.run import STUDY_SIZES
+
+    s = sub.add_parser("t2i-study", help="the papers' text-to-image claims measured on the testbed (critical step, "
+                                         "removal with preservation, DNS/DNP, DNG on prompts): docs/t2i/study/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  python -m train t2i-study                 # the cpu size: about 1.5 h on 2 "
+                              "cores\n  python -m train t2i-study --size smoke    # seconds (CI)\nFinished cells "
+                              "are reused: an interrupted study continues where it stopped.")
+    s.add_argument("--model", default="models/shapes-t2i", help="testbed model folder (default: the shipped one)")
+    s.add_argument("--size", choices=sorted(STUDY_SIZES), default="cpu", help="cases and seeds (default: cpu)")
+    s.add_argument("--out", default="runs/t2i-study", help="cells folder (default: runs/t2i-study)")
+    s.add_argument("--report", default="docs/t2i/study", help="report folder (default: docs/t2i/study)")
+    s.add_argument("--cfg", type=float, help="guidance scale (default: the model's)")
+    s.add_argument("--batch-size", type=int, default=64, help="images per pipeline call (default: 64)")
+    s.add_argument("--cpu", action="store_true")
+    s.add_argument("--threads", type=int)
+
+
+def study_cli(args) -> int:
+    import torch
+
+    from train.errors import UsageError
+    from train.paths import make_output_folder
+    from train.t2i.study.run import STUDY_SIZES, load_study, report_study, run_study
+
+    model = Path(args.model)
+    if not (model / "model_index.json").is_file():
+        raise UsageError(f"{model} is not a testbed model folder (no model_index.json)")
+    if args.batch_size < 1 or (args.threads is not None and args.threads < 1):
+        raise UsageError("--batch-size and --threads must be >= 1")
+    make_output_folder(args.out, "--out")
+    make_output_folder(args.report, "--report")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    study = load_study(model, None, STUDY_SIZES[args.size], Path(args.out), args.cfg, device)
+    study.batch_size = args.batch_size
+    cells = run_study(study)
+    report_study(study, cells, Path(args.report))
+    print(f"report: {Path(args.report) / 'summary.md'}", file=sys.stderr)
+    return 0
 
 
 def _stages(text: str) -> list[str]:
@@ -156,6 +201,8 @@ def _run(name: str, preset, out: Path, control, accelerator) -> bool:
 def dispatch_t2i(args) -> int:
     if args.command == "t2i":
         return train_t2i(args)
+    if args.command == "t2i-study":
+        return study_cli(args)
     from train.t2i.evaluate import evaluate_cli
 
     return evaluate_cli(args)

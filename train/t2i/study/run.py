@@ -147,3 +147,43 @@ def load_study(model: Path, detector_dir: Path | None, size: StudySize, out: Pat
 
 
 __all__ = ["STUDY_SIZES", "Study", "concept_cases", "load_study", "run_study"]
+
+
+def report_study(study: Study, cells: dict, report: Path) -> dict:
+    """Every number of the study (results.json), summary.md and the figures, into ``report``."""
+    from train.t2i.study import analysis as A
+    from train.t2i.study import report as R
+
+    report.mkdir(parents=True, exist_ok=True)
+    size = study.size
+    results = {"size": size.__dict__, "cfg": study.cfg, "steps": study.steps, "model": study.model_id}
+    results["a"] = {kind: A.critical_steps(study, c["none"], c["np"], kind) for kind, c in cells["a"].items()}
+    R.critical_figure(results["a"], report / "critical_step.png", study.steps)
+    results["b"] = {kind: A.removal_table(study, cells["cases"][kind], section)
+                    for kind, section in cells["b"].items()}
+    for kind, section in cells["b"].items():
+        R.grid_figure(section, cells["cases"][kind], size.seeds, report / f"removal_{kind}.png")
+    results["b_sweep"] = A.window_sweep(study, cells["cases"]["object"][: size.grid_cases], cells["b_grid"])
+    R.sweep_figure(results["b_sweep"], report / "window_start.png")
+    results["c"] = A.dnp_table(study, cells["c"])
+    results["c"]["captions"] = cells["c"]["captions"][:16]
+    R.write_json(report / "results.json", results)
+    lines = [f"# Negative prompts on the shapes testbed: the papers' claims, measured ({size.name} size)", "",
+             f"Model {study.model_id}, DDIM {study.steps} steps, CFG {study.cfg:g}; {size.seeds} seeds per prompt; "
+             "95% intervals by bootstrap over prompts.", "", "## a. Critical step and delayed effect", ""]
+    for kind, res in results["a"].items():
+        lines += R.critical_markdown(kind, res)
+    lines += ["", "![critical step](critical_step.png)", "", "## b. Removal with preservation", ""]
+    for kind in ("object", "attribute"):
+        lines += R.removal_markdown(f"{kind} negatives", results["b"][kind])
+        lines += [f"![{kind} removal samples](removal_{kind}.png)", ""]
+    lines += ["![window start](window_start.png)", "", "## c. DNS and DNP", "", "| method | exact match | object "
+              "adherence | detector FID to renders |", "|---|---|---|---|"]
+    for name in ("cfg", "dnp", "generic", "dns"):
+        row = results["c"][name]
+        lines.append(f"| {R.METHOD_LABELS[name]} | {R.pct(row['exact_match'])} | {R.pct(row['object_adherence'])} | "
+                     f"{row['fid_to_prompt_renders']:.2f} |")
+    lines += ["", f"DNP - CFG exact match (paired): {R.num(results['c']['dnp_minus_cfg_exact'])}; generic - CFG: "
+                  f"{R.num(results['c']['generic_minus_cfg_exact'])}.", ""]
+    (report / "summary.md").write_text("\n".join(lines) + "\n")
+    return results
