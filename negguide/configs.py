@@ -109,8 +109,11 @@ class ProbeGate:
 
 
 TRACKERS = ("auto", "transition", "flow-hutchinson", "flow-moment", "flow-gated")
-PROBE_DIRECTIONS = ("deflated", "rademacher")  # see negguide.posterior.FlowTracker._deflate
+PROBE_DIRECTIONS = ("deflated", "rademacher")  # see negguide.probes
 FLOW_STARTS = ("prior", "evidence")
+# DNGConfig's and the flow tracker's defaults: "deflated" (each image's dominant directions exact), "evidence"
+# (the first evaluation's large-sigma evidence)
+DEFAULT_PROBE_DIRECTIONS, DEFAULT_FLOW_START = "deflated", "evidence"
 MAX_LAMBDA0 = 1000.0  # beyond this lambda only saturates the prediction's range
 
 
@@ -130,9 +133,9 @@ class DNGConfig:
     tracker: str = "auto"
     variance: str = "beta"  # transition tracker: "beta" (paper Alg. 2), "beta_tilde" (authors' code), "sampler"
     probe_pairs: int = 1  # Hutchinson probes of the flow tracker: 2 extra model rows per image each
-    probe_directions: str = "deflated"  # "deflated" (each image's dominant directions exact) or "rademacher"
+    probe_directions: str = DEFAULT_PROBE_DIRECTIONS  # or "rademacher"
     gate: ProbeGate = field(default_factory=ProbeGate)  # flow-gated: where and when images probe
-    flow_start: str = "evidence"  # flow trackers: "evidence" (the first evaluation's large-sigma evidence) or "prior"
+    flow_start: str = DEFAULT_FLOW_START  # flow trackers: or "prior"
     posterior: PosteriorConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):

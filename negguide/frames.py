@@ -89,6 +89,12 @@ class Frame:
         if self.prediction == "flow" and self.level != "flow_t":
             raise ValueError("a flow-velocity prediction needs the flow time 't' as noise level")
 
+    @property
+    def flow(self) -> bool:
+        """The state is a rectified-flow interpolation ``(1 - t) x0 + t eps`` (level ``flow_t``), whatever the model
+        outputs (ComfyUI hands an x0 prediction for flow models): the modes' compatibility rules key on this."""
+        return self.level == "flow_t"
+
     # --- constructors for the usual backends ------------------------------------------------------------
     @classmethod
     def k_diffusion(cls, prediction: str = "x0") -> Frame:

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 from .checks import SettingsError, is_finite_number, raise_problems
 from .configs import DNGConfig, SLDConfig
+from .modes import MODE_CLASSES, GuidanceMode
 from .windows import StepWindow
 
-MODES = ("np", "np3", "dns", "dng", "sld", "perp_neg")
-WINDOWED_MODES = ("np", "np3")
+MODES = tuple(MODE_CLASSES)  # the built-in modes (a mode registered later is valid too)
 MAX_CFG_SCALE = 100.0
 
 
@@ -45,8 +45,10 @@ class GuidanceSpec:
     class_removal: bool = False
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise SettingsError([f"mode must be one of {MODES}, got {self.mode!r}"])
+        if self.mode not in MODE_CLASSES:
+            raise SettingsError([f"mode must be one of {tuple(MODE_CLASSES)}, got {self.mode!r}"])
+        mode = MODE_CLASSES[self.mode]
+        windowed = tuple(name for name, cls in MODE_CLASSES.items() if cls.windowed)
         raise_problems([
             (is_finite_number(self.cfg_scale) and 0 <= float(self.cfg_scale) <= MAX_CFG_SCALE,
              f"CFG scale must be a number in [0, {MAX_CFG_SCALE:g}], got {self.cfg_scale!r}"),
@@ -54,11 +56,16 @@ class GuidanceSpec:
              f"DNS scale must be a number in [0, 100], got {self.dns_scale!r}"),
             (is_finite_number(self.perp_neg_scale) and float(self.perp_neg_scale) >= 0,
              f"Perp-Neg scale must be a number >= 0, got {self.perp_neg_scale!r}"),
-            (self.window is None or self.mode in WINDOWED_MODES,
-             f"a step window applies to the modes {WINDOWED_MODES}, not to {self.mode!r}"),
-            (not self.class_removal or self.mode not in ("dns", "perp_neg"),
+            (self.window is None or mode.windowed, f"a step window applies to the modes {windowed}, not to "
+                                                   f"{self.mode!r}"),
+            (not (self.class_removal and mode.needs_prompt),
              f"mode {self.mode!r} needs a prompt: it has no meaning for class removal"),
         ])
+
+    def guidance_mode(self) -> GuidanceMode:
+        """A fresh :class:`~negguide.modes.base.GuidanceMode` of this spec: what it reads and how it combines (a
+        run keeps its own, which holds the mode's state for the pass)."""
+        return MODE_CLASSES[self.mode](self)
 
     @property
     def empty_branch(self) -> str:

@@ -57,7 +57,8 @@ class ForgeAdapter:
     def before_sampling(self, p):
         """``process_before_every_sampling``: put the post-CFG function on a clone of the UNet patcher.
         Idempotent (Forge calls the hook twice in the hires pass)."""
-        if self.job.settings.mode_key != "dng":
+        spec = self.job.settings.spec(float(p.cfg_scale), bool(getattr(p, "is_hr_pass", False)))
+        if not spec.guidance_mode().adds_to_cfg():  # the mode only chooses the slots: Forge's own CFG does the rest
             return
         fo = p.sd_model.forge_objects
         unet = fo.unet.clone()
@@ -85,7 +86,8 @@ class ForgeAdapter:
         job = self.job
         is_hr = bool(getattr(self.p, "is_hr_pass", False))
         if params.text_uncond is None:  # Forge drops uncond at CFG 1 before the callback
-            if job.settings.mode_key in ("dng", "dns"):
+            mode = job.settings.spec(float(self.p.cfg_scale), is_hr).guidance_mode()
+            if mode.adds_to_cfg() or mode.slots(True).cond != "positive":  # lost without the uncond slot
                 job.warn(f"{job.settings.mode_key.upper()} skipped on steps without a negative branch (CFG 1)")
             return
         tc, tu = params.text_cond, params.text_uncond

@@ -21,6 +21,7 @@ MODES = (MODE_OFF, MODE_WINDOWED, MODE_DNG, MODE_DNS)
 # short names, accepted from the API / infotext as well
 MODE_KEYS = {MODE_OFF: "off", MODE_WINDOWED: "windowed", MODE_DNG: "dng", MODE_DNS: "dns"}
 MODE_FROM_KEY = {v: k for k, v in MODE_KEYS.items()}
+CORE_MODES = {"windowed": "np", "dng": "dng", "dns": "dns"}  # the core mode behind each panel mode
 
 UNIT_STEPS = "steps"
 UNIT_FRACTION = "fraction of the run"
@@ -83,11 +84,11 @@ class NegGuideSettings:
         """The core's spec of this pass (None when off). Raises :class:`negguide.checks.SettingsError`."""
         key = self.mode_key
         if key == "windowed":
-            return GuidanceSpec("np", cfg_scale, window=self.window_for(is_hr))
-        if key == "dns":  # the WebUI's CFG with swapped prompts is DNS at s = w - 1
-            return GuidanceSpec("dns", cfg_scale)
+            return GuidanceSpec(CORE_MODES[key], cfg_scale, window=self.window_for(is_hr))
         if key == "dng":
-            return GuidanceSpec("dng", cfg_scale, dng=self.dng_config())
+            return GuidanceSpec(CORE_MODES[key], cfg_scale, dng=self.dng_config())
+        if key == "dns":  # the WebUI's CFG with swapped prompts is DNS at s = w - 1
+            return GuidanceSpec(CORE_MODES[key], cfg_scale)
         return None
 
     # --- conversions ---------------------------------------------------------------------------------
@@ -135,10 +136,11 @@ def validate(s: NegGuideSettings, *, prompt: str = "", negative_prompt: str = ""
         errors.append(f"Negative guidance: window unit must be one of {UNITS}, got {s.window_unit!r}.")
     if s.hr_window not in HR_MODES:
         errors.append(f"Negative guidance: hires window must be one of {HR_MODES}, got {s.hr_window!r}.")
-    if key in ("windowed", "dng") and not negative_prompt.strip():
+    mode = GuidanceSpec(CORE_MODES[key]).guidance_mode()  # what the mode reads, whatever its settings
+    if mode.reads_negative and not negative_prompt.strip():
         errors.append(f"Negative guidance: mode '{s.mode}' needs a negative prompt; it is empty.")
-    if key == "dns" and " AND " in prompt:
-        errors.append("Negative guidance: DNS swaps the prompt into the negative slot, which holds one "
+    if mode.slots(True).uncond == "positive" and " AND " in prompt:
+        errors.append(f"Negative guidance: {key.upper()} swaps the prompt into the negative slot, which holds one "
                       "prompt per image; remove 'AND' from the prompt.")
     if errors:
         return errors

@@ -61,18 +61,13 @@ def build_spec(mode: str = "np", guidance_scale: float = 7.5, window=None, dns_s
 
 def uses_negative(spec: GuidanceSpec) -> bool:
     """Whether the spec's mode reads the negative prompt (DNS and the unwindowed 'off' mode do not need one)."""
-    return spec.mode in ("np3", "dng", "sld", "perp_neg") or (spec.mode == "np" and spec.window is not None)
+    return spec.guidance_mode().needs_negative_prompt
 
 
 def expected_branches(spec: GuidanceSpec, has_negative: bool) -> tuple[str, ...]:
     """The text branches to encode before sampling (a prefetch hint, not a decision: the run's plans say what is
     evaluated, and a branch no hint named is encoded when a plan first asks for it)."""
-    branches = ["positive"]
-    if has_negative and spec.mode != "dns" and not (spec.mode == "dng" and not spec.dng.active):
-        branches.append("negative")
-    if not (spec.mode == "np" and spec.window is None) and not spec.class_removal:
-        branches.append("empty")
-    return tuple(branches)
+    return tuple(b for b in spec.guidance_mode().branches() if b != "negative" or has_negative)
 
 
 def _fields(obj) -> dict:
@@ -102,10 +97,7 @@ def spec_to_dict(spec: GuidanceSpec) -> dict:
 
 
 def mode_label(spec: GuidanceSpec) -> str:
-    if spec.mode == "np":
-        return "off (negative prompt)" if spec.window is None else "windowed negative prompt"
-    labels = {"np3": "3-term negative prompt", "dns": "DNS", "dng": "DNG", "sld": "SLD", "perp_neg": "Perp-Neg"}
-    return labels[spec.mode]
+    return spec.guidance_mode().label
 
 
 def _quote(value) -> str:

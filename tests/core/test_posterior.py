@@ -7,8 +7,8 @@ import torch
 
 from negguide import guidance as G
 from negguide.checks import SettingsError
-from negguide.configs import PosteriorConfig, ProbeGate
-from negguide.dng import DNGConfig, DynamicNegativeGuidance, describe_tracker
+from negguide.configs import DNGConfig, PosteriorConfig, ProbeGate, describe_tracker
+from negguide.dng import DynamicNegativeGuidance
 from negguide.posterior import FlowTracker, TransitionTracker
 from negguide.predictions import eps_from_denoised, ve_from_vp, x0_from_eps_vp
 from negguide.samplers import SamplerInfo, is_stochastic_name

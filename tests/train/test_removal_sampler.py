@@ -104,7 +104,7 @@ def _sample(models, point, indices, preset=MNIST_CPU, record="none"):
     networks = BranchNetworks(models.unconditional, models.forget)
     sampler = SamplerSettings(point.sampler, point.steps, preset.sampler_variance)
     noise = CommonNoise(preset.seed, models.image_shape)
-    return sample_batch(networks, models.schedule, guidance_spec(point, preset), sampler, indices, noise, record)
+    return sample_batch(networks, models.schedule, guidance_spec(point, preset), sampler, indices, noise, record)[:3]
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])

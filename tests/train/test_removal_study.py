@@ -198,10 +198,10 @@ def test_a_sample_that_overflows_is_kept_saturated_and_counted(dirs, monkeypatch
     real = sweep.sample_batch
 
     def overflowing(*args, **kwargs):
-        x, run, rows = real(*args, **kwargs)
+        x, *rest = real(*args, **kwargs)
         x[0] = float("inf")
         x[1, 0, 0, 0] = float("nan")
-        return x, run, rows
+        return x, *rest
 
     monkeypatch.setattr(sweep, "sample_batch", overflowing)
     models = load_study_models(dirs["uncond"], dirs["forget"], None, torch.device("cpu"))

@@ -133,7 +133,8 @@ def _branch_segments(layout) -> dict[str, list[tuple[int, int]]]:
 def sample_batch(networks: BranchNetworks, schedule: DiscreteSchedule, spec: GuidanceSpec | None,
                  sampler: SamplerSettings, indices: range, noise: CommonNoise, record: str = "none"):
     """Samples ``indices`` of a point (float32 in the model's range, unclamped), the batch's :class:`GuidanceRun`
-    (None unguided: ``spec`` None samples the unconditional network alone) and the network rows it evaluated."""
+    (None unguided: ``spec`` None samples the unconditional network alone), the network rows it evaluated and DNG's
+    final posterior per sample (None for the other methods)."""
     table = step_table(schedule, sampler)
     device = noise.device
     x = noise.initial(indices)
@@ -159,6 +160,5 @@ def sample_batch(networks: BranchNetworks, schedule: DiscreteSchedule, spec: Gui
         x = coef.x_coef * x + coef.eps_coef * eps.to(x.dtype)
         if coef.noise_std > 0:
             x = x + coef.noise_std * noise.step(indices, i)
-    if run is not None:
-        run.finish(x)
-    return x, run, rows
+    final_posterior = run.finish(x) if run is not None else None
+    return x, run, rows, final_posterior

@@ -100,18 +100,19 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
     progress = tqdm(total=preset.samples, desc=point.name, unit="sample", leave=False, disable=None)
     for start in range(0, preset.samples, preset.batch_size):
         indices = range(start, min(preset.samples, start + preset.batch_size))
-        x, run, batch_rows = sample_batch(networks, models.schedule, spec, sampler, indices, noise, record="none")
+        x, run, batch_rows, posterior = sample_batch(networks, models.schedule, spec, sampler, indices, noise,
+                                                     record="none")
         progress.update(len(indices))
         finite = torch.isfinite(x).flatten(1).all(1)
         diverged += int((~finite).sum())
         # an extreme scale can overflow a sample: it is kept as the saturated image it is, and counted
         images.append(M.to_uint8(torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)).cpu())
         rows += batch_rows
-        if run is not None and run.dng is not None:
-            final_p.append(run.dng.tracker.posterior().float().cpu())
+        if posterior is not None:
+            final_p.append(posterior.float().cpu())
     progress.close()
     curves = None
-    if run is not None and run.dng is not None and preset.curve_samples:
+    if final_p and preset.curve_samples:
         curves = posterior_curves(networks, models, spec, sampler, noise, min(preset.curve_samples, preset.samples))
     rows_per_sample_step = rows / (preset.samples * sampler.steps)
     return torch.cat(images), (torch.cat(final_p) if final_p else None), rows_per_sample_step, curves, diverged
@@ -119,7 +120,7 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
 
 def posterior_curves(networks, models, spec, sampler, noise, count: int) -> dict:
     """p(t) and lambda(t) of the first ``count`` samples (the same trajectories as in the point: common noise)."""
-    _, run, _ = sample_batch(networks, models.schedule, spec, sampler, range(count), noise, record="per_image")
+    _, run, _, _ = sample_batch(networks, models.schedule, spec, sampler, range(count), noise, record="per_image")
     records = [r for r in run.records if "p" in r]
     return {"step": [r["step"] for r in records], "sigma": [r["sigma"] for r in records],
             "p": [r["p"] for r in records], "lambda": [r["lambda"] for r in records]}
