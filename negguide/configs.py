@@ -6,7 +6,9 @@ user (the WebUI panel validates with them while the user types, in a process wit
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .checks import is_finite_number, raise_problems
@@ -208,3 +210,23 @@ def describe_tracker(config: DNGConfig, sampler: SamplerInfo) -> str:
                 f"{2 * pairs} probe rows per image on the steps where its posterior is undecided{cadence}")
     return (f"probability-flow, Hutchinson x{pairs}: +{rows} rows per image "
             f"(negative branch + {pairs} probe pair{plural})")
+
+
+def config_to_dict(config) -> dict:
+    """A settings dataclass (or a window) as a dict of its init fields, nested settings (DNG's probe gate)
+    included: JSON-serialisable."""
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.init:
+            value = getattr(config, f.name)
+            out[f.name] = config_to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def config_from_dict(cls, data: Mapping):
+    """The inverse of :func:`config_to_dict` for ``DNGConfig``, ``SLDConfig`` or ``ProbeGate`` (unknown keys raise
+    TypeError, bad values :class:`~negguide.checks.SettingsError`)."""
+    data = dict(data)
+    if isinstance(data.get("gate"), Mapping):  # DNG's probe gate, given as a dict too
+        data["gate"] = ProbeGate(**data["gate"])
+    return cls(**data)

@@ -22,10 +22,11 @@ model, there is no prompt and no empty branch (``E`` is ``P``), so ``dng`` reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from .checks import SettingsError, is_finite_number, raise_problems
-from .configs import DNGConfig, SLDConfig
+from .configs import DNGConfig, SLDConfig, config_from_dict, config_to_dict
 from .modes import MODE_CLASSES, GuidanceMode
 from .windows import StepWindow
 
@@ -75,3 +76,50 @@ class GuidanceSpec:
     @property
     def resolved_dns_scale(self) -> float:
         return float(self.cfg_scale) - 1.0 if self.dns_scale is None else float(self.dns_scale)
+
+    def to_dict(self) -> dict:
+        """The settings that matter for the spec's mode, JSON-serialisable: ``mode``, ``cfg_scale`` and the mode's
+        own fields (a window with its description, DNS's resolved scale); ``class_removal`` when set.
+        :meth:`from_dict` reads it back."""
+        out = {"mode": self.mode, "cfg_scale": self.cfg_scale}
+        for name in MODE_CLASSES[self.mode].settings:
+            value = getattr(self, name)
+            if name == "window":
+                value = None if value is None else {**config_to_dict(value), "describe": value.describe()}
+            elif name == "dns_scale":
+                value = self.resolved_dns_scale
+            elif name in ("dng", "sld"):
+                value = config_to_dict(value)
+            out[name] = value
+        if self.class_removal:
+            out["class_removal"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> GuidanceSpec:
+        """The spec a :meth:`to_dict` dict describes (fields it does not name keep their defaults)."""
+        window = data.get("window")
+        if window is not None:
+            window = StepWindow(window["start"], window["end"], window.get("unit", "step"))
+        return cls(data["mode"], data["cfg_scale"], window=window, dns_scale=data.get("dns_scale"),
+                   dng=config_from_dict(DNGConfig, data.get("dng") or {}),
+                   sld=config_from_dict(SLDConfig, data.get("sld") or {}),
+                   perp_neg_scale=data.get("perp_neg_scale", 1.0), class_removal=data.get("class_removal", False))
+
+
+CLASS_REMOVAL_METHODS = ("np", "sld", "dng")
+
+
+def class_removal_spec(method: str, scale: float, dng: DNGConfig | None = None,
+                       sld: SLDConfig | None = None) -> GuidanceSpec:
+    """The DNG paper's class-removal setting (Sec. 4.1): the "positive" branch is the unconditional model, the
+    "negative" one the model of the class to remove. ``scale`` is the method's own parameter: ``np``'s constant
+    lambda (2-term NP with ``w = 1 + lambda``: ``P - lambda (N - P)``), ``sld``'s guidance scale, ``dng``'s lambda0
+    (its other settings from ``dng``)."""
+    if method == "np":
+        return GuidanceSpec("np", cfg_scale=1.0 + scale, class_removal=True)
+    if method == "sld":
+        return GuidanceSpec("sld", cfg_scale=scale, sld=sld or SLDConfig(), class_removal=True)
+    if method == "dng":
+        return GuidanceSpec("dng", cfg_scale=1.0, dng=replace(dng or DNGConfig(), lambda0=scale), class_removal=True)
+    raise SettingsError([f"class removal compares the methods {CLASS_REMOVAL_METHODS}, got {method!r}"])

@@ -12,12 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from negguide.checks import SettingsError
-from negguide.configs import PROBE_DIRECTIONS, TRACKERS, VARIANCES, DNGConfig, SLDConfig
-from negguide.frames import Frame
-from negguide.modes import MODE_CLASSES
-from negguide.spec import GuidanceSpec
-from negguide.windows import StepWindow
+from negguide import (
+    PROBE_DIRECTIONS,
+    TRACKERS,
+    VARIANCES,
+    DNGConfig,
+    Frame,
+    GuidanceSpec,
+    SettingsError,
+    SLDConfig,
+    StepWindow,
+)
 
 WINDOW_UNITS = ("steps", "fraction", "sigma")  # ComfyUI spelling -> negguide.windows units below
 _CORE_UNIT = {"steps": "step", "fraction": "fraction", "sigma": "sigma"}
@@ -49,7 +54,7 @@ class Mode:
     @property
     def uses_negative(self) -> bool:
         """The node takes a negative conditioning when its core mode reads one (DNS: positive and empty only)."""
-        return MODE_CLASSES[self.core_mode].reads_negative
+        return GuidanceSpec(self.core_mode).guidance_mode().reads_negative
 
     def spec(self, values: Mapping, cfg_scale: float, frame: Frame) -> GuidanceSpec:
         known = {k: values[k] for k in (*self.widgets, *self.optional) if k in values}

@@ -6,12 +6,9 @@ The order of :data:`ARG_NAMES` is the order of the panel's components, which is 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
-from negguide.checks import SettingsError, is_finite_number
-from negguide.configs import DNGConfig
-from negguide.spec import GuidanceSpec
-from negguide.windows import StepWindow
+from negguide import DNGConfig, GuidanceSpec, SettingsError, StepWindow, is_finite_number
 
 MODE_OFF = "Off"
 MODE_WINDOWED = "Windowed negative prompt"
@@ -33,9 +30,8 @@ HR_WHOLE = "Whole hires pass"
 HR_NONE = "Not in hires pass"
 HR_MODES = (HR_SAME, HR_CUSTOM, HR_WHOLE, HR_NONE)
 
-TRACKER_AUTO = "auto"
-
-PAPER_START_STEP, PAPER_END_STEP, PAPER_STEPS = 5, 15, 30
+PAPER_START_STEP, PAPER_END_STEP = 5, 15  # Ban et al.'s window: steps 5-15 (of 30)
+_DNG = DNGConfig()  # the panel's DNG defaults are the core's
 
 
 @dataclass
@@ -47,12 +43,12 @@ class NegGuideSettings:
     hr_window: str = HR_SAME
     hr_start: float = float(PAPER_START_STEP)
     hr_end: float = float(PAPER_END_STEP)
-    lambda0: float = 5.0
-    prior: float = 0.01
-    temperature: float = 0.2
-    offset: float = 0.003
-    p_max: float = 0.8
-    tracker: str = TRACKER_AUTO
+    lambda0: float = _DNG.lambda0
+    prior: float = _DNG.prior
+    temperature: float = _DNG.temperature
+    offset: float = _DNG.offset
+    p_max: float = _DNG.p_max
+    tracker: str = _DNG.tracker
     plot: bool = False
 
     @property
@@ -104,9 +100,6 @@ class NegGuideSettings:
 
     def to_args(self) -> list:
         return [getattr(self, n) for n in ARG_NAMES]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 ARG_NAMES = tuple(f.name for f in fields(NegGuideSettings))
@@ -210,22 +203,3 @@ def infotext_params(s: NegGuideSettings) -> dict[str, str]:
         v = s.mode_key if n == "mode" else getattr(s, n)
         out[INFOTEXT_KEYS[n]] = _fmt(v)
     return out
-
-
-def settings_from_infotext(params: dict) -> NegGuideSettings | None:
-    """Parse pasted infotext params (values are strings) back into settings; ``None`` if absent."""
-    if INFOTEXT_KEYS["mode"] not in params:
-        return None
-    s = NegGuideSettings()
-    kinds = {f.name: f.type for f in fields(NegGuideSettings)}
-    for name, key in INFOTEXT_KEYS.items():
-        if key not in params:
-            continue
-        raw = str(params[key]).strip()
-        if name == "mode":
-            s.mode = MODE_FROM_KEY.get(raw.lower(), raw)
-        elif kinds[name] in ("float", float):
-            s.__setattr__(name, float(raw))
-        else:
-            s.__setattr__(name, raw)
-    return s

@@ -9,8 +9,7 @@ script's args in the WebUI and of ``alwayson_scripts["negative guidance"]["args"
 
 from __future__ import annotations
 
-from negguide.configs import TRACKERS, describe_tracker
-from negguide.samplers import SamplerInfo
+from negguide import TRACKERS, SamplerInfo, describe_tracker
 
 from . import settings as S
 

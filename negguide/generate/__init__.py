@@ -4,9 +4,7 @@ pipelines (Python API: :class:`NegGuidePipeline`; CLI: ``python -m negguide.gene
 Needs the ``diffusers`` extra (``pip install 'negguide[diffusers]'``); see docs/diffusers.md.
 """
 
-from ..configs import DNGConfig, SLDConfig
-from ..spec import GuidanceSpec
-from ..windows import StepWindow
+from .. import DNGConfig, GuidanceSpec, SLDConfig, StepWindow
 from .captioner import DEFAULT_CAPTIONER, load_captioner
 from .families import UnsupportedPipeline
 from .output import NegGuideOutput

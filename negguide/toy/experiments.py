@@ -19,7 +19,7 @@ from ..posterior import FlowTracker, PosteriorTracker
 from ..run import GuidanceRun
 from ..samplers import SamplerInfo
 from ..schedules import DiscreteSchedule, karras_sigmas
-from ..spec import GuidanceSpec
+from ..spec import GuidanceSpec, class_removal_spec
 from ..trackers import make_tracker as make_core_tracker
 from .mixture import GaussianMixture
 from .samplers import SAMPLERS, STOCHASTIC
@@ -77,14 +77,9 @@ def _spec(method: str, scale: float, dng_config: PosteriorConfig, sld_config: SL
     scale, DNG: lambda0, CFG toward the kept modes: w)."""
     if method == "cfg":  # CFG toward the remaining modes (positive branch) away from the full model
         return GuidanceSpec("np", cfg_scale=scale)
-    if method == "np":  # constant lambda: eps_u - lambda (eps_c - eps_u) is 2-term NP with w = 1 + lambda
-        return GuidanceSpec("np", cfg_scale=1.0 + scale, class_removal=True)
-    if method == "sld":
-        return GuidanceSpec("sld", cfg_scale=scale, sld=sld_config or SLDConfig(), class_removal=True)
-    dng = DNGConfig(lambda0=scale, prior=dng_config.prior, temperature=dng_config.temperature,
-                    offset=dng_config.offset, p_min=dng_config.p_min, p_max=dng_config.p_max,
-                    tracker="transition", variance="beta")
-    return GuidanceSpec("dng", cfg_scale=1.0, dng=dng, class_removal=True)
+    dng = DNGConfig(prior=dng_config.prior, temperature=dng_config.temperature, offset=dng_config.offset,
+                    p_min=dng_config.p_min, p_max=dng_config.p_max, tracker="transition", variance="beta")
+    return class_removal_spec("dng" if method.startswith("dng") else method, scale, dng, sld_config)
 
 
 def guided_model(mix: GaussianMixture, method: str, scale: float, n: int, steps: int,

@@ -847,5 +847,23 @@ def parse_infotext(text: str) -> dict:
     return out
 
 
+def paste_infotext(params: dict):
+    """The WebUI's paste of generation parameters onto the panel: for each ``(component, key or function)`` pair of
+    ``ui.infotext_fields``, the value the key names (or the function returns) replaces the component's, converted
+    to the component's type; a component whose key is absent keeps its value."""
+    from dataclasses import fields
+
+    from negguide_webui import settings as S
+    from negguide_webui import ui
+
+    kinds = {f.name: f.type for f in fields(S.NegGuideSettings)}
+    values = S.NegGuideSettings().to_args()
+    for i, (name, key) in enumerate(ui.infotext_fields(list(S.ARG_NAMES))):
+        raw = key(params) if callable(key) else params.get(key)
+        if raw is not None:
+            values[i] = float(raw) if kinds[name] in ("float", float) else str(raw).strip()
+    return S.NegGuideSettings.from_args(*values)
+
+
 def isclose(a, b):
     return math.isclose(a, b, rel_tol=1e-6)
