@@ -185,8 +185,11 @@ class DNGConfig:
         pair (the gated tracker probes only some images on some steps: its average is measured per run)."""
         if not self.active:
             return 0
-        probing = self.resolved_tracker(sampler) in ("flow-hutchinson", "flow-gated")
-        return 1 + (2 * self.probe_pairs if probing else 0)
+        return 1 + (2 * self.probe_pairs if self.probing(sampler) else 0)
+
+    def probing(self, sampler: SamplerInfo) -> bool:
+        """Whether the tracker it runs on ``sampler`` evaluates Hutchinson probe rows (at states of its own)."""
+        return self.resolved_tracker(sampler) in ("flow-hutchinson", "flow-gated")
 
     def max_lambda(self) -> float:
         return self.lambda0 * self.p_max / (1 - self.p_max)

@@ -37,7 +37,7 @@ import torch
 from .checks import raise_problems
 from .clock import EvaluationClock, ScheduleClock
 from .frames import Frame, NoiseLevel
-from .modes import EMPTY, NEGATIVE, POSITIVE, PassContext, Rows
+from .modes import EMPTY, NEGATIVE, POSITIVE, PassContext, Rows, Slots
 from .samplers import SamplerInfo
 from .spec import GuidanceSpec
 
@@ -149,6 +149,18 @@ class GuidanceRun:
         sigma = float(noise.sigma[0]) if window.unit == "sigma" else None  # the only host read of a level
         return window.active(step, n, sigma, schedule)
 
+    def step_of(self, level, evaluation: int | None = None) -> int:
+        """The sampler step of a model evaluation at backend noise ``level`` (the run's clock; ``evaluation``: the
+        backend's own evaluation counter, else the run's)."""
+        if isinstance(self.clock, ScheduleClock):
+            return self.clock.step_of(float(torch.as_tensor(level).reshape(-1)[0]))
+        return self.clock.step_of(self._evaluations if evaluation is None else evaluation)
+
+    def slots(self, step: int, level) -> Slots:
+        """The rows at the sampler's state that ``step`` asks for (what :meth:`plan` will name, probes aside): for
+        backends that must choose their batches before they see the state (diffusers' guiders)."""
+        return self.mode.slots(self.negative_active(step, self.frame.noise_level(level, self.batch_size)))
+
     def plan(self, x: torch.Tensor, level, step: int | None = None, evaluation: int | None = None) -> Plan:
         """The rows of one model evaluation at backend state ``x`` ([B, ...]) and backend noise ``level``.
 
@@ -157,11 +169,7 @@ class GuidanceRun:
         if x.shape[0] != self.batch_size:
             raise ValueError(f"the run was made for {self.batch_size} images, the state has {x.shape[0]} rows")
         noise = self.frame.noise_level(level, self.batch_size)
-        if step is None:
-            if isinstance(self.clock, ScheduleClock):
-                step = self.clock.step_of(float(torch.as_tensor(level).reshape(-1)[0]))
-            else:
-                step = self.clock.step_of(self._evaluations if evaluation is None else evaluation)
+        step = self.step_of(level, evaluation) if step is None else step
         self._evaluations += 1
         first = step != self._last_step
         self._last_step = step

@@ -114,6 +114,10 @@ class GuidanceMode:
         activity = (True,) if self.spec.window is None else (True, False)
         return any(self.slots(active).extra or self.slots(active).needs_correction for active in activity)
 
+    def probes(self, sampler: SamplerInfo) -> bool:
+        """Whether its plans may hold rows at other states than the sampler's (DNG's Hutchinson probes)."""
+        return False
+
     def refusals(self, frame: Frame, sampler: SamplerInfo | None) -> list[tuple[bool, str]]:
         """``(ok, sentence)`` checks of a model's frame and sampler the mode has no meaning for."""
         return []

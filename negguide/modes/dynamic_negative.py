@@ -30,6 +30,9 @@ class DynamicNegative(GuidanceMode):
             return Slots(POSITIVE, self.empty, (Rows(NEGATIVE),))
         return Slots(POSITIVE, self.empty, needs_correction=False)
 
+    def probes(self, sampler) -> bool:
+        return self.active and self.spec.dng.probing(sampler)
+
     def refusals(self, frame, sampler):
         stochastic_transition = (sampler is not None and sampler.injects_noise and self.active
                                  and self.spec.dng.resolved_tracker(sampler) == "transition")
