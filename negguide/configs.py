@@ -191,9 +191,6 @@ class DNGConfig:
         """Whether the tracker it runs on ``sampler`` evaluates Hutchinson probe rows (at states of its own)."""
         return self.resolved_tracker(sampler) in ("flow-hutchinson", "flow-gated")
 
-    def max_lambda(self) -> float:
-        return self.lambda0 * self.p_max / (1 - self.p_max)
-
 
 def describe_tracker(config: DNGConfig, sampler: SamplerInfo) -> str:
     """One line for a UI: which tracker runs and what it costs in model rows per image and step."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .predictions import _per_image
+from .tensors import per_image as _per_image
 
 PREDICTIONS = ("x0", "eps", "v", "flow")
 LEVELS = ("sigma", "timestep", "flow_t")

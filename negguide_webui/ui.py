@@ -167,17 +167,3 @@ def infotext_fields(comps) -> list:
         if name != "mode":
             out.append((by_name[name], key))
     return out
-
-
-def render_standalone(
-    is_img2img: bool = False,
-    open_panel: bool = True,
-    advanced_open: bool = False,
-    initial: S.NegGuideSettings | None = None,
-):
-    """The panel alone in a Blocks app (for screenshots and the gradio compatibility test)."""
-    import gradio as gr
-
-    with gr.Blocks(title="negguide panel") as demo:
-        comps, status = build(is_img2img, open_panel=open_panel, initial=initial, advanced_open=advanced_open)
-    return demo, comps, status

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from schedule_stand_ins import sd_schedule, sigma_to_t
 
 from negguide import guidance as G
 from negguide.checks import SettingsError
@@ -13,7 +14,6 @@ from negguide.denoiser import GuidedDenoiser, evaluate_per_branch
 from negguide.frames import Frame
 from negguide.run import GuidanceRun, Rows
 from negguide.samplers import SamplerInfo
-from negguide.schedules import DiscreteSchedule
 from negguide.sld import SafeLatentDiffusion
 from negguide.spec import GuidanceSpec
 from negguide.toy import experiments as E
@@ -161,8 +161,8 @@ def test_schedule_clock_maps_levels_to_steps():
 
 def _three_frames(x0, eps, sigma, schedule):
     """The same state and predictions written in the VE, discrete-VP (eps and v) and flow parametrisations."""
-    t = schedule.sigma_to_t(torch.tensor(sigma))
-    abar = float(schedule.alpha_bar_at_sigma(sigma))
+    t = sigma_to_t(schedule, torch.tensor(sigma))
+    abar = 1.0 / (1.0 + sigma**2)
     a_vp, b_vp = math.sqrt(abar), math.sqrt(1 - abar)
     a_f, b_f = 1 / (1 + sigma), sigma / (1 + sigma)  # flow time t_f with t_f / (1 - t_f) = sigma
     return {
@@ -178,7 +178,7 @@ def _three_frames(x0, eps, sigma, schedule):
 
 @pytest.mark.parametrize("frame_name", ["ve-x0", "ve-eps", "vp-eps", "vp-v", "vp-sigma", "flow"])
 def test_frames_convert_states_and_predictions_exactly(frame_name):
-    schedule = DiscreteSchedule.stable_diffusion()
+    schedule = sd_schedule()
     x0, eps = rand(B, 5, seed=1), rand(B, 5, seed=2)
     d_pred = rand(B, 5, seed=3)  # a model's denoised prediction; its eps is whatever goes with it at x
     sigma = 2.5
@@ -198,7 +198,7 @@ def test_dng_posterior_is_the_same_in_every_frame(frame_name):
     """The posterior is a property of the random variable: every parametrisation tracks the same p."""
     mix = latent_like(8)
     forget = mix.to_forget()
-    schedule = DiscreteSchedule.stable_diffusion()
+    schedule = sd_schedule()
     spec = GuidanceSpec("dng", 1.0, dng=DNGConfig(lambda0=1.0, prior=0.1, temperature=1.0, offset=0.0,
                                                    tracker="flow-moment"))
     runs = {}

@@ -104,7 +104,7 @@ def test_dns_swaps_prompts_and_matches_eq19(webui, sampler):
         ic = e["image_cond"][:2]
         d_empty = d.inner_model(x, sig, cond={"c_crossattn": [empty.expand(2, -1, -1)], "c_concat": [ic]})
         d_pos = d.inner_model(x, sig, cond={"c_crossattn": [pos.expand(2, -1, -1)], "c_concat": [ic]})
-        ref = G.diffusion_negative(d_empty, d_pos, G.dns_scale_from_cfg(5.0))
+        ref = G.diffusion_negative(d_empty, d_pos, 5.0 - 1.0)
         assert torch.allclose(out, ref, atol=1e-4)
 
 

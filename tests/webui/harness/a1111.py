@@ -35,6 +35,7 @@ import traceback
 from dataclasses import dataclass, field
 
 import torch
+from schedule_stand_ins import evenly_spaced_sigmas, sigma_to_t
 
 from .tinysd import TinySD, add_marker
 
@@ -281,7 +282,7 @@ class CompVisDenoiser(torch.nn.Module):
         self.sigmas = model.schedule.sigmas.to(torch.float32)
 
     def sigma_to_t(self, sigma):
-        return self.schedule.sigma_to_t(sigma.detach().cpu().to(torch.float64)).to(sigma.device, torch.float32)
+        return sigma_to_t(self.schedule, sigma.detach().cpu().to(torch.float64)).to(sigma.device, torch.float32)
 
     def forward(self, x, sigma, cond):
         c_in = 1.0 / (sigma**2 + 1.0) ** 0.5
@@ -526,8 +527,6 @@ class Sampler:
         self.model_wrap_cfg.step = 0
 
     def _sigmas(self, n):
-        from negguide.schedules import evenly_spaced_sigmas
-
         return evenly_spaced_sigmas(self.webui.sd_model.schedule, n).to(self.webui.sd_model.device, torch.float32)
 
     def _timesteps(self, n):
