@@ -135,3 +135,20 @@ def test_diffusers_modular_sdxl_pipeline_with_the_guider_is_negguidepipeline(pip
     ref = ng(PROMPT, NEGATIVE, mode=mode, guidance_scale=5.0, num_inference_steps=3, generator=gen(0),
              output_type="latent", **SIZE, **options)
     close(out, ref.images, rtol=1e-9, atol=1e-9)
+
+
+def test_inputs_from_a_block_state_are_the_inputs_from_a_dict(pipes64):
+    """Blocks that hand the guider their state and the field names get the same batches as from the fields."""
+    from diffusers.modular_pipelines.modular_pipeline import BlockState
+
+    ng = wrap(pipes64("sd"), "euler")
+    guider = NegGuideGuider(mode="np3", guidance_scale=5.0, scheduler=ng.pipe.scheduler)
+    ng.family.set_timesteps(STEPS, ng.family.device, (8, 8))
+    p, n, e = (torch.full((1, 3), float(v), dtype=torch.float64) for v in (1, 2, 3))
+    guider.set_state(step=0, num_inference_steps=STEPS, timestep=ng.pipe.scheduler.timesteps[0])
+    from_dict = guider.prepare_inputs({"encoder_hidden_states": (p, n, e)})
+    guider.set_state(step=0, num_inference_steps=STEPS, timestep=ng.pipe.scheduler.timesteps[0])
+    state = BlockState(prompt_embeds=p, negative_prompt_embeds=n, empty_prompt_embeds=e)
+    from_state = guider.prepare_inputs_from_block_state(
+        state, {"encoder_hidden_states": ("prompt_embeds", "negative_prompt_embeds", "empty_prompt_embeds")})
+    assert [b.encoder_hidden_states for b in from_state] == [b.encoder_hidden_states for b in from_dict] == [p, e, n]
