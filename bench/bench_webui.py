@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the stand-ins' schedule lookups
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "webui"))  # the WebUI stand-ins
 
 from harness import a1111 as H  # noqa: E402

@@ -6,7 +6,9 @@ user (the WebUI panel validates with them while the user types, in a process wit
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .checks import is_finite_number, raise_problems
@@ -109,8 +111,11 @@ class ProbeGate:
 
 
 TRACKERS = ("auto", "transition", "flow-hutchinson", "flow-moment", "flow-gated")
-PROBE_DIRECTIONS = ("deflated", "rademacher")  # see negguide.posterior.FlowTracker._deflate
+PROBE_DIRECTIONS = ("deflated", "rademacher")  # see negguide.probes
 FLOW_STARTS = ("prior", "evidence")
+# DNGConfig's and the flow tracker's defaults: "deflated" (each image's dominant directions exact), "evidence"
+# (the first evaluation's large-sigma evidence)
+DEFAULT_PROBE_DIRECTIONS, DEFAULT_FLOW_START = "deflated", "evidence"
 MAX_LAMBDA0 = 1000.0  # beyond this lambda only saturates the prediction's range
 
 
@@ -130,9 +135,9 @@ class DNGConfig:
     tracker: str = "auto"
     variance: str = "beta"  # transition tracker: "beta" (paper Alg. 2), "beta_tilde" (authors' code), "sampler"
     probe_pairs: int = 1  # Hutchinson probes of the flow tracker: 2 extra model rows per image each
-    probe_directions: str = "deflated"  # "deflated" (each image's dominant directions exact) or "rademacher"
+    probe_directions: str = DEFAULT_PROBE_DIRECTIONS  # or "rademacher"
     gate: ProbeGate = field(default_factory=ProbeGate)  # flow-gated: where and when images probe
-    flow_start: str = "evidence"  # flow trackers: "evidence" (the first evaluation's large-sigma evidence) or "prior"
+    flow_start: str = DEFAULT_FLOW_START  # flow trackers: or "prior"
     posterior: PosteriorConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -180,11 +185,11 @@ class DNGConfig:
         pair (the gated tracker probes only some images on some steps: its average is measured per run)."""
         if not self.active:
             return 0
-        probing = self.resolved_tracker(sampler) in ("flow-hutchinson", "flow-gated")
-        return 1 + (2 * self.probe_pairs if probing else 0)
+        return 1 + (2 * self.probe_pairs if self.probing(sampler) else 0)
 
-    def max_lambda(self) -> float:
-        return self.lambda0 * self.p_max / (1 - self.p_max)
+    def probing(self, sampler: SamplerInfo) -> bool:
+        """Whether the tracker it runs on ``sampler`` evaluates Hutchinson probe rows (at states of its own)."""
+        return self.resolved_tracker(sampler) in ("flow-hutchinson", "flow-gated")
 
 
 def describe_tracker(config: DNGConfig, sampler: SamplerInfo) -> str:
@@ -205,3 +210,23 @@ def describe_tracker(config: DNGConfig, sampler: SamplerInfo) -> str:
                 f"{2 * pairs} probe rows per image on the steps where its posterior is undecided{cadence}")
     return (f"probability-flow, Hutchinson x{pairs}: +{rows} rows per image "
             f"(negative branch + {pairs} probe pair{plural})")
+
+
+def config_to_dict(config) -> dict:
+    """A settings dataclass (or a window) as a dict of its init fields, nested settings (DNG's probe gate)
+    included: JSON-serialisable."""
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.init:
+            value = getattr(config, f.name)
+            out[f.name] = config_to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def config_from_dict(cls, data: Mapping):
+    """The inverse of :func:`config_to_dict` for ``DNGConfig``, ``SLDConfig`` or ``ProbeGate`` (unknown keys raise
+    TypeError, bad values :class:`~negguide.checks.SettingsError`)."""
+    data = dict(data)
+    if isinstance(data.get("gate"), Mapping):  # DNG's probe gate, given as a dict too
+        data["gate"] = ProbeGate(**data["gate"])
+    return cls(**data)

@@ -1,11 +1,12 @@
-"""Dynamic Negative Guidance (Koulischer et al. 2025): settings and the per-batch posterior controller.
+"""Dynamic Negative Guidance (Koulischer et al. 2025): the per-batch posterior controller.
 
 :class:`DynamicNegativeGuidance` keeps, per image, the posterior tracker, the current ``lambda = lambda0 p /
-(1 - p)`` and the per-step record. :class:`negguide.run.GuidanceRun` drives it (front-ends never call it
-directly): at the first model evaluation of every sampler step it calls :meth:`DynamicNegativeGuidance.observe`
-with the state, its noise level and the two UNGUIDED denoised predictions, all in the k-diffusion frame (the
-reference branch: unconditional for class removal, positive prompt for text-to-image; and the
-negative/forbidden branch); a second evaluation of the same step reuses :meth:`current_lambda`.
+(1 - p)`` and the per-step record. The DNG mode (:mod:`negguide.modes.dynamic_negative`) of a
+:class:`negguide.run.GuidanceRun` drives it (front-ends never call it directly): at the first model evaluation of
+every sampler step it calls :meth:`DynamicNegativeGuidance.observe` with the state, its noise level and the two
+UNGUIDED denoised predictions, all in the k-diffusion frame (the reference branch: unconditional for class
+removal, positive prompt for text-to-image; and the negative/forbidden branch); a second evaluation of the same
+step reuses :meth:`current_lambda`.
 
 Ordering (paper Algorithm 1): the posterior is updated from the state the sampler actually reached before
 the guidance of the step is computed, so lambda for step t comes from the posterior after step t+1.
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import torch
 
-from .configs import TRACKERS, DNGConfig, describe_tracker  # noqa: F401  (re-exported: the DNG API in one place)
-from .posterior import FlowTracker, TransitionTracker
+from .configs import DNGConfig
+from .posterior import PosteriorTracker
+from .probes import ProbeRequest
 from .samplers import SamplerInfo
+from .trackers import make_tracker
 
 RECORDS = ("per_image", "mean", "none")
 
@@ -27,31 +30,17 @@ class DynamicNegativeGuidance:
 
     ``record``: ``"per_image"`` keeps p and lambda of every image per step (plots), ``"mean"`` only their
     batch means (large offline batches: 50k images x 1000 steps would be ~800 MB per image), ``"none"``.
-    ``tracker``: a ready tracker object to use instead of the configured one (exact oracles in tests and
-    the toy study); it needs ``observe``, ``finish``, ``posterior``, ``odds``, ``extra_rows_per_image``."""
+    ``tracker``: a ready :class:`~negguide.posterior.PosteriorTracker` to use instead of the configured one (exact
+    oracles in tests and the toy study)."""
 
     def __init__(self, config: DNGConfig, batch_size: int, sampler: SamplerInfo, device=None,
                  generator: torch.Generator | list[torch.Generator] | None = None, record: str = "per_image",
-                 tracker=None):
+                 tracker: PosteriorTracker | None = None):
         if record not in RECORDS:
             raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
         self.config = config
-        self.tracker_name = config.resolved_tracker(sampler) if tracker is None else tracker.name
-        if tracker is not None:
-            self.tracker = tracker
-        elif self.tracker_name == "transition":
-            variance = config.variance
-            if variance == "sampler" and not sampler.injects_noise:
-                variance = "beta"  # a deterministic step injects nothing to compare with: the paper's choice
-            self.tracker = TransitionTracker(config.posterior, batch_size, device, variance=variance,
-                                             eta=min(sampler.eta, 1.0) if sampler.injects_noise else 1.0)
-        elif self.tracker_name == "flow-moment":
-            self.tracker = FlowTracker(config.posterior, batch_size, device, divergence="moment",
-                                       start=config.flow_start)
-        else:
-            self.tracker = FlowTracker(config.posterior, batch_size, device, divergence=self.tracker_name[5:],
-                                       probe_pairs=config.probe_pairs, generator=generator, start=config.flow_start,
-                                       gate=config.gate, directions=config.probe_directions)
+        self.tracker = tracker if tracker is not None else make_tracker(config, sampler, batch_size, device,
+                                                                        generator)
         self.record = record
         self._records: list[tuple] = []  # tensors stay on device: no host sync inside the sampling loop
         self._rows_recorded = 0
@@ -60,11 +49,11 @@ class DynamicNegativeGuidance:
     @property
     def probe_pairs(self) -> int:
         """Hutchinson probe pairs the tracker wants at a step's first evaluation (0: none)."""
-        return self.tracker.extra_rows_per_image // 2
+        return self.tracker.probe_pairs
 
-    def probe_points(self, x_ve: torch.Tensor, sigma, step: int | None = None):
+    def probe_points(self, x_ve: torch.Tensor, sigma, step: int | None = None) -> ProbeRequest | None:
         """Where to evaluate both branches for the Hutchinson estimate this step: a
-        :class:`~negguide.posterior.ProbeRequest` (the images that probe, directions, points) or None."""
+        :class:`~negguide.probes.ProbeRequest` (the images that probe, directions, points) or None."""
         return self.tracker.probe_points(x_ve, sigma, step)
 
     def _lambda_from_posterior(self) -> torch.Tensor:
@@ -79,10 +68,7 @@ class DynamicNegativeGuidance:
         """Update the posterior with this step's evaluation and return lambda for this step.
 
         ``probe_predictions = (directions, D_ref at the probe points, D_neg at the points)`` for Hutchinson."""
-        if self.probe_pairs:
-            self.tracker.observe(x_ve, sigma, denoised_ref, denoised_neg, probe_predictions=probe_predictions)
-        else:
-            self.tracker.observe(x_ve, sigma, denoised_ref, denoised_neg)
+        self.tracker.observe(x_ve, sigma, denoised_ref, denoised_neg, probe_predictions)
         self._lambda = self._lambda_from_posterior()
         if self.record != "none":
             sigma0 = sigma.detach().reshape(-1)[0] if torch.is_tensor(sigma) else sigma
@@ -96,13 +82,11 @@ class DynamicNegativeGuidance:
     @property
     def probe_rows(self) -> int:
         """Model rows spent on Hutchinson probes so far (both branches, all images)."""
-        return getattr(self.tracker, "probe_rows", 0)
+        return self.tracker.probe_rows
 
     def average_extra_rows(self) -> float:
         """Model rows per image and step beyond CFG's two, so far: the negative branch and the probes."""
-        steps = getattr(self.tracker, "observed_steps", 0)
-        probes = self.probe_rows / max(1, steps * self.tracker.log_p.shape[0]) if steps else 0.0
-        return 1.0 + probes
+        return 1.0 + (self.tracker.average_probe_rows() if self.tracker.observed_steps else 0.0)
 
     @property
     def records(self) -> list[dict]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .predictions import _per_image
+from .tensors import per_image as _per_image
 
 PREDICTIONS = ("x0", "eps", "v", "flow")
 LEVELS = ("sigma", "timestep", "flow_t")
@@ -88,6 +88,12 @@ class Frame:
             raise ValueError("v-prediction is a VP parametrisation; a flow model predicts 'flow'")
         if self.prediction == "flow" and self.level != "flow_t":
             raise ValueError("a flow-velocity prediction needs the flow time 't' as noise level")
+
+    @property
+    def flow(self) -> bool:
+        """The state is a rectified-flow interpolation ``(1 - t) x0 + t eps`` (level ``flow_t``), whatever the model
+        outputs (ComfyUI hands an x0 prediction for flow models): the modes' compatibility rules key on this."""
+        return self.level == "flow_t"
 
     # --- constructors for the usual backends ------------------------------------------------------------
     @classmethod

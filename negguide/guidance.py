@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .predictions import _per_image
+from .tensors import per_image as _per_image
 
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -47,12 +47,6 @@ def cfg(uncond: torch.Tensor, cond: torch.Tensor, cfg_scale) -> torch.Tensor:
     return _finish(u + _scale(cfg_scale, u) * (c - u), uncond)
 
 
-def negative_prompt(neg: torch.Tensor, pos: torch.Tensor, cfg_scale) -> torch.Tensor:
-    """Negative prompting, 2-term form ``eps_n + w (eps_p - eps_n)``: the negative replaces the
-    unconditional branch (what the WebUI and diffusers do)."""
-    return cfg(neg, pos, cfg_scale)
-
-
 def negative_prompt_3term(empty: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, cfg_scale) -> torch.Tensor:
     """Negative prompting, 3-term form ``eps_empty + w (eps_p - eps_n)`` (Desai & Vasconcelos, Eq. 4)."""
     e, p, n = _lift(empty, pos, neg)
@@ -63,16 +57,10 @@ def diffusion_negative(empty: torch.Tensor, pos: torch.Tensor, dns_scale) -> tor
     """Diffusion-negative sampling ``eps_empty + s (eps_empty - eps_p)`` (Desai & Vasconcelos, Eq. 19).
 
     Samples what the model considers least like the prompt. 2-term CFG with the prompts swapped
-    (positive = empty, negative = prompt) at CFG scale ``w`` is this rule with ``s = w - 1``; see
-    :func:`dns_scale_from_cfg`.
+    (positive = empty, negative = prompt) at CFG scale ``w`` is this rule with ``s = w - 1``.
     """
     e, p = _lift(empty, pos)
     return _finish(e + _scale(dns_scale, e) * (e - p), empty)
-
-
-def dns_scale_from_cfg(cfg_scale: float) -> float:
-    """The DNS scale ``s`` that 2-term CFG with swapped prompts at scale ``w`` realises: ``s = w - 1``."""
-    return cfg_scale - 1.0
 
 
 def dng(uncond: torch.Tensor, forbidden: torch.Tensor, lam) -> torch.Tensor:

@@ -7,8 +7,10 @@ UNGUIDED denoised predictions at each step (unconditional / positive ``D_ref`` a
 
 All trackers work in the k-diffusion (VE) frame: state ``x = x_t / sqrt(abar_t)``, noise level ``sigma``,
 denoised predictions ``D``. The posterior is a property of the random variable, not of its scaling, so the
-DDPM (VP) algorithm of the paper maps onto this frame exactly (see ``TransitionTracker``). Adapters that see
-eps at a timestep convert with :mod:`negguide.predictions`.
+DDPM (VP) algorithm of the paper maps onto this frame exactly (see ``TransitionTracker``); backends reach this
+frame through :mod:`negguide.frames`. Every tracker follows :class:`PosteriorTracker` (what
+:class:`negguide.dng.DynamicNegativeGuidance` drives); :func:`negguide.trackers.make_tracker` builds the one a
+:class:`~negguide.configs.DNGConfig` names.
 
 Two families:
 
@@ -35,10 +37,10 @@ Two families:
     ``div(D_neg - D_ref)`` is the costly part; estimators:
 
     * ``"exact"``: a callable supplied by the caller (Gaussian mixtures; ground truth);
-    * ``"hutchinson"``: ``K`` random probes with a forward finite difference, ``2K`` extra model rows per
-      image and step (both branches at ``x + eps v``). Probe directions: ``"rademacher"`` (random signs) or
-      ``"deflated"``: the same second moment ``E[v v^T] = I`` (so the same expectation, for any Jacobian), with
-      the image's likely dominant directions taken exactly (see :meth:`FlowTracker._deflate`);
+    * ``"hutchinson"``: ``K`` random probes with a forward finite difference, ``2K`` probe rows per image and
+      step (both branches at ``x + eps v``), in the directions of :mod:`negguide.probes`;
+    * ``"gated"``: the same probes, only where and when :class:`~negguide.probe_gate.GatedProbes` opens, the
+      held within-class part or the moment closure elsewhere;
     * ``"moment"``: no extra rows. Tweedie's second moment gives ``div D = tr Cov[x0|x] / sigma^2``; the law of
       total covariance splits ``tr Cov_ref - tr Cov_neg`` into a between-class part that the two predictions
       determine, ``p / (1 - p) |D_neg - D_ref|^2``, and a within-class part that they do not; ``"moment"``
@@ -57,11 +59,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 
-from .configs import PROBE_DIRECTIONS, VARIANCES, PosteriorConfig, ProbeGate
+from . import configs as C
+from .configs import PosteriorConfig, ProbeGate
+from .probe_gate import GatedProbes
+from .probes import ProbeDirections, ProbeRequest
 
 DIVERGENCES = ("moment", "hutchinson", "exact", "gated")
 
@@ -96,13 +100,49 @@ def odds_of(log_p: torch.Tensor) -> torch.Tensor:
     return (log_p - torch.log1p(-log_p.exp())).exp()
 
 
-class _Tracker:
+class PosteriorTracker:
+    """What :class:`negguide.dng.DynamicNegativeGuidance` drives, per image of a batch: at a step's first model
+    evaluation :meth:`probe_points` (the Hutchinson probes it wants, or None) then :meth:`observe`, and
+    :meth:`finish` after the last step. ``probe_pairs``: the probe pairs it asks for (2 model rows per image each
+    on a step where the image probes; 0: none); ``probe_rows`` and ``observed_steps`` count what it spent."""
+
+    name = "tracker"
+    probe_pairs = 0
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.probe_rows = 0  # model rows spent on probes so far (both branches)
+        self.observed_steps = 0
+
+    def probe_points(self, x: torch.Tensor, sigma, step: int | None = None) -> ProbeRequest | None:
+        return None
+
+    def observe(self, x: torch.Tensor, sigma, denoised_ref: torch.Tensor, denoised_neg: torch.Tensor,
+                probe_predictions: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Feed one model evaluation at the start of a step (``probe_predictions``: see :meth:`probe_points`)."""
+        raise NotImplementedError
+
+    def finish(self, x: torch.Tensor, sigma_final=0.0) -> None:
+        """Account for the last step, whose result no model evaluation follows."""
+        raise NotImplementedError
+
+    def posterior(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def odds(self) -> torch.Tensor:
+        """``p / (1 - p)`` per image."""
+        raise NotImplementedError
+
+    def average_probe_rows(self) -> float:
+        """Probe rows per image and step so far (beyond the negative branch): the tracker's average cost."""
+        return self.probe_rows / max(1, self.observed_steps * self.batch_size)
+
+
+class _Tracker(PosteriorTracker):
     """Shared per-image log-posterior state (float64, on the device of the predictions)."""
 
-    extra_rows_per_image = 0
-    name = "tracker"
-
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None):
+        super().__init__(batch_size)
         self.config = config
         self.log_p = torch.full((batch_size,), math.log(config.prior), dtype=torch.float64,
                                 device=state_device(device))
@@ -133,8 +173,8 @@ class TransitionTracker(_Tracker):
 
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None, variance: str = "beta",
                  eta: float = 1.0):
-        if variance not in VARIANCES:
-            raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+        if variance not in C.VARIANCES:
+            raise ValueError(f"variance must be one of {C.VARIANCES}, got {variance!r}")
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {eta}")
         if variance == "sampler" and eta == 0.0:
@@ -143,15 +183,16 @@ class TransitionTracker(_Tracker):
         self.variance, self.eta = variance, eta
         self._prev = None  # (x, sigma, D_ref, D_neg) of the step that produced the next state
 
-    def observe(self, x: torch.Tensor, sigma, denoised_ref: torch.Tensor, denoised_neg: torch.Tensor) -> None:
+    def observe(self, x: torch.Tensor, sigma, denoised_ref: torch.Tensor, denoised_neg: torch.Tensor,
+                probe_predictions=None) -> None:
         """Feed the state reached at the start of a step and the step's two unguided predictions."""
         self._update_to(x, sigma)
+        self.observed_steps += 1
         device = self.log_p.device
         self._prev = (_flat64(x, device), _sigma_vec(sigma, x.shape[0], device), _flat64(denoised_ref, device),
                       _flat64(denoised_neg, device))
 
     def finish(self, x: torch.Tensor, sigma_final=0.0) -> None:
-        """Account for the last step, whose result no model evaluation follows."""
         self._update_to(x, sigma_final)
         self._prev = None
 
@@ -177,64 +218,50 @@ class TransitionTracker(_Tracker):
 
 
 Divergence = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-STARTS = ("prior", "evidence")
 # Numerical bounds of the flow tracker's Bayes posterior (odds stay finite; 1e-9 keeps float64 rounding harmless).
 BAYES_LOG_LO, BAYES_LOG_HI = math.log(1e-12), math.log1p(-1e-9)
-
-
-class ProbeRequest(NamedTuple):
-    """Where the backend evaluates both branches for a Hutchinson estimate: ``points [K, n, ...]`` (``K`` probe
-    pairs) for the images ``images`` (``None``: every image of the batch, in order); ``directions`` alike."""
-
-    images: torch.Tensor | None
-    directions: torch.Tensor
-    points: torch.Tensor
 
 
 class FlowTracker(_Tracker):
     """Integrates ``d log p`` along a deterministic sampler's path. See the module docstring.
 
-    ``divergence``: ``"exact"``, ``"hutchinson"`` (``probe_pairs`` Rademacher pairs for every image at every step),
-    ``"moment"`` (no probes) or ``"gated"`` (``probe_pairs`` pairs only where and when :class:`ProbeGate` says,
-    the held within-class part or the moment closure elsewhere). ``start``: ``"prior"`` starts from ``log p0``;
+    ``divergence``: ``"exact"``, ``"hutchinson"`` (``probe_pairs`` pairs for every image at every step),
+    ``"moment"`` (no probes) or ``"gated"`` (``probe_pairs`` pairs only where and when ``gate`` says, the held
+    within-class part or the moment closure elsewhere). ``start``: ``"prior"`` starts from ``log p0``;
     ``"evidence"`` from the large-sigma expansion at the first evaluation,
     ``log p0 + (D_neg - D_ref).(x - (D_neg + D_ref)/2) / sigma^2`` (at sigma_max the marginals of both models are
     nearly Gaussians around their means, and the posterior has already moved away from the prior).
-    ``directions``: the probes' directions, ``"rademacher"`` or ``"deflated"`` (module docstring).
+    ``directions``: the probes' directions, ``"rademacher"`` or ``"deflated"`` (:mod:`negguide.probes`). The
+    defaults are :class:`~negguide.configs.DNGConfig`'s.
     """
 
     name = "flow"
 
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None, divergence: str = "moment",
                  probe_pairs: int = 1, exact_divergence: Divergence | None = None, fd_scale: float = 1e-2,
-                 generator: torch.Generator | list[torch.Generator] | None = None, start: str = "prior",
-                 gate: ProbeGate | None = None, directions: str = "rademacher"):
+                 generator: torch.Generator | list[torch.Generator] | None = None, start: str = C.DEFAULT_FLOW_START,
+                 gate: ProbeGate | None = None, directions: str = C.DEFAULT_PROBE_DIRECTIONS):
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if divergence == "exact" and exact_divergence is None:
             raise ValueError("divergence='exact' needs exact_divergence(x, sigma) -> div(D_neg - D_ref) per image")
         if divergence in ("hutchinson", "gated") and probe_pairs < 1:
             raise ValueError(f"a Hutchinson estimate needs >= 1 probe pair, got {probe_pairs}")
-        if directions not in PROBE_DIRECTIONS:
-            raise ValueError(f"directions must be one of {PROBE_DIRECTIONS}, got {directions!r}")
-        if start not in STARTS:
-            raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+        if directions not in C.PROBE_DIRECTIONS:
+            raise ValueError(f"directions must be one of {C.PROBE_DIRECTIONS}, got {directions!r}")
+        if start not in C.FLOW_STARTS:
+            raise ValueError(f"start must be one of {C.FLOW_STARTS}, got {start!r}")
         super().__init__(config, batch_size, device)
-        self.divergence, self.probe_pairs, self.fd_scale = divergence, probe_pairs, fd_scale
-        self.exact_divergence, self.generator, self.start = exact_divergence, generator, start
-        self.gate = (gate or ProbeGate()) if divergence == "gated" else None
-        self.directions = directions
-        self.extra_rows_per_image = 2 * probe_pairs if divergence in ("hutchinson", "gated") else 0
-        self.name = f"flow-{divergence}" + (f"-{probe_pairs}" if divergence in ("hutchinson", "gated") else "")
+        probing = divergence in ("hutchinson", "gated")
+        self.divergence, self.probe_pairs, self.fd_scale = divergence, probe_pairs if probing else 0, fd_scale
+        self.exact_divergence, self.start = exact_divergence, start
+        self.name = f"flow-{divergence}" + (f"-{probe_pairs}" if probing else "")
+        device = self.log_p.device
+        self.probes = ProbeDirections(directions, probe_pairs, batch_size, generator, device) if probing else None
+        self.gate = (GatedProbes(gate or ProbeGate(), batch_size, device, config.prior) if divergence == "gated"
+                     else None)
         self._prev = None  # (x, sigma, g, h_fixed, h_odds, h_within) at the previous evaluation; h(p) below
         self._request: ProbeRequest | None = None  # the current step's probe request
-        self.probe_rows = 0  # model rows spent on probes so far (both branches)
-        self.observed_steps = 0
-        device = self.log_p.device
-        self._held = torch.zeros(batch_size, dtype=torch.float64, device=device)  # within-class part per (1 - p)
-        self._held_sigma = torch.zeros(batch_size, dtype=torch.float64, device=device)  # 0: nothing held
-        self._held_p = torch.zeros(batch_size, dtype=torch.float64, device=device)  # p at the held probe
-        self._response: torch.Tensor | None = None  # deflated probes: each image's last (J_neg - J_ref) v
         # The concept's posterior under the two models itself (temperature 1, no offset, no p_min / p_max): what
         # the moment closure and the gate need. ``log_p``, the posterior DNG guides with, takes the same evidence
         # tempered, offset and clamped (Algorithm 2); with p_max = 0.8 it could never look decided.
@@ -243,21 +270,19 @@ class FlowTracker(_Tracker):
     # -- Hutchinson probes: the backend evaluates both branches at these points in the same batch --------
     def probe_points(self, x: torch.Tensor, sigma, step: int | None = None) -> ProbeRequest | None:
         """The probe points of this step's first evaluation, or None when no image probes."""
-        if self.divergence not in ("hutchinson", "gated"):
+        if self.probes is None:
             return None
         self._request = None
         images = None
-        if self.divergence == "gated":
-            images = self._gate_open(step).nonzero().reshape(-1).cpu()  # the row layout is decided on the host
+        if self.gate is not None:
+            images = self.gate.open(self.log_p_bayes, step).nonzero().reshape(-1).cpu()  # row layout: on the host
             if images.numel() == 0:
                 return None
             if images.numel() == x.shape[0]:
                 images = None
         idx = range(x.shape[0]) if images is None else images.tolist()
         n = len(idx)
-        v = self._random_signs(idx, x.shape[1:])
-        if self.directions == "deflated":
-            v = self._deflate(v, idx)
+        v = self.probes.draw(idx, x.shape[1:], self._prev[2] if self._prev is not None else None)
         v = v.to(x.device, x.dtype)
         x_sub = x if images is None else x[images.to(x.device)]
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
@@ -266,51 +291,6 @@ class FlowTracker(_Tracker):
         self.probe_rows += 2 * self.probe_pairs * n
         self._request = ProbeRequest(images, v, x_sub.unsqueeze(0) + self.fd_scale * s * v)
         return self._request
-
-    def _random_signs(self, idx, shape) -> torch.Tensor:
-        """``[K, n, *shape]`` float64 entries +-1 for the images ``idx``, drawn on the host."""
-        k = self.probe_pairs
-        if isinstance(self.generator, (list, tuple)):  # one per image: an image's probes ignore the rest of the batch
-            if len(self.generator) != self.log_p.shape[0]:
-                raise ValueError(f"{len(self.generator)} probe generators for a batch of {self.log_p.shape[0]}")
-            bits = torch.stack([torch.randint(0, 2, (k, *shape), generator=self.generator[i], device="cpu")
-                                for i in idx], dim=1)
-        else:
-            bits = torch.randint(0, 2, (k, len(idx), *shape), generator=self.generator, device="cpu")
-        return bits.to(self.log_p.device, torch.float64) * 2 - 1
-
-    def _deflate(self, w: torch.Tensor, idx) -> torch.Tensor:
-        """``v = (I - Q Q^T) w + Q s`` per image: ``Q`` an orthonormal basis of the image's previous
-        ``Delta = D_neg - D_ref`` and its last probe response ``(J_neg - J_ref) v``, ``s`` fresh random signs.
-
-        ``E[v v^T] = (I - Q Q^T) + Q Q^T = I`` for any ``Q``, so ``v^T J v`` stays an unbiased estimate of
-        ``tr J``. Where two classes still compete, the Jacobian has a large rank-one part ``c u u^T``, whose
-        Rademacher estimate ``c (u.v)^2`` spreads as much as ``c |u|^2`` itself (the jumps of ``p`` a single
-        probe makes mid-decision); a response ``J v`` points along ``u`` there, and ``u`` in ``Q`` contributes
-        no spread. Unknown columns (the first step, an image that never probed) are zeros: ``Q`` is then an
-        arbitrary orthonormal pair, which costs nothing but the guess."""
-        rows = torch.as_tensor(list(idx), device=self.log_p.device)
-        dim = w[0, 0].numel()
-        if self._response is None:
-            self._response = torch.zeros(self.log_p.shape[0], dim, dtype=torch.float64, device=self.log_p.device)
-        delta = self._prev[2][rows] if self._prev is not None else torch.zeros_like(self._response[rows])
-        basis, _ = torch.linalg.qr(torch.stack([delta, self._response[rows]], dim=2))  # [n, dim, 2]
-        signs = self._random_signs(idx, (basis.shape[2],))  # [K, n, min(2, dim)]
-        flat = w.reshape(w.shape[0], w.shape[1], dim)
-        along = torch.einsum("knd,ndm->knm", flat, basis)
-        return (flat + torch.einsum("knm,ndm->knd", signs - along, basis)).reshape(w.shape)
-
-    def _gate_open(self, step: int | None) -> torch.Tensor:
-        gate = self.gate
-        on_schedule = step is None or step % gate.every == 0
-        p = self.log_p_bayes.exp()
-        moved = (self.log_p_bayes - math.log(self.config.prior)).abs() >= gate.min_move
-        undecided = (p >= gate.p_low) & (p <= gate.p_high)
-        return undecided & moved & on_schedule
-
-    def average_probe_rows(self) -> float:
-        """Probe rows per image and step so far (beyond the negative branch): the tracker's average cost."""
-        return self.probe_rows / max(1, self.observed_steps * self.log_p.shape[0])
 
     def _hutchinson(self, idx, sigma_sub, delta_sub, probe_predictions, odds_sub=None) -> torch.Tensor:
         """``div(D_neg - D_ref)`` of the images ``idx`` from their probes (forward differences); with ``odds_sub``
@@ -322,8 +302,7 @@ class FlowTracker(_Tracker):
         jv = (neg_at - ref_at).reshape(k, n, -1).to(device).to(torch.float64) - delta_sub.unsqueeze(0)
         vv = v.reshape(k, n, -1).to(device).to(torch.float64)
         estimate = (vv * jv).sum(2).mean(0) / (self.fd_scale * sigma_sub)
-        if self.directions == "deflated":
-            self._response[idx] = jv.mean(0)
+        self.probes.remember(idx, jv.mean(0))
         if odds_sub is not None:
             along = (vv * delta_sub.unsqueeze(0)).sum(2)  # Delta . v, [K, n]
             estimate = estimate + odds_sub * ((along * along).mean(0) - (delta_sub * delta_sub).sum(1)) / sigma_sub**2
@@ -360,7 +339,7 @@ class FlowTracker(_Tracker):
             h_fixed = cross + self._hutchinson(slice(None), s, delta, probe_predictions) / s
             h_odds = torch.zeros_like(between)
         elif self.divergence == "gated":
-            h_within = self._held_within(s) / s
+            h_within = self.gate.held(s) / s
             if request is not None:
                 idx = torch.arange(x.shape[0], device=device) if request.images is None else request.images.to(device)
                 self._probe(idx, s, delta, cross, probe_predictions, h_fixed)
@@ -374,35 +353,19 @@ class FlowTracker(_Tracker):
 
     def _probe(self, idx, s, delta, cross, probe_predictions, h_fixed) -> None:
         """The probing images' divergence: the within-class part per unit (1 - p) from this probe, averaged with
-        the previous one (see :class:`~negguide.configs.ProbeGate`), written into ``h_fixed`` and held."""
-        gate, log_p = self.gate, self.log_p_bayes[idx]
+        the previous ones by the gate (see :class:`~negguide.configs.ProbeGate`), written into ``h_fixed``."""
+        log_p = self.log_p_bayes[idx]
         p, odds = log_p.exp(), odds_of(log_p)
         s_i, d_i = s[idx], delta[idx]
-        div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if gate.control_variate else None)
+        div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if self.gate.settings.control_variate else None)
         between = odds * (d_i * d_i).sum(1) / s_i**2
-        within = (div + between) / (1 - p)
-        if gate.smoothing > 0:  # the previous estimate carried to this noise level, however old
-            held_sigma = self._held_sigma[idx]
-            previous = self._held[idx] * held_sigma / s_i
-            # Inverse-variance weights: an estimate per unit (1 - p) spreads as 1 / (1 - p) at its probe's p.
-            past = gate.smoothing * (1 - self._held_p[idx]) ** 2
-            weight = past / (past + (1 - gate.smoothing) * (1 - p) ** 2)
-            within = torch.where(held_sigma > 0, (1 - weight) * within + weight * previous, within)
+        within = self.gate.average(idx, s_i, p, (div + between) / (1 - p))
         h_fixed[idx] = cross[idx] + ((1 - p) * within - between) / s_i
-        self._held[idx], self._held_sigma[idx], self._held_p[idx] = within, s_i, p
-
-    def _held_within(self, s: torch.Tensor) -> torch.Tensor:
-        """The held within-class divergence per unit (1 - p) at noise ``s``, zero where none is held or it has
-        aged beyond ``hold_efolds`` e-folds of sigma."""
-        held = self._held_sigma > 0
-        fresh = held & (s >= self._held_sigma * math.exp(-self.gate.hold_efolds))
-        scaled = self._held * self._held_sigma / s.clamp(min=torch.finfo(torch.float64).tiny)
-        return torch.where(fresh, scaled, torch.zeros_like(scaled))
 
     def _h(self, h_fixed, h_odds, h_within, log_p):
         p, odds = log_p.exp(), odds_of(log_p)
         if self.gate is not None:  # decided at the top: no between-class term (ProbeGate, last paragraph)
-            odds = torch.where(p > self.gate.p_high, torch.zeros_like(odds), odds)
+            odds = self.gate.between_odds(p, odds)
         return h_fixed - odds * h_odds + (1 - p) * h_within
 
     def finish(self, x: torch.Tensor, sigma_final=0.0) -> None:

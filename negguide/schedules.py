@@ -58,11 +58,6 @@ class DiscreteSchedule:
                   beta_end: float = 0.02) -> DiscreteSchedule:
         return cls(ddpm_betas(kind, num_timesteps, beta_start, beta_end))
 
-    @classmethod
-    def stable_diffusion(cls) -> DiscreteSchedule:
-        """SD 1.x / 2.x / XL training schedule: scaled_linear, 0.00085..0.012, T = 1000."""
-        return cls.from_kind("scaled_linear", 1000, 0.00085, 0.012)
-
     @property
     def num_timesteps(self) -> int:
         return self.betas.shape[0]
@@ -76,48 +71,10 @@ class DiscreteSchedule:
         return torch.cumprod(self.alphas, dim=0)
 
     @property
-    def alphas_cumprod_prev(self) -> torch.Tensor:
-        """``abar_{t-1}`` with ``abar_{-1} = 1``."""
-        return torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
-
-    @property
-    def posterior_variance(self) -> torch.Tensor:
-        """``beta_tilde_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)``, the variance of q(x_{t-1} | x_t, x_0).
-
-        It is exactly 0 at ``t = 0``.
-        """
-        return self.betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
-
-    @property
     def sigmas(self) -> torch.Tensor:
         """k-diffusion noise levels ``sqrt((1 - abar_t) / abar_t)``, increasing with t."""
         abar = self.alphas_cumprod
         return ((1.0 - abar) / abar).sqrt()
-
-    def sigma_to_t(self, sigma: torch.Tensor | float) -> torch.Tensor:
-        """Continuous timestep for a noise level, interpolating linearly in log sigma (as k-diffusion does)."""
-        log_sigmas = self.sigmas.log()
-        s = torch.as_tensor(sigma, dtype=torch.float64).clamp(min=float(self.sigmas[0]),
-                                                               max=float(self.sigmas[-1]))
-        log_s = s.log()
-        idx = torch.searchsorted(log_sigmas, log_s.reshape(-1)).clamp(1, self.num_timesteps - 1)
-        lo, hi = log_sigmas[idx - 1], log_sigmas[idx]
-        w = (log_s.reshape(-1) - lo) / (hi - lo)
-        return (idx - 1 + w).reshape(s.shape)
-
-    def t_to_sigma(self, t: torch.Tensor | float) -> torch.Tensor:
-        """Noise level at a (possibly fractional) timestep, interpolating linearly in log sigma."""
-        t = torch.as_tensor(t, dtype=torch.float64).clamp(0, self.num_timesteps - 1)
-        lo = t.floor().long()
-        hi = (lo + 1).clamp(max=self.num_timesteps - 1)
-        w = t - lo
-        log_sigmas = self.sigmas.log()
-        return ((1 - w) * log_sigmas[lo] + w * log_sigmas[hi]).exp()
-
-    def alpha_bar_at_sigma(self, sigma: torch.Tensor | float) -> torch.Tensor:
-        """``abar = 1 / (1 + sigma^2)``: exact, no table lookup."""
-        s = torch.as_tensor(sigma, dtype=torch.float64)
-        return 1.0 / (1.0 + s * s)
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
@@ -126,9 +83,3 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
     min_inv, max_inv = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sig = (max_inv + ramp * (min_inv - max_inv)) ** rho
     return torch.cat([sig, sig.new_zeros(1)])
-
-
-def evenly_spaced_sigmas(schedule: DiscreteSchedule, n: int) -> torch.Tensor:
-    """The WebUI's default k-diffusion discretisation: ``n`` timesteps evenly spaced from T-1 to 0, then 0."""
-    t = torch.linspace(schedule.num_timesteps - 1, 0, n, dtype=torch.float64)
-    return torch.cat([schedule.t_to_sigma(t), torch.zeros(1, dtype=torch.float64)])

@@ -22,14 +22,15 @@ model, there is no prompt and no empty branch (``E`` is ``P``), so ``dng`` reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from .checks import SettingsError, is_finite_number, raise_problems
-from .configs import DNGConfig, SLDConfig
+from .configs import DNGConfig, SLDConfig, config_from_dict, config_to_dict
+from .modes import MODE_CLASSES, GuidanceMode
 from .windows import StepWindow
 
-MODES = ("np", "np3", "dns", "dng", "sld", "perp_neg")
-WINDOWED_MODES = ("np", "np3")
+MODES = tuple(MODE_CLASSES)  # the built-in modes (a mode registered later is valid too)
 MAX_CFG_SCALE = 100.0
 
 
@@ -45,8 +46,10 @@ class GuidanceSpec:
     class_removal: bool = False
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise SettingsError([f"mode must be one of {MODES}, got {self.mode!r}"])
+        if self.mode not in MODE_CLASSES:
+            raise SettingsError([f"mode must be one of {tuple(MODE_CLASSES)}, got {self.mode!r}"])
+        mode = MODE_CLASSES[self.mode]
+        windowed = tuple(name for name, cls in MODE_CLASSES.items() if cls.windowed)
         raise_problems([
             (is_finite_number(self.cfg_scale) and 0 <= float(self.cfg_scale) <= MAX_CFG_SCALE,
              f"CFG scale must be a number in [0, {MAX_CFG_SCALE:g}], got {self.cfg_scale!r}"),
@@ -54,11 +57,16 @@ class GuidanceSpec:
              f"DNS scale must be a number in [0, 100], got {self.dns_scale!r}"),
             (is_finite_number(self.perp_neg_scale) and float(self.perp_neg_scale) >= 0,
              f"Perp-Neg scale must be a number >= 0, got {self.perp_neg_scale!r}"),
-            (self.window is None or self.mode in WINDOWED_MODES,
-             f"a step window applies to the modes {WINDOWED_MODES}, not to {self.mode!r}"),
-            (not self.class_removal or self.mode not in ("dns", "perp_neg"),
+            (self.window is None or mode.windowed, f"a step window applies to the modes {windowed}, not to "
+                                                   f"{self.mode!r}"),
+            (not (self.class_removal and mode.needs_prompt),
              f"mode {self.mode!r} needs a prompt: it has no meaning for class removal"),
         ])
+
+    def guidance_mode(self) -> GuidanceMode:
+        """A fresh :class:`~negguide.modes.base.GuidanceMode` of this spec: what it reads and how it combines (a
+        run keeps its own, which holds the mode's state for the pass)."""
+        return MODE_CLASSES[self.mode](self)
 
     @property
     def empty_branch(self) -> str:
@@ -68,3 +76,50 @@ class GuidanceSpec:
     @property
     def resolved_dns_scale(self) -> float:
         return float(self.cfg_scale) - 1.0 if self.dns_scale is None else float(self.dns_scale)
+
+    def to_dict(self) -> dict:
+        """The settings that matter for the spec's mode, JSON-serialisable: ``mode``, ``cfg_scale`` and the mode's
+        own fields (a window with its description, DNS's resolved scale); ``class_removal`` when set.
+        :meth:`from_dict` reads it back."""
+        out = {"mode": self.mode, "cfg_scale": self.cfg_scale}
+        for name in MODE_CLASSES[self.mode].settings:
+            value = getattr(self, name)
+            if name == "window":
+                value = None if value is None else {**config_to_dict(value), "describe": value.describe()}
+            elif name == "dns_scale":
+                value = self.resolved_dns_scale
+            elif name in ("dng", "sld"):
+                value = config_to_dict(value)
+            out[name] = value
+        if self.class_removal:
+            out["class_removal"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> GuidanceSpec:
+        """The spec a :meth:`to_dict` dict describes (fields it does not name keep their defaults)."""
+        window = data.get("window")
+        if window is not None:
+            window = StepWindow(window["start"], window["end"], window.get("unit", "step"))
+        return cls(data["mode"], data["cfg_scale"], window=window, dns_scale=data.get("dns_scale"),
+                   dng=config_from_dict(DNGConfig, data.get("dng") or {}),
+                   sld=config_from_dict(SLDConfig, data.get("sld") or {}),
+                   perp_neg_scale=data.get("perp_neg_scale", 1.0), class_removal=data.get("class_removal", False))
+
+
+CLASS_REMOVAL_METHODS = ("np", "sld", "dng")
+
+
+def class_removal_spec(method: str, scale: float, dng: DNGConfig | None = None,
+                       sld: SLDConfig | None = None) -> GuidanceSpec:
+    """The DNG paper's class-removal setting (Sec. 4.1): the "positive" branch is the unconditional model, the
+    "negative" one the model of the class to remove. ``scale`` is the method's own parameter: ``np``'s constant
+    lambda (2-term NP with ``w = 1 + lambda``: ``P - lambda (N - P)``), ``sld``'s guidance scale, ``dng``'s lambda0
+    (its other settings from ``dng``)."""
+    if method == "np":
+        return GuidanceSpec("np", cfg_scale=1.0 + scale, class_removal=True)
+    if method == "sld":
+        return GuidanceSpec("sld", cfg_scale=scale, sld=sld or SLDConfig(), class_removal=True)
+    if method == "dng":
+        return GuidanceSpec("dng", cfg_scale=1.0, dng=replace(dng or DNGConfig(), lambda0=scale), class_removal=True)
+    raise SettingsError([f"class removal compares the methods {CLASS_REMOVAL_METHODS}, got {method!r}"])

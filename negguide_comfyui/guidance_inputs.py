@@ -14,10 +14,6 @@ EMPTY_TOOLTIP = ("The empty prompt (a CLIP Text Encode of \"\"): the uncondition
 TRACE_TOOLTIP = "Records of the guided passes of the latest prompt, for the Negative Guidance Plot node."
 
 
-def settings_inputs(mode: Mode) -> tuple[dict, dict]:
-    return dict(mode.widgets), dict(mode.optional)
-
-
 def make_guidance(mode: Mode, values: dict, model, empty_conditioning, cfg_scale: float) -> Guidance:
     """Validates everything that can be checked before sampling (the core's checks of the settings, the model
     family); ``cfg_scale`` is the guider's, or a nominal one for a patch (the sampler's is checked when it runs)."""

@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import torch
 
-from negguide.checks import SettingsError
-from negguide.clock import ScheduleClock
-from negguide.run import GuidanceRun, Rows
-from negguide.spec import GuidanceSpec
+from negguide import (
+    GuidanceRun,
+    GuidanceSpec,
+    Rows,
+    ScheduleClock,
+    SettingsError,
+    evaluate_extra_rows,
+    probe_generators,
+)
 
 from .model_kind import ModelKind, refuse_unsupported
 from .per_image import image_seeds, select_images
@@ -56,34 +61,19 @@ class GuidedPass:
         outputs = self._evaluate(model, [self.conds[g.branch] for g in at_state], x, sigma, options)
         predictions = dict(zip(at_state, outputs, strict=True))
         probes = [g for g in plan.groups if g.probe is not None]
-        if probes:
-            predictions.update(self._at_probes(plan, probes, model, sigma, options))
+        if probes:  # other states: one call per set of probing images (ComfyUI repeats a conditioning to its rows)
+            batch = plan.x.shape[0]
+
+            def evaluate(branches, images, x_rows, sigma_rows):
+                conds = [select_images(self.conds[b], images, batch) for b in branches]
+                return self._evaluate(model, conds, x_rows, sigma_rows, options)
+
+            sigmas = torch.as_tensor(sigma, device=plan.x.device).reshape(-1).expand(batch)
+            predictions.update(evaluate_extra_rows(plan, probes, evaluate, sigmas))
         self.evaluations += 1
         self.rows += sum(plan.row_count(g) for g in plan.groups)  # a gated step probes only some images
         self._pending = (plan, predictions)
         return [predictions[Rows(plan.cond_branch)], predictions[Rows(plan.uncond_branch)]]
-
-    def _at_probes(self, plan, probes: list[Rows], model, sigma, options) -> dict[Rows, torch.Tensor]:
-        """The probe rows, one call per set of probing images: the probe points stacked, each branch's
-        conditioning repeated over them (ComfyUI repeats a conditioning to the rows it is evaluated at)."""
-        batch = plan.x.shape[0]
-        sigma = torch.as_tensor(sigma, device=plan.x.device).reshape(-1).expand(batch)
-        groups: dict[tuple | None, list[Rows]] = {}
-        for rows in probes:  # a core that probes only some images on a step names them in rows.images
-            groups.setdefault(rows.images, []).append(rows)
-        out = {}
-        for images, rows in groups.items():
-            points = sorted({r.probe for r in rows})
-            branches = list(dict.fromkeys(r.branch for r in rows))
-            x = torch.cat([plan.probe_inputs[k] for k in points])
-            n = plan.probe_inputs.shape[1]
-            at = sigma if images is None else sigma[list(images)]
-            conds = [select_images(self.conds[b], images, batch) for b in branches]
-            outputs = self._evaluate(model, conds, x, at.repeat(len(points)), options)
-            chunks = {(b, k): out_b[j * n:(j + 1) * n] for b, out_b in zip(branches, outputs, strict=True)
-                      for j, k in enumerate(points)}
-            out.update({r: chunks[(r.branch, r.probe)] for r in rows})
-        return out
 
     def post_cfg(self, args: dict) -> torch.Tensor:
         pending, self._pending = self._pending, None
@@ -108,6 +98,6 @@ def start_pass(spec: GuidanceSpec, kind: ModelKind, sampler, sigmas: torch.Tenso
                conds: dict[str, list], title: str, evaluate) -> GuidedPass:
     info = sampler_info(sampler, sigmas[:-1].tolist())
     refuse_unsupported(spec, kind, info)
-    generators = [torch.Generator().manual_seed(s) for s in image_seeds(seed, noise)]
-    run = GuidanceRun(spec, noise.shape[0], kind.frame, info, clock=schedule_clock(sigmas), generator=generators)
+    run = GuidanceRun(spec, noise.shape[0], kind.frame, info, clock=schedule_clock(sigmas),
+                      generator=probe_generators(image_seeds(seed, noise)))
     return GuidedPass(run, conds, title, sampler_name(sampler), evaluate)

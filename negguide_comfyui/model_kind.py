@@ -8,18 +8,15 @@ the model's ``model_sampling`` (``comfy/model_sampling.py``):
   the k-diffusion frame;
 * ``CONST`` (SD3, Flux, AuraFlow, ...: rectified flow): ``x = (1 - t) x0 + t eps`` with ComfyUI's sigma = ``t``,
   and the model's velocity already converted to x0 by ``calculate_denoised``: a flow-time frame with an x0
-  prediction (not ``Frame.rectified_flow()``, whose prediction is the velocity).
+  prediction (not ``Frame.rectified_flow()``, whose prediction is the velocity). The core's rules for flow models
+  key on the frame's noise level, so this frame is all they need.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from negguide.checks import raise_problems
-from negguide.frames import Frame
-from negguide.run import check_compatible
-from negguide.samplers import SamplerInfo
-from negguide.spec import GuidanceSpec
+from negguide import Frame, GuidanceSpec, SamplerInfo, check_compatible, raise_problems
 
 
 @dataclass(frozen=True)
@@ -27,10 +24,6 @@ class ModelKind:
     frame: Frame
     guidance_distilled: bool  # Flux dev-type: the model applies a distilled guidance itself
     name: str  # for messages: the model class and its sampling type
-
-    @property
-    def rectified_flow(self) -> bool:
-        return self.frame.level == "flow_t"
 
 
 def frame_of(model_sampling) -> Frame:
@@ -51,14 +44,11 @@ def model_kind(model_patcher) -> ModelKind:
 
 
 def refuse_unsupported(spec: GuidanceSpec, kind: ModelKind, sampler: SamplerInfo | None) -> None:
-    """The model-family rules, before any model row runs.
-
-    The core keys its rectified-flow rules on a velocity-predicting frame; ComfyUI hands x0 for flow models, so
-    they are asked with the flow frame the model really is. Guidance-distilled models (Flux dev) are refused
-    here: their predictions already carry a distilled guidance, there is no CFG to steer at cfg 1, and DNG's
-    posterior needs the conditional predictions such a model does not make."""
-    if kind.rectified_flow:
-        check_compatible(spec, Frame.rectified_flow(), sampler)
+    """The model-family rules, before any model row runs: the core's (SLD and a stochastic transition tracker on a
+    flow model), and guidance-distilled models (Flux dev), refused here: their predictions already carry a distilled
+    guidance, there is no CFG to steer at cfg 1, and DNG's posterior needs the conditional predictions such a model
+    does not make."""
+    check_compatible(spec, kind.frame, sampler)
     raise_problems([
         (not (kind.guidance_distilled and spec.mode == "dng"),
          f"{kind.name} is guidance-distilled (Flux dev-type): DNG's posterior compares the model's conditional "

@@ -12,11 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from negguide.checks import SettingsError
-from negguide.configs import PROBE_DIRECTIONS, TRACKERS, VARIANCES, DNGConfig, SLDConfig
-from negguide.frames import Frame
-from negguide.spec import GuidanceSpec
-from negguide.windows import StepWindow
+from negguide import (
+    PROBE_DIRECTIONS,
+    TRACKERS,
+    VARIANCES,
+    DNGConfig,
+    Frame,
+    GuidanceSpec,
+    SettingsError,
+    SLDConfig,
+    StepWindow,
+)
 
 WINDOW_UNITS = ("steps", "fraction", "sigma")  # ComfyUI spelling -> negguide.windows units below
 _CORE_UNIT = {"steps": "step", "fraction": "fraction", "sigma": "sigma"}
@@ -39,11 +45,16 @@ class Mode:
     key: str  # used in node ids: NegGuide<Key>Guider / NegGuide<Key>Patch
     title: str
     summary: str  # the node's description
-    uses_negative: bool  # DNS guides with the positive and empty prompts only
+    core_mode: str  # the core mode it runs (the windowed family: np, or np3 by its form)
     widgets: Mapping[str, tuple]  # required settings, in display order
     optional: Mapping[str, tuple]  # advanced settings with defaults
     build: Callable[[dict, float, Frame], GuidanceSpec]  # (values, cfg scale, frame) -> spec
     guider_scale: tuple = CFG_INPUT  # (name, ComfyUI input spec, value -> cfg scale)
+
+    @property
+    def uses_negative(self) -> bool:
+        """The node takes a negative conditioning when its core mode reads one (DNS: positive and empty only)."""
+        return GuidanceSpec(self.core_mode).guidance_mode().reads_negative
 
     def spec(self, values: Mapping, cfg_scale: float, frame: Frame) -> GuidanceSpec:
         known = {k: values[k] for k in (*self.widgets, *self.optional) if k in values}
@@ -96,7 +107,7 @@ WINDOWED = Mode(
     "The negative prompt acts only on the steps of a window (Ban et al. 2024: steps 5-15 of 30 remove an object "
     "and keep the composition); on every other step the empty prompt is the unconditional branch. Same model rows "
     "as plain CFG.",
-    True,
+    "np",
     {
         "form": (list(FORMS), {"default": "2-term", "tooltip": "2-term: negative + cfg (positive - negative), what "
                                "ComfyUI's CFG does with a negative prompt. 3-term: empty + cfg (positive - negative) "
@@ -117,8 +128,9 @@ DNG = Mode(
     "DNG", "Dynamic Negative Guidance",
     "Koulischer et al. 2025: the negative scale follows the tracked posterior p that the image shows the negative "
     "prompt, lambda = lambda0 p / (1 - p), per image. Ancestral/SDE samplers get the transition tracker (+1 row per "
-    "image), deterministic ones the probability-flow tracker with a Hutchinson probe (+3 rows).",
-    True,
+    "image), deterministic ones the gated probability-flow tracker (+1 row per image, and 2 probe rows for an image "
+    "on the steps where its posterior is undecided).",
+    "dng",
     {
         "lambda0": _float(_defaults_dng.lambda0, 0.0, 1000.0, 0.1, "Guidance scale at p = 1/2; 0 = no negative "
                           "guidance and no extra rows (an empty negative prompt)."),
@@ -149,7 +161,7 @@ DNS = Mode(
     "DNS", "Diffusion-Negative Sample",
     "Desai & Vasconcelos 2024, Eq. 19: samples what the model considers least like the prompt, "
     "empty + s (empty - positive). Look at it to find what to put in the negative prompt. Same rows as plain CFG.",
-    False,
+    "dns",
     {},
     {},
     _dns,
@@ -162,7 +174,7 @@ SLD = Mode(
     "SLD", "Safe Latent Diffusion",
     "Schramowski et al. 2023, the DNG paper's baseline: a thresholded, momentum-accelerated push away from the "
     "negative prompt in eps units. Not defined for rectified-flow models (SD3, Flux). +1 row per image.",
-    True,
+    "sld",
     {
         "threshold": _float(_defaults_sld.threshold, -100.0, 100.0, 0.001, "SLD threshold lambda (eps units)."),
         "scale": _float(_defaults_sld.s_s, 0.0, 10000.0, 0.1, "SLD guidance scale s_S."),
@@ -179,7 +191,7 @@ PERP_NEG = Mode(
     "PerpNeg", "Perp-Neg",
     "Armandpour et al. 2023: only the part of the negative direction perpendicular to the positive one is "
     "subtracted, per image (ComfyUI's own PerpNegGuider projects over the whole batch). +1 row per image.",
-    True,
+    "perp_neg",
     {"neg_scale": _float(1.0, 0.0, 100.0, 0.01, "Scale of the perpendicular negative component.")},
     {},
     _perp_neg,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
 
-from negguide.checks import SettingsError
+from negguide import SettingsError
 
 from .guided_pass import start_pass
 from .model_kind import ModelKind

@@ -15,7 +15,7 @@ the options add what only ComfyUI's objects say:
 
 from __future__ import annotations
 
-from negguide.samplers import SamplerInfo
+from negguide import SamplerInfo
 
 _ETA_DRIVEN = ("dpm_fast", "dpm_adaptive")
 _SA_SOLVER = ("sa_solver", "sa_solver_pece")

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import torch
 
-from negguide.clock import EvaluationClock
-from negguide.frames import Frame
-from negguide.run import GuidanceRun, Rows
+from negguide import Frame, Rows
 
 from . import conds as C
-from .job import Job, PendingEvaluation
-from .pass_info import probe_generators, sampler_info, schedule_steps
+from .adapter import CFGAdapter
+from .job import PendingEvaluation
 from .slots import Conditionings
 
 
@@ -40,12 +38,7 @@ def _first_cond_rows(denoiser, batch: int, n_cond: int) -> list[int] | None:
     return [sum(repeats[:i]) for i in range(batch)]
 
 
-class A1111Adapter:
-    def __init__(self, job: Job, p, backend):
-        self.job, self.p, self.backend = job, p, backend
-        self.callbacks = backend.callbacks
-        self.registered = False
-
+class A1111Adapter(CFGAdapter):
     # --- the adapter protocol ----------------------------------------------------------------------------
     def register(self):
         if not self.registered:
@@ -62,40 +55,23 @@ class A1111Adapter:
     def before_sampling(self, p):
         """Nothing to install: A1111's callbacks are registered for the whole job."""
 
-    # --- helpers ------------------------------------------------------------------------------------------
-    def _foreign(self, denoiser) -> bool:
-        owner = getattr(denoiser, "p", None)
-        if owner is not None and owner is not self.p:
-            self.remove()
-            return True
-        return False
-
-    @staticmethod
-    def frame(denoiser, p) -> Frame:
+    def frame(self, denoiser) -> Frame:
         """k-diffusion denoisers hand x0 at sigma; the timestep ones (DDIM/PLMS/UniPC) eps at a timestep."""
         if not (hasattr(denoiser, "alphas") or "Timesteps" in type(denoiser).__name__):
             return Frame.k_diffusion()
         alphas = getattr(denoiser, "alphas", None)
-        return Frame.discrete_vp(alphas if alphas is not None else p.sd_model.alphas_cumprod)
-
-    def _new_run(self, denoiser, batch: int, is_hr: bool) -> GuidanceRun:
-        p = self.p
-        steps = int(getattr(denoiser, "steps", None) or getattr(p, "steps", 1))
-        clock = EvaluationClock(steps, getattr(denoiser, "total_steps", None))
-        return GuidanceRun(self.job.settings.spec(float(p.cfg_scale), is_hr), batch, self.frame(denoiser, p),
-                           sampler_info(p, self.backend, is_hr), clock=clock, schedule_steps=schedule_steps(p, is_hr),
-                           generator=probe_generators(p, batch, is_hr))
+        return Frame.discrete_vp(alphas if alphas is not None else self.p.sd_model.alphas_cumprod)
 
     # --- callbacks ----------------------------------------------------------------------------------------
     def on_cfg_denoiser(self, params):
         d = params.denoiser
-        if d is None or self._foreign(d):
+        if d is None or self.foreign(d):
             return
         job = self.job
         is_hr = bool(getattr(self.p, "is_hr_pass", False))
         tc, tu = params.text_cond, params.text_uncond
         b, nc = C.rows(tu), C.rows(tc)
-        sp = job.pass_for(d, is_hr, lambda: self._new_run(d, b, is_hr))
+        sp = job.pass_for(d, is_hr, lambda: self.new_run(d, b, is_hr))
         sp.pending = None
         if params.x.shape[0] != nc + b:
             job.warn(f"negguide skipped a step: the batch has {params.x.shape[0]} rows, expected {nc} cond + {b} "

@@ -126,7 +126,7 @@ class NegGuideAlwaysOn:
             self._ng_adapter.remove()
         if job is None:
             return
-        if job.settings.plot and job.settings.mode_key == "dng":
+        if job.settings.plot:  # a plot of DNG's posterior: None for passes without one
             from .plot import plot_passes
 
             img = plot_passes(job.passes)

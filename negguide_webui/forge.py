@@ -17,25 +17,21 @@ from __future__ import annotations
 
 import traceback
 
-from negguide.clock import EvaluationClock
-from negguide.frames import Frame
-from negguide.run import GuidanceRun, Rows
+from negguide import Frame, Rows, evaluate_extra_rows
 
 from . import conds as C
+from .adapter import CFGAdapter
 from .forge_api import ForgeAPI, find_forge_api
 from .job import Job, PendingEvaluation
-from .pass_info import probe_generators, sampler_info, schedule_steps
 from .slots import Conditionings
 
 TAG = "_negguide_post_cfg"
 
 
-class ForgeAdapter:
+class ForgeAdapter(CFGAdapter):
     def __init__(self, job: Job, p, backend):
-        self.job, self.p, self.backend = job, p, backend
-        self.callbacks = backend.callbacks
+        super().__init__(job, p, backend)
         self._api = backend.forge_api
-        self.registered = False
         self.errors = 0
 
     @property
@@ -57,7 +53,8 @@ class ForgeAdapter:
     def before_sampling(self, p):
         """``process_before_every_sampling``: put the post-CFG function on a clone of the UNet patcher.
         Idempotent (Forge calls the hook twice in the hires pass)."""
-        if self.job.settings.mode_key != "dng":
+        spec = self.job.settings.spec(float(p.cfg_scale), bool(getattr(p, "is_hr_pass", False)))
+        if not spec.guidance_mode().adds_to_cfg():  # the mode only chooses the slots: Forge's own CFG does the rest
             return
         fo = p.sd_model.forge_objects
         unet = fo.unet.clone()
@@ -67,29 +64,22 @@ class ForgeAdapter:
         fo.unet = unet
 
     # --- on_cfg_denoiser ----------------------------------------------------------------------------------
-    def _new_run(self, denoiser, batch: int, is_hr: bool) -> GuidanceRun:
-        p = self.p
-        steps = int(getattr(denoiser, "steps", None) or getattr(p, "steps", 1))
-        clock = EvaluationClock(steps, getattr(denoiser, "total_steps", None))
-        return GuidanceRun(self.job.settings.spec(float(p.cfg_scale), is_hr), batch, Frame.k_diffusion(),
-                           sampler_info(p, self.backend, is_hr), clock=clock, schedule_steps=schedule_steps(p, is_hr),
-                           generator=probe_generators(p, batch, is_hr))
+    def frame(self, denoiser) -> Frame:
+        return Frame.k_diffusion()  # every Forge sampler hands x0 at sigma
 
     def on_cfg_denoiser(self, params):
         d = params.denoiser
-        if d is None:
-            return
-        if getattr(d, "p", None) is not None and d.p is not self.p:
-            self.remove()
+        if d is None or self.foreign(d):
             return
         job = self.job
         is_hr = bool(getattr(self.p, "is_hr_pass", False))
         if params.text_uncond is None:  # Forge drops uncond at CFG 1 before the callback
-            if job.settings.mode_key in ("dng", "dns"):
+            mode = job.settings.spec(float(self.p.cfg_scale), is_hr).guidance_mode()
+            if mode.adds_to_cfg() or mode.slots(True).cond != "positive":  # lost without the uncond slot
                 job.warn(f"{job.settings.mode_key.upper()} skipped on steps without a negative branch (CFG 1)")
             return
         tc, tu = params.text_cond, params.text_uncond
-        sp = job.pass_for(d, is_hr, lambda: self._new_run(d, C.rows(tu), is_hr))
+        sp = job.pass_for(d, is_hr, lambda: self.new_run(d, C.rows(tu), is_hr))
         sp.pending = None
         plan = sp.run.plan(params.x, params.sigma, evaluation=sp.last_call)
         conds = Conditionings(job, sp, tc, tu, is_hr)
@@ -141,17 +131,10 @@ class ForgeAdapter:
         plan, sigma = pend.plan, args["sigma"]
         compiled = {"positive": args["cond"], "negative": self._compiled_negative(pend, args["cond"])}
         predictions = {Rows(plan.cond_branch): args["cond_denoised"], Rows(plan.uncond_branch): args["uncond_denoised"]}
-        by_point: dict = {}
-        for rows in plan.extra:  # the probe rows of one Hutchinson point share their state: one call per point
-            by_point.setdefault(rows.probe, []).append(rows)
-        for group in by_point.values():
-            images = group[0].images
-            inputs = plan.inputs(group[0])
-            if images is not None:  # only some images probe: Forge's compiled conds hold every image's row, so
-                inputs = plan.x.clone()  # the call keeps the batch and the others' rows are dropped after it
-                inputs[list(images)] = plan.inputs(group[0])
-            outs = self.api.evaluate(args["model"], [compiled[rows.branch] for rows in group], inputs, sigma,
+
+        def evaluate(branches, images, x, sigma_rows):  # Forge's compiled conds hold every image's row
+            return self.api.evaluate(args["model"], [compiled[b] for b in branches], x, sigma_rows,
                                      args["model_options"])
-            predictions.update((rows, out if images is None else out[list(images)])
-                               for rows, out in zip(group, outs, strict=True))
+
+        predictions.update(evaluate_extra_rows(plan, plan.extra, evaluate, sigma, whole_batch=True))
         return denoised + sp.run.correction(plan, predictions).to(denoised)

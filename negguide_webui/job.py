@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from negguide.run import GuidanceRun, Plan
+from negguide import GuidanceRun, Plan
 
 from .settings import NegGuideSettings
 

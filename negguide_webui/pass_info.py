@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from negguide.samplers import SamplerInfo
+from negguide import SamplerInfo
+from negguide import probe_generators as per_image_generators
 
 
 def sampler_name(p, is_hr: bool) -> str:
@@ -30,11 +31,9 @@ PROBE_SEED_OFFSET = 0x5EED  # probe directions must not repeat the image noise d
 
 
 def probe_generators(p, batch: int, is_hr: bool):
-    """One generator per image for DNG's Hutchinson probes, seeded from the image's own seed: an image's
-    guidance does not depend on the rest of its batch, and a seed reproduces it. None without seeds."""
-    import torch
-
+    """One generator per image for DNG's Hutchinson probes, from the image's own seed (the hires pass another
+    stream): a seed reproduces an image's guidance whatever its batch. None without seeds."""
     seeds = list(getattr(p, "seeds", None) or [])
     if len(seeds) != batch:
         return None
-    return [torch.Generator().manual_seed(int(s) + PROBE_SEED_OFFSET + (1 if is_hr else 0)) for s in seeds]
+    return per_image_generators(seeds, PROBE_SEED_OFFSET + (1 if is_hr else 0))

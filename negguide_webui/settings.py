@@ -6,12 +6,9 @@ The order of :data:`ARG_NAMES` is the order of the panel's components, which is 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
-from negguide.checks import SettingsError, is_finite_number
-from negguide.configs import DNGConfig
-from negguide.spec import GuidanceSpec
-from negguide.windows import StepWindow
+from negguide import DNGConfig, GuidanceSpec, SettingsError, StepWindow, is_finite_number
 
 MODE_OFF = "Off"
 MODE_WINDOWED = "Windowed negative prompt"
@@ -21,6 +18,7 @@ MODES = (MODE_OFF, MODE_WINDOWED, MODE_DNG, MODE_DNS)
 # short names, accepted from the API / infotext as well
 MODE_KEYS = {MODE_OFF: "off", MODE_WINDOWED: "windowed", MODE_DNG: "dng", MODE_DNS: "dns"}
 MODE_FROM_KEY = {v: k for k, v in MODE_KEYS.items()}
+CORE_MODES = {"windowed": "np", "dng": "dng", "dns": "dns"}  # the core mode behind each panel mode
 
 UNIT_STEPS = "steps"
 UNIT_FRACTION = "fraction of the run"
@@ -32,9 +30,8 @@ HR_WHOLE = "Whole hires pass"
 HR_NONE = "Not in hires pass"
 HR_MODES = (HR_SAME, HR_CUSTOM, HR_WHOLE, HR_NONE)
 
-TRACKER_AUTO = "auto"
-
-PAPER_START_STEP, PAPER_END_STEP, PAPER_STEPS = 5, 15, 30
+PAPER_START_STEP, PAPER_END_STEP = 5, 15  # Ban et al.'s window: steps 5-15 (of 30)
+_DNG = DNGConfig()  # the panel's DNG defaults are the core's
 
 
 @dataclass
@@ -46,12 +43,12 @@ class NegGuideSettings:
     hr_window: str = HR_SAME
     hr_start: float = float(PAPER_START_STEP)
     hr_end: float = float(PAPER_END_STEP)
-    lambda0: float = 5.0
-    prior: float = 0.01
-    temperature: float = 0.2
-    offset: float = 0.003
-    p_max: float = 0.8
-    tracker: str = TRACKER_AUTO
+    lambda0: float = _DNG.lambda0
+    prior: float = _DNG.prior
+    temperature: float = _DNG.temperature
+    offset: float = _DNG.offset
+    p_max: float = _DNG.p_max
+    tracker: str = _DNG.tracker
     plot: bool = False
 
     @property
@@ -83,11 +80,11 @@ class NegGuideSettings:
         """The core's spec of this pass (None when off). Raises :class:`negguide.checks.SettingsError`."""
         key = self.mode_key
         if key == "windowed":
-            return GuidanceSpec("np", cfg_scale, window=self.window_for(is_hr))
-        if key == "dns":  # the WebUI's CFG with swapped prompts is DNS at s = w - 1
-            return GuidanceSpec("dns", cfg_scale)
+            return GuidanceSpec(CORE_MODES[key], cfg_scale, window=self.window_for(is_hr))
         if key == "dng":
-            return GuidanceSpec("dng", cfg_scale, dng=self.dng_config())
+            return GuidanceSpec(CORE_MODES[key], cfg_scale, dng=self.dng_config())
+        if key == "dns":  # the WebUI's CFG with swapped prompts is DNS at s = w - 1
+            return GuidanceSpec(CORE_MODES[key], cfg_scale)
         return None
 
     # --- conversions ---------------------------------------------------------------------------------
@@ -103,9 +100,6 @@ class NegGuideSettings:
 
     def to_args(self) -> list:
         return [getattr(self, n) for n in ARG_NAMES]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 ARG_NAMES = tuple(f.name for f in fields(NegGuideSettings))
@@ -135,10 +129,11 @@ def validate(s: NegGuideSettings, *, prompt: str = "", negative_prompt: str = ""
         errors.append(f"Negative guidance: window unit must be one of {UNITS}, got {s.window_unit!r}.")
     if s.hr_window not in HR_MODES:
         errors.append(f"Negative guidance: hires window must be one of {HR_MODES}, got {s.hr_window!r}.")
-    if key in ("windowed", "dng") and not negative_prompt.strip():
+    mode = GuidanceSpec(CORE_MODES[key]).guidance_mode()  # what the mode reads, whatever its settings
+    if mode.reads_negative and not negative_prompt.strip():
         errors.append(f"Negative guidance: mode '{s.mode}' needs a negative prompt; it is empty.")
-    if key == "dns" and " AND " in prompt:
-        errors.append("Negative guidance: DNS swaps the prompt into the negative slot, which holds one "
+    if mode.slots(True).uncond == "positive" and " AND " in prompt:
+        errors.append(f"Negative guidance: {key.upper()} swaps the prompt into the negative slot, which holds one "
                       "prompt per image; remove 'AND' from the prompt.")
     if errors:
         return errors
@@ -208,22 +203,3 @@ def infotext_params(s: NegGuideSettings) -> dict[str, str]:
         v = s.mode_key if n == "mode" else getattr(s, n)
         out[INFOTEXT_KEYS[n]] = _fmt(v)
     return out
-
-
-def settings_from_infotext(params: dict) -> NegGuideSettings | None:
-    """Parse pasted infotext params (values are strings) back into settings; ``None`` if absent."""
-    if INFOTEXT_KEYS["mode"] not in params:
-        return None
-    s = NegGuideSettings()
-    kinds = {f.name: f.type for f in fields(NegGuideSettings)}
-    for name, key in INFOTEXT_KEYS.items():
-        if key not in params:
-            continue
-        raw = str(params[key]).strip()
-        if name == "mode":
-            s.mode = MODE_FROM_KEY.get(raw.lower(), raw)
-        elif kinds[name] in ("float", float):
-            s.__setattr__(name, float(raw))
-        else:
-            s.__setattr__(name, raw)
-    return s

@@ -9,8 +9,7 @@ script's args in the WebUI and of ``alwayson_scripts["negative guidance"]["args"
 
 from __future__ import annotations
 
-from negguide.configs import TRACKERS, describe_tracker
-from negguide.samplers import SamplerInfo
+from negguide import TRACKERS, SamplerInfo, describe_tracker
 
 from . import settings as S
 
@@ -168,17 +167,3 @@ def infotext_fields(comps) -> list:
         if name != "mode":
             out.append((by_name[name], key))
     return out
-
-
-def render_standalone(
-    is_img2img: bool = False,
-    open_panel: bool = True,
-    advanced_open: bool = False,
-    initial: S.NegGuideSettings | None = None,
-):
-    """The panel alone in a Blocks app (for screenshots and the gradio compatibility test)."""
-    import gradio as gr
-
-    with gr.Blocks(title="negguide panel") as demo:
-        comps, status = build(is_img2img, open_panel=open_panel, initial=initial, advanced_open=advanced_open)
-    return demo, comps, status

@@ -356,7 +356,7 @@ class ema_weights:
             self.ema.store(self.net.parameters())
             self.ema.copy_to(self.net.parameters())
 
-    def __exit__(self, *exc):
+    def __exit__(self, *_):
         if self.ema is not None:
             self.ema.restore(self.net.parameters())
 

@@ -99,12 +99,12 @@ class RunControl:
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_) -> None:
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
 
-    def _on_sigint(self, signum, frame) -> None:
+    def _on_sigint(self, _signum, _frame) -> None:
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True

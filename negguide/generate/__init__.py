@@ -1,14 +1,14 @@
 """diffusers front-end: negguide's guidance modes for StableDiffusion, StableDiffusionXL and StableDiffusion3
-pipelines (Python API: :class:`NegGuidePipeline`; CLI: ``python -m negguide.generate``).
+pipelines (Python API: :class:`NegGuidePipeline`; CLI: ``python -m negguide.generate``), and as a diffusers guider
+for modular pipelines (:class:`NegGuideGuider`).
 
 Needs the ``diffusers`` extra (``pip install 'negguide[diffusers]'``); see docs/diffusers.md.
 """
 
-from ..configs import DNGConfig, SLDConfig
-from ..spec import GuidanceSpec
-from ..windows import StepWindow
+from .. import DNGConfig, GuidanceSpec, SLDConfig, StepWindow
 from .captioner import DEFAULT_CAPTIONER, load_captioner
 from .families import UnsupportedPipeline
+from .guider import NegGuideGuider
 from .output import NegGuideOutput
 from .pipeline import NegGuidePipeline
 from .plot import plot_guidance
@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_CAPTIONER",
     "DNGConfig",
     "GuidanceSpec",
+    "NegGuideGuider",
     "NegGuideOutput",
     "NegGuidePipeline",
     "SCHEDULERS",

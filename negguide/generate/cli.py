@@ -16,9 +16,7 @@ import random
 import sys
 from pathlib import Path
 
-from ..checks import SettingsError
-from ..configs import PROBE_DIRECTIONS, TRACKERS
-from ..windows import UNITS, StepWindow
+from .. import PROBE_DIRECTIONS, TRACKERS, UNITS, SettingsError, StepWindow
 from .schedulers import KINDS, SCHEDULERS, UnsupportedScheduler
 
 CLI_MODES = ("off", "windowed", "np3", "dns", "dng", "sld", "perp_neg", "dnp")
@@ -173,9 +171,7 @@ def check_run(args, spec, family: str, index: dict) -> None:
     """Everything that can be known about the model before loading it."""
     import torch
 
-    from ..checks import SettingsError
-    from ..frames import Frame
-    from ..run import check_compatible
+    from .. import Frame, SettingsError, check_compatible
 
     flow = family == "sd3"
     problems = []

@@ -12,7 +12,7 @@ import inspect
 
 import torch
 
-from ..run import GuidanceRun
+from .. import GuidanceRun
 from .families import Conditioning, Family
 from .schedulers import SchedulerAdapter
 

@@ -19,17 +19,15 @@ import contextlib
 
 import torch
 
-from .. import __version__
-from ..checks import SettingsError
-from ..run import GuidanceRun, check_compatible
-from ..spec import GuidanceSpec
+from .. import GuidanceRun, GuidanceSpec, SettingsError, __version__, check_compatible
+from .. import probe_generators as per_image_generators
 from .captioner import DEFAULT_CAPTIONER, load_captioner
 from .families import family_of
 from .loop import denoise, step_kwargs
 from .model_defaults import read_model_defaults
 from .output import NegGuideOutput
 from .schedulers import SchedulerAdapter, UnsupportedScheduler, a1111_name, friendly_name, make_scheduler
-from .settings import build_spec, expected_branches, mode_label, spec_to_dict, uses_negative
+from .settings import build_spec, expected_branches, mode_label, uses_negative
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -68,7 +66,7 @@ def probe_generators(generator, batch: int) -> list[torch.Generator] | None:
         return None
     seeds = ([int(g.initial_seed()) for g in gens] if len(gens) == batch
              else [int(gens[0].initial_seed()) + i for i in range(batch)])
-    return [torch.Generator().manual_seed((seed + PROBE_SEED_OFFSET) % (2**63)) for seed in seeds]
+    return per_image_generators(seeds, PROBE_SEED_OFFSET)
 
 
 class NegGuidePipeline:
@@ -244,7 +242,7 @@ class NegGuidePipeline:
         pipe.maybe_free_model_hooks()
         settings = {
             "negguide": __version__, "pipeline": type(pipe).__name__, "mode_label": mode_label(spec),
-            "guidance": spec_to_dict(spec), "prompt": prompts, "negative_prompt": negatives,
+            "guidance": spec.to_dict(), "prompt": prompts, "negative_prompt": negatives,
             "num_images_per_prompt": images_per_prompt, "steps": steps, "scheduler": friendly_name(adapter.scheduler),
             "sampler": a1111_name(adapter.scheduler), "stochastic": adapter.sampler.injects_noise, "eta": eta,
             "height": height, "width": width, "seeds": _seeds(generator),

@@ -29,9 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..clock import EvaluationClock
-from ..frames import Frame
-from ..samplers import SamplerInfo
+from .. import EvaluationClock, Frame, SamplerInfo
 
 # friendly name -> (diffusers class, config overrides, the name A1111 writes in its "parameters")
 SCHEDULERS: dict[str, tuple[str, dict, str]] = {

@@ -7,13 +7,9 @@ prompt) and ``windowed`` (``np`` with a step window, Ban et al.'s steps 5-15 of 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
-from ..checks import SettingsError
-from ..configs import DNGConfig, ProbeGate, SLDConfig
-from ..spec import MODES, GuidanceSpec
-from ..windows import StepWindow
+from .. import MODES, DNGConfig, GuidanceSpec, SettingsError, SLDConfig, StepWindow, config_from_dict
 
 ALIASES = {"off": "np", "windowed": "np"}
 FRONTEND_MODES = ("off", "windowed", *MODES)
@@ -35,9 +31,7 @@ def _config(value, cls, name):
         return value
     if isinstance(value, dict):
         try:
-            if isinstance(value.get("gate"), dict):  # DNG's probe gate, given as a dict too
-                value = {**value, "gate": ProbeGate(**value["gate"])}
-            return cls(**value)
+            return config_from_dict(cls, value)
         except TypeError as err:
             raise SettingsError([f"{name} settings: {err}"]) from None
     raise SettingsError([f"{name} must be a {cls.__name__} or a dict of its fields, got {type(value).__name__}"])
@@ -61,51 +55,17 @@ def build_spec(mode: str = "np", guidance_scale: float = 7.5, window=None, dns_s
 
 def uses_negative(spec: GuidanceSpec) -> bool:
     """Whether the spec's mode reads the negative prompt (DNS and the unwindowed 'off' mode do not need one)."""
-    return spec.mode in ("np3", "dng", "sld", "perp_neg") or (spec.mode == "np" and spec.window is not None)
+    return spec.guidance_mode().needs_negative_prompt
 
 
 def expected_branches(spec: GuidanceSpec, has_negative: bool) -> tuple[str, ...]:
     """The text branches to encode before sampling (a prefetch hint, not a decision: the run's plans say what is
     evaluated, and a branch no hint named is encoded when a plan first asks for it)."""
-    branches = ["positive"]
-    if has_negative and spec.mode != "dns" and not (spec.mode == "dng" and not spec.dng.active):
-        branches.append("negative")
-    if not (spec.mode == "np" and spec.window is None) and not spec.class_removal:
-        branches.append("empty")
-    return tuple(branches)
-
-
-def _fields(obj) -> dict:
-    """A settings dataclass as a dict, nested settings (DNG's probe gate) included."""
-    out = {}
-    for f in dataclasses.fields(obj):
-        if f.init:
-            value = getattr(obj, f.name)
-            out[f.name] = _fields(value) if dataclasses.is_dataclass(value) else value
-    return out
-
-
-def spec_to_dict(spec: GuidanceSpec) -> dict:
-    """The settings that matter for the spec's mode, JSON-serialisable."""
-    out = {"mode": spec.mode, "cfg_scale": spec.cfg_scale}
-    if spec.mode in ("np", "np3"):
-        out["window"] = None if spec.window is None else {**_fields(spec.window), "describe": spec.window.describe()}
-    if spec.mode == "dns":
-        out["dns_scale"] = spec.resolved_dns_scale
-    if spec.mode == "dng":
-        out["dng"] = _fields(spec.dng)
-    if spec.mode == "sld":
-        out["sld"] = _fields(spec.sld)
-    if spec.mode == "perp_neg":
-        out["perp_neg_scale"] = spec.perp_neg_scale
-    return out
+    return tuple(b for b in spec.guidance_mode().branches() if b != "negative" or has_negative)
 
 
 def mode_label(spec: GuidanceSpec) -> str:
-    if spec.mode == "np":
-        return "off (negative prompt)" if spec.window is None else "windowed negative prompt"
-    labels = {"np3": "3-term negative prompt", "dns": "DNS", "dng": "DNG", "sld": "SLD", "perp_neg": "Perp-Neg"}
-    return labels[spec.mode]
+    return spec.guidance_mode().label
 
 
 def _quote(value) -> str:

@@ -12,14 +12,15 @@ import math
 
 import torch
 
-from ..configs import DNGConfig, PosteriorConfig, SLDConfig
+from ..configs import DNGConfig, PosteriorConfig, ProbeGate, SLDConfig
 from ..denoiser import GuidedDenoiser, evaluate_per_branch
 from ..frames import Frame
-from ..posterior import FlowTracker, ProbeGate, TransitionTracker
+from ..posterior import FlowTracker, PosteriorTracker
 from ..run import GuidanceRun
 from ..samplers import SamplerInfo
 from ..schedules import DiscreteSchedule, karras_sigmas
-from ..spec import GuidanceSpec
+from ..spec import GuidanceSpec, class_removal_spec
+from ..trackers import make_tracker as make_core_tracker
 from .mixture import GaussianMixture
 from .samplers import SAMPLERS, STOCHASTIC
 
@@ -47,18 +48,19 @@ def run_sampler(sampler: str, model, x, sigmas, gen):
 
 
 # ------------------------------------------------------------------------------------------------- 3b / 3d
-class ExactPosterior:
+class ExactPosterior(PosteriorTracker):
     """An oracle DNG tracker: the exact ``p(forbidden | x_sigma)`` of the mixture at the current state."""
 
     name = "exact"
-    extra_rows_per_image = 0
 
-    def __init__(self, mix: GaussianMixture, p_max: float = 1 - 1e-12):
+    def __init__(self, mix: GaussianMixture, batch_size: int, p_max: float = 1 - 1e-12):
+        super().__init__(batch_size)
         self.mix, self.log_odds_max = mix, math.log(p_max / (1 - p_max))
         self.log_odds = None
 
-    def observe(self, x, sigma, denoised_ref, denoised_neg):
+    def observe(self, x, sigma, denoised_ref, denoised_neg, probe_predictions=None):
         self.log_odds = self.mix.log_odds_forbidden(x, sigma).clamp(max=self.log_odds_max)
+        self.observed_steps += 1
 
     def odds(self) -> torch.Tensor:
         return self.log_odds.exp() if self.log_odds is not None else torch.tensor(0.0, dtype=torch.float64)
@@ -75,14 +77,9 @@ def _spec(method: str, scale: float, dng_config: PosteriorConfig, sld_config: SL
     scale, DNG: lambda0, CFG toward the kept modes: w)."""
     if method == "cfg":  # CFG toward the remaining modes (positive branch) away from the full model
         return GuidanceSpec("np", cfg_scale=scale)
-    if method == "np":  # constant lambda: eps_u - lambda (eps_c - eps_u) is 2-term NP with w = 1 + lambda
-        return GuidanceSpec("np", cfg_scale=1.0 + scale, class_removal=True)
-    if method == "sld":
-        return GuidanceSpec("sld", cfg_scale=scale, sld=sld_config or SLDConfig(), class_removal=True)
-    dng = DNGConfig(lambda0=scale, prior=dng_config.prior, temperature=dng_config.temperature,
-                    offset=dng_config.offset, p_min=dng_config.p_min, p_max=dng_config.p_max,
-                    tracker="transition", variance="beta")
-    return GuidanceSpec("dng", cfg_scale=1.0, dng=dng, class_removal=True)
+    dng = DNGConfig(prior=dng_config.prior, temperature=dng_config.temperature, offset=dng_config.offset,
+                    p_min=dng_config.p_min, p_max=dng_config.p_max, tracker="transition", variance="beta")
+    return class_removal_spec("dng" if method.startswith("dng") else method, scale, dng, sld_config)
 
 
 def guided_model(mix: GaussianMixture, method: str, scale: float, n: int, steps: int,
@@ -98,7 +95,7 @@ def guided_model(mix: GaussianMixture, method: str, scale: float, n: int, steps:
     # CFG toward the kept modes puts the kept modes in the positive slot and the full model in the negative
     models = ({"positive": mix.remembered(), "negative": mix} if method == "cfg"
               else {"positive": mix, "negative": mix.to_forget()})
-    oracle = ExactPosterior(mix) if method == "dng_exact" else None
+    oracle = ExactPosterior(mix, n) if method == "dng_exact" else None
     run = GuidanceRun(_spec(method, scale, dng_config, sld_config), n, Frame.k_diffusion(), SamplerInfo(True),
                       steps=steps, record="mean", tracker=oracle)
 
@@ -119,9 +116,9 @@ def guided_samples(mix: GaussianMixture, method: str, scale: float, n: int, seed
     model, run = guided_model(mix, method, scale, n, steps, dng_config, sld_config)
     x = run_sampler(sampler, model, initial_state(mix, float(sigmas[0]), n, gen), sigmas, gen)
     lambdas = []
-    if run is not None and run.dng is not None:
+    if run is not None:
         run.finish(x)
-        lambdas = [r["lambda"] for r in run.dng.records]
+        lambdas = [r["lambda"] for r in run.records if "lambda" in r]
     return x, {"lambda": lambdas}
 
 
@@ -165,54 +162,70 @@ def removal_metrics(mix: GaussianMixture, x0: torch.Tensor) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------ 3c
-def make_tracker(spec: str, config: PosteriorConfig, n: int, mix: GaussianMixture, seed: int,
-                 gate: ProbeGate | None = None):
-    """``spec``: ``transition-<beta|beta_tilde|sampler>``, ``flow-exact``, ``flow-moment``,
-    ``flow-hutchinson-K``, ``flow-gated-K``; suffixes: ``+evidence`` starts a flow tracker from the evidence of
-    its first evaluation instead of the prior, ``+deflated`` draws deflated probe directions (Rademacher
-    otherwise)."""
-    spec, *options = spec.split("+")
-    unknown = set(options) - {"evidence", "deflated"}
-    if unknown:
-        raise ValueError(f"unknown tracker option(s) {sorted(unknown)} in {spec!r}")
-    kind, _, rest = spec.partition("-")
-    if kind == "transition":
-        return TransitionTracker(config, n, variance=rest)
-    start = "evidence" if "evidence" in options else "prior"
-    directions = "deflated" if "deflated" in options else "rademacher"
-    forget = mix.to_forget()
-    if rest == "exact":
-        return FlowTracker(config, n, divergence="exact", start=start, exact_divergence=lambda x, s: (
+def _flow(tracker: str, pairs: int = 1, start: str = "prior", directions: str = "rademacher") -> dict:
+    return {"tracker": tracker, "probe_pairs": pairs, "flow_start": start, "probe_directions": directions}
+
+
+# The trackers of the studies, by the name the summary and the README's tables give them, in the core's own settings
+# (DNGConfig's vocabulary, built by negguide.trackers.make_tracker). "flow-exact": the flow tracker with the
+# mixture's exact divergence, an oracle no DNGConfig names.
+STUDY_TRACKERS = {
+    "transition-beta": {"tracker": "transition", "variance": "beta"},
+    "transition-beta_tilde": {"tracker": "transition", "variance": "beta_tilde"},
+    "transition-sampler": {"tracker": "transition", "variance": "sampler"},
+    "flow-moment": _flow("flow-moment"),
+    "flow-hutchinson-1": _flow("flow-hutchinson"),
+    "flow-hutchinson-1+deflated": _flow("flow-hutchinson", directions="deflated"),
+    "flow-hutchinson-1+evidence": _flow("flow-hutchinson", start="evidence"),
+    "flow-hutchinson-1+evidence+deflated": _flow("flow-hutchinson", start="evidence", directions="deflated"),
+    "flow-hutchinson-2": _flow("flow-hutchinson", pairs=2),
+    "flow-gated-1": _flow("flow-gated"),
+    "flow-gated-1+deflated": _flow("flow-gated", directions="deflated"),
+    "flow-gated-1+evidence": _flow("flow-gated", start="evidence"),
+    "flow-gated-1+evidence+deflated": _flow("flow-gated", start="evidence", directions="deflated"),
+    "flow-exact": {"flow_start": "prior"},
+    "flow-exact+evidence": {"flow_start": "evidence"},
+}
+EXACT_DIVERGENCE = ("flow-exact", "flow-exact+evidence")
+
+
+def make_tracker(name: str, config: PosteriorConfig, n: int, mix: GaussianMixture, seed: int,
+                 gate: ProbeGate | None = None) -> PosteriorTracker:
+    """The study's tracker ``name`` (a key of :data:`STUDY_TRACKERS`) for ``n`` samples, with the posterior
+    settings ``config`` and, for the gated tracker, ``gate``. A transition tracker models the variance its name
+    says at eta 1, whatever the sampler injects (the study measures what a mismatch costs)."""
+    if name not in STUDY_TRACKERS:
+        raise ValueError(f"unknown tracker {name!r}; the study's trackers: {', '.join(STUDY_TRACKERS)}")
+    settings = DNGConfig(**STUDY_TRACKERS[name], **({"gate": gate} if gate is not None else {}))
+    if name in EXACT_DIVERGENCE:
+        forget = mix.to_forget()
+        return FlowTracker(config, n, divergence="exact", start=settings.flow_start, exact_divergence=lambda x, s: (
             forget.divergence_of_denoiser(x, s) - mix.divergence_of_denoiser(x, s)))
-    if rest == "moment":
-        return FlowTracker(config, n, divergence="moment", start=start)
-    divergence, _, pairs = rest.partition("-")
-    return FlowTracker(config, n, divergence=divergence, probe_pairs=int(pairs), start=start, gate=gate,
-                       directions=directions, generator=torch.Generator().manual_seed(seed + 17))
+    return make_core_tracker(settings, SamplerInfo(True), n, generator=torch.Generator().manual_seed(seed + 17),
+                             posterior=config)
 
 
-def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_spec: str, n: int, seed: int,
+def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_name: str, n: int, seed: int,
                     config: PosteriorConfig | None = None, gate: ProbeGate | None = None) -> dict:
-    """Unguided trajectories; tracked vs exact ``p(forbidden | x)`` at every step and at the end."""
+    """Unguided trajectories; tracked vs exact ``p(forbidden | x)`` at every step and at the end (``tracker_name``:
+    a key of :data:`STUDY_TRACKERS`)."""
     config = config or PosteriorConfig(prior=mix.prior_forbidden, temperature=1.0, offset=0.0,
                                        p_min=1e-12, p_max=1 - 1e-9)
     gen = torch.Generator().manual_seed(seed)
     sigmas = sigmas_for(sampler, steps)
     forget = mix.to_forget()
-    tracker = make_tracker(tracker_spec, config, n, mix, seed, gate)
+    tracker = make_tracker(tracker_name, config, n, mix, seed, gate)
     tracked, exact = [], []
 
     def model(x, sigma, step):
         d_u, d_c = mix.denoise(x, sigma), forget.denoise(x, sigma)
-        request = tracker.probe_points(x, sigma, step) if tracker.extra_rows_per_image else None
+        request, at = tracker.probe_points(x, sigma, step), None
         if request is not None:
             pts = request.points
             flat = pts.reshape(-1, x.shape[1])
             at = (request.directions, mix.denoise(flat, sigma).reshape(pts.shape),
                   forget.denoise(flat, sigma).reshape(pts.shape))
-            tracker.observe(x, sigma, d_u, d_c, probe_predictions=at)
-        else:
-            tracker.observe(x, sigma, d_u, d_c)
+        tracker.observe(x, sigma, d_u, d_c, probe_predictions=at)
         tracked.append(tracker.posterior())
         exact.append(mix.posterior_forbidden(x, sigma))
         return d_u
@@ -227,11 +240,10 @@ def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_spec
     return {
         "sampler": sampler,
         "steps": steps,
-        "tracker": tracker_spec,
+        "tracker": tracker_name,
         "stochastic_sampler": sampler in STOCHASTIC,
-        "extra_rows_per_image": tracker.extra_rows_per_image,
-        "average_probe_rows": (tracker.average_probe_rows() if isinstance(tracker, FlowTracker)
-                               else float(tracker.extra_rows_per_image)),
+        "probe_rows_per_image": 2 * tracker.probe_pairs,  # at a step where the image probes
+        "average_probe_rows": tracker.average_probe_rows(),
         "mean_abs_error_final": float(err[-1].mean()),
         "mean_abs_error_time": float(err.mean()),
         "forbidden_found": float((tracked[-1][ends_forbidden] > 0.5).double().mean()) if ends_forbidden.any()

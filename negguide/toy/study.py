@@ -90,7 +90,7 @@ def tracking_study(n: int, seed: int) -> dict:
 
 
 TRACKING_FIELDS = ("mean_abs_error_final", "mean_abs_error_time", "forbidden_found", "false_alarms",
-                   "extra_rows_per_image")
+                   "probe_rows_per_image")
 
 
 def tracking_by_tracker(tracking: dict) -> dict:

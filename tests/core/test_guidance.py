@@ -1,10 +1,10 @@
 import pytest
 import torch
+from conversions import denoised_from_eps, eps_from_denoised, eps_from_x0_vp, x0_from_eps_vp
 
 from negguide import guidance as G
 from negguide.configs import SLDConfig
-from negguide.predictions import denoised_from_eps, eps_from_denoised, eps_from_x0_vp, x0_from_eps_vp
-from negguide.sld import SafeLatentDiffusion, sld_correction
+from negguide.sld import SafeLatentDiffusion
 
 
 def preds(n=3, shape=(2, 4, 8, 8), seed=0, dtype=torch.float64):
@@ -14,7 +14,7 @@ def preds(n=3, shape=(2, 4, 8, 8), seed=0, dtype=torch.float64):
 
 RULES = {
     "cfg": lambda e, p, n: G.cfg(e, p, 7.0),
-    "np2": lambda e, p, n: G.negative_prompt(n, p, 7.0),
+    "np2": lambda e, p, n: G.cfg(n, p, 7.0),  # the negative prompt in CFG's unconditional slot
     "np3": lambda e, p, n: G.negative_prompt_3term(e, p, n, 7.0),
     "dns": lambda e, p, n: G.diffusion_negative(e, p, 3.0),
     "dng": lambda e, p, n: G.dng(e, n, torch.tensor([0.5, 4.0], dtype=e.dtype)),
@@ -42,7 +42,7 @@ def test_vp_conversions_round_trip():
 
 def test_negative_prompt_forms():
     e, p, n = preds()
-    torch.testing.assert_close(G.negative_prompt(n, p, 5.0), n + 5.0 * (p - n))
+    torch.testing.assert_close(G.cfg(n, p, 5.0), n + 5.0 * (p - n))
     torch.testing.assert_close(G.negative_prompt_3term(e, p, n, 5.0), e + 5.0 * (p - n))
     # with an empty negative, both forms are plain CFG
     torch.testing.assert_close(G.negative_prompt_3term(e, p, e, 5.0), G.cfg(e, p, 5.0))
@@ -52,7 +52,7 @@ def test_dns_is_swapped_cfg_with_s_equal_w_minus_one():
     e, p, _ = preds()
     w = 7.5
     swapped = G.cfg(p, e, w)  # positive = empty prompt, negative = the prompt
-    torch.testing.assert_close(G.diffusion_negative(e, p, G.dns_scale_from_cfg(w)), swapped)
+    torch.testing.assert_close(G.diffusion_negative(e, p, w - 1.0), swapped)
     torch.testing.assert_close(G.diffusion_negative(e, p, 2.0), e + 2.0 * (e - p))
 
 
@@ -93,7 +93,7 @@ def test_perp_neg_zero_positive_direction_is_finite():
 @pytest.mark.parametrize("rule", list(RULES))
 def test_huge_scales_never_give_inf_or_nan(rule, dtype):
     e, p, n = (t * 100 for t in preds(dtype=dtype))
-    big = {"cfg": lambda: G.cfg(e, p, 1e30), "np2": lambda: G.negative_prompt(n, p, 1e30),
+    big = {"cfg": lambda: G.cfg(e, p, 1e30), "np2": lambda: G.cfg(n, p, 1e30),
            "np3": lambda: G.negative_prompt_3term(e, p, n, 1e30), "dns": lambda: G.diffusion_negative(e, p, 1e30),
            "dng": lambda: G.dng(e, n, 1e30), "dng_text": lambda: G.dng_text(e, p, n, 1e30, 1e30),
            "perp_neg": lambda: G.perp_neg(e, p, n, 1e30, 1e30)}[rule]()
@@ -109,28 +109,30 @@ def test_shape_mismatch_is_a_clear_error():
         G.cfg(a, b, 7.0)
 
 
-def test_sld_matches_the_paper_formulas_step_by_step():
-    cfg = SLDConfig()
-    u, n = preds(2, shape=(2, 16))
-    u = u * 0.02  # small differences so that the threshold and the clamp both matter
-    n = n * 0.02
-    sld = SafeLatentDiffusion(cfg)
-    momentum = torch.zeros_like(u)
-    for _ in range(3):
-        diff = u - n  # eps_p - eps_S with the positive branch = unconditional (class removal)
-        mu = torch.where(diff < cfg.threshold, (cfg.s_s * diff.abs()).clamp(max=1), torch.zeros_like(diff))
-        gamma = mu * (n - u) + cfg.s_m * momentum
-        momentum = cfg.beta_m * momentum + (1 - cfg.beta_m) * gamma
-        torch.testing.assert_close(sld(u, u, n, 0.5), u - 0.5 * gamma)
+def test_sld_matches_the_paper_on_hand_computed_pixels():
+    """Class removal (positive = unconditional), the paper's defaults (s_s 100, threshold 0.04, beta_m 0.2, s_m 0.1),
+    three pixels: eps_p - eps_S = 0.1 is above the threshold (no correction), -0.005 gives mu = 0.5, -0.02 clamps
+    mu at 1. Step 1: gamma = mu (eps_S - eps_u) = (0, 0.0025, 0.02), momentum 0.8 gamma; step 2 adds 0.1 of it:
+    gamma = (0, 0.0027, 0.0216). The guided prediction is eps_u - w gamma."""
+    u = torch.zeros(1, 3, dtype=torch.float64)
+    n = torch.tensor([[-0.1, 0.005, 0.02]], dtype=torch.float64)
+    sld = SafeLatentDiffusion(SLDConfig())
+    torch.testing.assert_close(sld(u, u, n, 0.5), torch.tensor([[0.0, -0.00125, -0.01]], dtype=torch.float64))
+    torch.testing.assert_close(sld(u, u, n, 0.5), torch.tensor([[0.0, -0.00135, -0.0108]], dtype=torch.float64))
 
 
 def test_sld_warmup_delays_the_correction_but_not_the_momentum():
-    u, p, n = preds(3, shape=(1, 8))
-    sld = SafeLatentDiffusion(SLDConfig(warmup_steps=2))
-    torch.testing.assert_close(sld(u, p, n, 7.0), G.cfg(u, p, 7.0))
-    assert sld.momentum is not None and sld.momentum.abs().sum() > 0
-    _, mom = sld_correction(u, p, n, None, SLDConfig())
-    torch.testing.assert_close(mom, (1 - 0.2) * sld_correction(u, p, n, None, SLDConfig())[0])
+    """During the warm-up steps the prediction is plain CFG while the momentum builds up as without a warm-up: from
+    the first step after it, the warmed-up SLD equals one that corrected from the start."""
+    u, p, n = (0.02 * t for t in preds(3, shape=(1, 8)))
+    warm, eager = SafeLatentDiffusion(SLDConfig(warmup_steps=2)), SafeLatentDiffusion(SLDConfig())
+    for step in range(4):
+        delayed, corrected = warm(u, p, n, 7.0), eager(u, p, n, 7.0)
+        if step < 2:
+            torch.testing.assert_close(delayed, G.cfg(u, p, 7.0))
+            assert not torch.allclose(corrected, delayed)
+        else:
+            torch.testing.assert_close(delayed, corrected)
 
 
 @pytest.mark.parametrize("bad", [dict(beta_m=1.0), dict(s_s=-1), dict(warmup_steps=-1)])

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
+from conversions import eps_from_denoised, ve_from_vp, x0_from_eps_vp
 
 from negguide import guidance as G
 from negguide.checks import SettingsError
-from negguide.configs import PosteriorConfig, ProbeGate
-from negguide.dng import DNGConfig, DynamicNegativeGuidance, describe_tracker
+from negguide.configs import DNGConfig, PosteriorConfig, ProbeGate, describe_tracker
+from negguide.dng import DynamicNegativeGuidance
 from negguide.posterior import FlowTracker, TransitionTracker
-from negguide.predictions import eps_from_denoised, ve_from_vp, x0_from_eps_vp
 from negguide.samplers import SamplerInfo, is_stochastic_name
 from negguide.schedules import DiscreteSchedule
 from negguide.toy import experiments as E
@@ -135,7 +135,7 @@ def test_dng_controller_records_and_bounds_lambda():
     x = torch.zeros(2, 4, dtype=torch.float64)
     for i, sigma in enumerate((10.0, 5.0, 1.0)):
         lam = dng.observe(i, x, sigma, x, x + 0.01)
-        assert (lam <= cfg.max_lambda() + 1e-9).all()
+        assert (lam <= cfg.lambda0 * cfg.p_max / (1 - cfg.p_max) + 1e-9).all()
     assert [r["step"] for r in dng.records] == [0, 1, 2] and len(dng.records[0]["p"]) == 2
     assert isinstance(dng.records[0]["sigma"], float) and dng.records[2]["sigma"] == 1.0
     stochastic, deterministic = SamplerInfo(stochastic=True), SamplerInfo(stochastic=False)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from schedule_stand_ins import sd_schedule, sigma_to_t
 
 from negguide import guidance as G
 from negguide.checks import SettingsError
@@ -13,7 +14,6 @@ from negguide.denoiser import GuidedDenoiser, evaluate_per_branch
 from negguide.frames import Frame
 from negguide.run import GuidanceRun, Rows
 from negguide.samplers import SamplerInfo
-from negguide.schedules import DiscreteSchedule
 from negguide.sld import SafeLatentDiffusion
 from negguide.spec import GuidanceSpec
 from negguide.toy import experiments as E
@@ -69,7 +69,7 @@ def test_every_mode_combines_to_its_rule(name):
     spec, rule = RULES[name]
     run, plan, preds, out = one_step(spec)
     guided = run.combine(plan, out)
-    lam = run.dng.current_lambda() if run.dng is not None else None
+    lam = run.mode.controller.current_lambda() if spec.mode == "dng" else None
     torch.testing.assert_close(guided, rule(preds, lam))
 
 
@@ -143,10 +143,10 @@ def test_second_order_samplers_update_once_per_step_and_probe_only_at_its_start(
         steps.append((plan.step, plan.first))
         probes.append(plan.probe_inputs is not None)
         run.combine(plan, evaluate(plan, preds))
-        lambdas.append(run.dng.current_lambda().clone())
+        lambdas.append(run.mode.controller.current_lambda().clone())
     assert steps == [(0, True), (0, False), (1, True), (1, False), (2, True), (2, False), (3, True)]
     assert probes == [first for _, first in steps]
-    assert len(run.dng.records) == 4
+    assert len(run.mode.controller.records) == 4
     for k in (1, 3, 5):  # the second evaluation reuses its step's lambda
         assert torch.equal(lambdas[k], lambdas[k - 1])
 
@@ -161,8 +161,8 @@ def test_schedule_clock_maps_levels_to_steps():
 
 def _three_frames(x0, eps, sigma, schedule):
     """The same state and predictions written in the VE, discrete-VP (eps and v) and flow parametrisations."""
-    t = schedule.sigma_to_t(torch.tensor(sigma))
-    abar = float(schedule.alpha_bar_at_sigma(sigma))
+    t = sigma_to_t(schedule, torch.tensor(sigma))
+    abar = 1.0 / (1.0 + sigma**2)
     a_vp, b_vp = math.sqrt(abar), math.sqrt(1 - abar)
     a_f, b_f = 1 / (1 + sigma), sigma / (1 + sigma)  # flow time t_f with t_f / (1 - t_f) = sigma
     return {
@@ -178,7 +178,7 @@ def _three_frames(x0, eps, sigma, schedule):
 
 @pytest.mark.parametrize("frame_name", ["ve-x0", "ve-eps", "vp-eps", "vp-v", "vp-sigma", "flow"])
 def test_frames_convert_states_and_predictions_exactly(frame_name):
-    schedule = DiscreteSchedule.stable_diffusion()
+    schedule = sd_schedule()
     x0, eps = rand(B, 5, seed=1), rand(B, 5, seed=2)
     d_pred = rand(B, 5, seed=3)  # a model's denoised prediction; its eps is whatever goes with it at x
     sigma = 2.5
@@ -198,7 +198,7 @@ def test_dng_posterior_is_the_same_in_every_frame(frame_name):
     """The posterior is a property of the random variable: every parametrisation tracks the same p."""
     mix = latent_like(8)
     forget = mix.to_forget()
-    schedule = DiscreteSchedule.stable_diffusion()
+    schedule = sd_schedule()
     spec = GuidanceSpec("dng", 1.0, dng=DNGConfig(lambda0=1.0, prior=0.1, temperature=1.0, offset=0.0,
                                                    tracker="flow-moment"))
     runs = {}
@@ -215,7 +215,7 @@ def test_dng_posterior_is_the_same_in_every_frame(frame_name):
                      "negative": raw(d_c, eps_c)}
             run.combine(plan, {r: preds[r.branch] for r in plan.groups})
             x_ve = d_u + 0.8 * (x_ve - d_u)
-        runs[name] = run.dng.tracker.log_p
+        runs[name] = run.mode.controller.tracker.log_p
     torch.testing.assert_close(runs[frame_name], runs["ve-x0"], rtol=1e-5, atol=1e-8)
 
 
@@ -226,11 +226,11 @@ def test_flow_models_at_t_one_carry_no_evidence_and_give_no_nan():
     plan = run.plan(x, 1.0)  # pure noise: no probes, no update, lambda stays at the prior's
     assert plan.probe_inputs is None
     out = run.combine(plan, evaluate(plan, preds))
-    assert torch.isfinite(out).all() and run.dng.records == []
+    assert torch.isfinite(out).all() and run.mode.controller.records == []
     for t in (0.7, 0.3):
         plan = run.plan(x * (1 - t), t)
         assert torch.isfinite(run.combine(plan, evaluate(plan, preds))).all()
-    assert len(run.dng.records) == 2
+    assert len(run.mode.controller.records) == 2
     with pytest.raises(ValueError, match="rectified-flow"):
         GuidanceRun(GuidanceSpec("sld"), B, Frame.rectified_flow(), DETERMINISTIC, steps=3)
 
@@ -246,7 +246,7 @@ def test_dng_with_the_exact_posterior_through_the_run_is_cfg_toward_the_kept_mod
         model, run = E.guided_model(mix, "dng_exact", 3.0, 500, steps=1)
         guided = model(x, sigma, 0)
         ideal = G.cfg(mix.denoise(x, sigma), keep.denoise(x, sigma), 3.0)
-        assert run.dng.tracker.name == "exact"
+        assert run.mode.controller.tracker.name == "exact"
         rel = (guided - ideal).norm(dim=1) / ideal.norm(dim=1).clamp(min=1e-12)
         assert float(rel[ok].max()) < 1e-6  # measured: ~1e-12 relative
 
@@ -292,7 +292,7 @@ def test_dng_state_per_image_in_a_batch_equals_single_runs(sampler, tracker):
             x = SAMPLERS[sampler](den, x0[images], sigmas)
         run.finish(x)
         assert den.evaluations == 12
-        return torch.tensor([r["p"] for r in run.dng.records]), x
+        return torch.tensor([r["p"] for r in run.mode.controller.records]), x
 
     p_batch, x_batch = sample([0, 1, 2])
     for i in range(3):
@@ -409,7 +409,7 @@ def test_records_are_converted_on_read_only():
     quiet = GuidanceRun(GuidanceSpec("dng"), B, Frame.k_diffusion(), STOCHASTIC, steps=3, record="none")
     plan = quiet.plan(rand(B, 4, 2, 2), 2.0)
     quiet.combine(plan, evaluate(plan, preds))
-    assert quiet.records == [] and quiet.dng.records == []
+    assert quiet.records == [] and quiet.mode.controller.records == []
 
 
 def test_modes_without_meaning_for_a_flow_model_are_refused_before_any_model_runs():

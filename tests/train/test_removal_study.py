@@ -162,9 +162,8 @@ def test_reproduce_removal_trains_then_reuses_and_resumes(tmp_path, monkeypatch,
     planned for the all-class model it resumes that one and reruns only the points that depend on it."""
     from train.removal import reproduce
 
-    plan = reproduce.TrainingPlan("mnist-tiny", 4, 2, 4, "mnist", classifier_args=("--epochs", "1", "--limit", "512",
-                                                                                 "--test-limit", "100"),
-                                  ddpm_args=("--limit", "64"))
+    plan = reproduce.TrainingPlan("mnist-tiny", 4, 2, 4, "mnist", classifier_epochs=1, classifier_limit=512,
+                                  classifier_test_limit=100, ddpm_limit=64)
     monkeypatch.setitem(reproduce.TRAINING_PLANS, ("mnist", "cpu"), plan)
     runs = tmp_path / "runs"
     argv = ["reproduce-removal", "--dataset", "mnist", "--remove", "0", "--runs", str(runs), "--training", "cpu",
@@ -188,21 +187,23 @@ def test_reproduce_removal_trains_then_reuses_and_resumes(tmp_path, monkeypatch,
     assert rerun == sorted(n for n in before if "oracle" not in n)  # every point but the oracle's uses ddpm-all
 
 
-def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path, monkeypatch):
-    from train import cli
+def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path):
     from train.removal import reproduce
 
     calls = []
-    monkeypatch.setattr(cli, "run", lambda argv: calls.append(argv) or 0)
+
+    def train(folder, resume):
+        calls.append((folder, resume))
+
     run = tmp_path / "ddpm-all"
     run.mkdir()
     (run / "config.json").write_text("{}")
-    reproduce._train(["ddpm", "--dataset", "mnist"], run, finished=False)
-    assert calls == [["ddpm", "--dataset", "mnist", "--output-dir", str(run)]]
+    reproduce._train(train, run, finished=False)
+    assert calls == [(run, False)]  # a fresh run in the same folder
     assert [p.name.startswith("ddpm-all.no-checkpoint-") for p in tmp_path.iterdir()] == [True]
     (run / "checkpoint-4").mkdir(parents=True)
-    reproduce._train(["ddpm", "--dataset", "mnist"], run, finished=False)
-    assert calls[-1] == ["ddpm", "--dataset", "mnist", "--resume", str(run)]
+    reproduce._train(train, run, finished=False)
+    assert calls[-1] == (run, True)  # resumed
 
 
 def test_ctrl_c_says_how_to_continue(dirs, tmp_path, capsys, monkeypatch, mnist_dir):
@@ -229,10 +230,10 @@ def test_a_sample_that_overflows_is_kept_saturated_and_counted(dirs, monkeypatch
     real = sweep.sample_batch
 
     def overflowing(*args, **kwargs):
-        x, run, rows = real(*args, **kwargs)
+        x, *rest = real(*args, **kwargs)
         x[0] = float("inf")
         x[1, 0, 0, 0] = float("nan")
-        return x, run, rows
+        return x, *rest
 
     monkeypatch.setattr(sweep, "sample_batch", overflowing)
     models = load_study_models(dirs["uncond"], dirs["forget"], None, torch.device("cpu"))

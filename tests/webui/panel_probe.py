@@ -7,6 +7,7 @@ import json
 import sys
 
 import gradio as gr
+from panel_app import render_standalone
 
 from negguide_webui import settings as S
 from negguide_webui import ui
@@ -74,7 +75,7 @@ out["hires_switch"] = {choice: [u.get("visible") for u in asyncio.run(demo.proce
                                                                                          state))["data"]]
                        for choice in S.HR_MODES}
 if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-    demo2, _, _ = ui.render_standalone()
+    demo2, _, _ = render_standalone()
     demo2.launch(server_name="127.0.0.1", server_port=int(sys.argv[2]), prevent_thread_lock=True)
     print(json.dumps(out), flush=True)
     import time

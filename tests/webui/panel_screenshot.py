@@ -13,14 +13,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+from panel_app import render_standalone
+
 from negguide_webui import settings as S
-from negguide_webui import ui
+from negguide_webui import ui  # noqa: F401
 
 out = Path(sys.argv[1])
 mode = sys.argv[2] if len(sys.argv) > 2 else "dng"
 port = int(sys.argv[3]) if len(sys.argv) > 3 else 7861
 initial = S.NegGuideSettings(mode=S.MODE_FROM_KEY[mode])
-demo, _, _ = ui.render_standalone(open_panel=True, advanced_open=(mode == "dng"), initial=initial)
+demo, _, _ = render_standalone(open_panel=True, advanced_open=(mode == "dng"), initial=initial)
 demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=True)
 url = f"http://127.0.0.1:{port}/"
 for _ in range(100):

@@ -104,7 +104,7 @@ def test_dns_swaps_prompts_and_matches_eq19(webui, sampler):
         ic = e["image_cond"][:2]
         d_empty = d.inner_model(x, sig, cond={"c_crossattn": [empty.expand(2, -1, -1)], "c_concat": [ic]})
         d_pos = d.inner_model(x, sig, cond={"c_crossattn": [pos.expand(2, -1, -1)], "c_concat": [ic]})
-        ref = G.diffusion_negative(d_empty, d_pos, G.dns_scale_from_cfg(5.0))
+        ref = G.diffusion_negative(d_empty, d_pos, 5.0 - 1.0)
         assert torch.allclose(out, ref, atol=1e-4)
 
 
@@ -132,9 +132,10 @@ def test_dng_injected_rows_equal_separate_calls(webui, sampler, tracker):
     guidance = job.passes[0].run
     expected = tracker if tracker != "auto" else ("transition" if sampler == "Euler a" else "flow-gated")
     assert guidance.tracker_name() == expected
-    assert len(guidance.dng.records) == 5  # one posterior update per step, also for Heun
-    lams = {r["step"]: torch.tensor(r["lambda"]) for r in guidance.dng.records}
-    probe_rows = {r["step"]: r["probe_rows"] for r in guidance.dng.records}  # the gated tracker: only some steps
+    assert len(guidance.mode.controller.records) == 5  # one posterior update per step, also for Heun
+    lams = {r["step"]: torch.tensor(r["lambda"]) for r in guidance.mode.controller.records}
+    # the gated tracker: only some steps
+    probe_rows = {r["step"]: r["probe_rows"] for r in guidance.mode.controller.records}
     for e, x_out, out in zip(spy.den, spy.dend, spy.after, strict=True):
         b = 2
         step = e["call"] * e["steps"] // e["total"]
@@ -164,10 +165,10 @@ def test_dng_posteriors_are_per_image(tiny_sd64, sampler, tracker):
     s = NegGuideSettings(mode=MODE_DNG, tracker=tracker, lambda0=2.0, temperature=1.0)
     kw = dict(steps=6, sampler_name=sampler, prompt="a red car", cfg_scale=5.0)
     both = run(webui, s, batch_size=2, negative_prompt=["rust", "a red car"], **kw)[2].last_job
-    p_both = torch.tensor([r["p"] for r in both.passes[0].run.dng.records])
+    p_both = torch.tensor([r["p"] for r in both.passes[0].run.mode.controller.records])
     for i, (neg, seed) in enumerate([("rust", 1), ("a red car", 2)]):
         alone = run(webui, s, batch_size=1, negative_prompt=neg, seed=seed, **kw)[2].last_job
-        p_alone = torch.tensor([r["p"] for r in alone.passes[0].run.dng.records])[:, 0]
+        p_alone = torch.tensor([r["p"] for r in alone.passes[0].run.mode.controller.records])[:, 0]
         assert torch.allclose(p_both[:, i], p_alone, rtol=1e-9, atol=0), (i, p_both[:, i], p_alone)
     assert not torch.allclose(p_both[:, 0], p_both[:, 1])
     assert webui.callbacks.errors == [] and webui.callbacks.count() == 0
@@ -178,7 +179,7 @@ def test_dng_fresh_state_per_batch_iteration_and_hires_pass(webui):
     res, p, script, _ = run(webui, s, steps=4, n_iter=2, enable_hr=True, hr_second_pass_steps=3, denoising_strength=0.6)
     passes = script.last_job.passes
     assert [(sp.batch_number, sp.is_hr) for sp in passes] == [(0, False), (0, True), (1, False), (1, True)]
-    assert [len(sp.run.dng.records) for sp in passes] == [4, 3, 4, 3]
+    assert [len(sp.run.mode.controller.records) for sp in passes] == [4, 3, 4, 3]
     assert len({id(sp.run) for sp in passes}) == 4
     assert len(res.images) == 2 + 1  # two images and the lambda/p plot
     assert res.images[-1].size[0] == 640
@@ -267,7 +268,7 @@ def test_prompt_editing_and_and_prompts_with_dng(webui):
     assert e0["cond"].shape[0] == 3 + 2  # three positive rows (AND) + two injected negatives
     cat, dog = encode(m, "a cat"), encode(m, "a dog")
     assert same(e0["cond"][0:1], cat) and same(spy.den[2]["cond"][0:1], dog)  # edited after step 1
-    assert len(script.last_job.passes[0].run.dng.records) == 4
+    assert len(script.last_job.passes[0].run.mode.controller.records) == 4
 
 
 def test_ngms_skipped_uncond_steps(webui):
@@ -303,9 +304,9 @@ def test_interrupt_then_next_job_is_clean(webui):
     p.scripts = H.ScriptRunner([script, Interrupter()], s.to_args())
     H.process_images(p)
     assert webui.callbacks.count() == 0
-    assert len(script.last_job.passes) == 1 and len(script.last_job.passes[0].run.dng.records) < 8
+    assert len(script.last_job.passes) == 1 and len(script.last_job.passes[0].run.mode.controller.records) < 8
     res, p2, script2, _ = run(webui, s, steps=4)
-    assert [len(sp.run.dng.records) for sp in script2.last_job.passes] == [4]
+    assert [len(sp.run.mode.controller.records) for sp in script2.last_job.passes] == [4]
 
 
 def test_job_that_dies_does_not_leak(webui):
@@ -436,10 +437,10 @@ def test_gated_probes_for_some_images_only_keep_each_image_exact(tiny_sd64, forg
         both = run(webui, s, batch_size=2, negative_prompt=["rust", "a red car"], **kw)
         records = both[2].last_job.passes[0].run.records
         assert any(r["probe_rows"] == 2 for r in records), [r["probe_rows"] for r in records]
-        p_both = torch.tensor([r["p"] for r in both[2].last_job.passes[0].run.dng.records])
+        p_both = torch.tensor([r["p"] for r in both[2].last_job.passes[0].run.mode.controller.records])
         for i, (neg, seed) in enumerate([("rust", 1), ("a red car", 2)]):
             alone = run(webui, s, batch_size=1, negative_prompt=neg, seed=seed, **kw)
-            p_alone = torch.tensor([r["p"] for r in alone[2].last_job.passes[0].run.dng.records])[:, 0]
+            p_alone = torch.tensor([r["p"] for r in alone[2].last_job.passes[0].run.mode.controller.records])[:, 0]
             assert torch.allclose(p_both[:, i], p_alone, rtol=1e-9, atol=0)
             assert torch.equal(both[0].latents[i], alone[0].latents[0])
         assert webui.callbacks.errors == [] and webui.callbacks.count() == 0

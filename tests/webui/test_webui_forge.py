@@ -61,8 +61,8 @@ def test_dng_post_cfg_matches_separate_calls(webui, tracker):
         sampler_name="Euler a",
     )
     guidance = script.last_job.passes[0].run
-    assert guidance.tracker_name() == tracker and len(guidance.dng.records) == 4
-    lams = {r["step"]: torch.tensor(r["lambda"]) for r in guidance.dng.records}
+    assert guidance.tracker_name() == tracker and len(guidance.mode.controller.records) == 4
+    lams = {r["step"]: torch.tensor(r["lambda"]) for r in guidance.mode.controller.records}
     pos, neg, empty = encode(m, "a red car"), encode(m, "rust"), encode(m, "")
     wrap = H.CompVisDenoiser(m)
     for i, (e, out) in enumerate(zip(spy.den, spy.after, strict=True)):
@@ -94,7 +94,7 @@ def test_dng_patch_is_a_closure_installed_once_per_sampling(webui):
     res = F.process_images(p)
     assert seen == [1, 1, 1]  # first pass, hires pass called twice: never stacked
     passes = script.last_job.passes
-    assert len(passes) == 2 and [len(sp.run.dng.records) for sp in passes] == [3, 2]
+    assert len(passes) == 2 and [len(sp.run.mode.controller.records) for sp in passes] == [3, 2]
     fns = p.sd_model.forge_objects.unet.model_options["sampler_post_cfg_function"]
     clone = p.sd_model.forge_objects.unet.clone()  # a later clone must still work (closure, not bound method)
     assert clone.model_options["sampler_post_cfg_function"][0] is fns[0]
@@ -104,7 +104,8 @@ def test_dng_patch_is_a_closure_installed_once_per_sampling(webui):
 def test_dng_hires_cfg1_and_failures_never_raise(webui):
     s = NegGuideSettings(mode=MODE_DNG, tracker="flow-moment", hr_window=HR_CUSTOM)
     res, p, script, _ = run(webui, s, forge=True, steps=3, enable_hr=True, hr_second_pass_steps=2)
-    assert len(script.last_job.passes[1].run.dng.records) == 2  # hires at CFG 1: uncond skipped, DNG still runs
+    # hires at CFG 1: uncond skipped, DNG still runs
+    assert len(script.last_job.passes[1].run.mode.controller.records) == 2
     job = script.last_job
     backend = Backend(webui.callbacks, webui.state, None, forge_api=ForgeAPI(None, None, "broken"))
     adapter = ForgeAdapter(job, p, backend)

@@ -158,7 +158,7 @@ def test_dng_adds_the_core_term_to_the_programs_own_prediction(webui, name, trac
     _no_adapter_failure(script)
     run_ = script.last_job.passes[0].run
     assert run_.tracker_name() == tracker
-    lams = [torch.tensor(r["lambda"]) for r in run_.dng.records]
+    lams = [torch.tensor(r["lambda"]) for r in run_.mode.controller.records]
     ins = [a for k, a in log if k == "before"]
     outs = [a for k, a in log if k == "after"]
     assert len(ins) == len(outs) == len(lams) == 4
@@ -204,7 +204,7 @@ def test_dng_through_a_hires_pass_at_cfg_1(webui, name):
     res, p, script, _ = run(webui, s, program=FF.PROGRAMS[name], steps=3, enable_hr=True, hr_second_pass_steps=2,
                             hr_cfg=1.0, negative_prompt="rust")
     _no_adapter_failure(script)
-    assert [len(sp.run.dng.records) for sp in script.last_job.passes] == [3, 2]
+    assert [len(sp.run.mode.controller.records) for sp in script.last_job.passes] == [3, 2]
     assert all(torch.isfinite(t).all() for t in res.latents)
 
 

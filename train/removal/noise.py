@@ -14,6 +14,8 @@ import hashlib
 
 import torch
 
+from negguide import probe_generators
+
 CHUNK = 16
 
 
@@ -52,4 +54,4 @@ class CommonNoise:
 def image_generators(seed: int, indices: range) -> list[torch.Generator]:
     """One CPU generator per sample for DNG's Hutchinson probe directions (the flow trackers on DDIM draw their
     signs on the host): an image's probes, hence its guidance, do not depend on the rest of its batch either."""
-    return [torch.Generator().manual_seed(chunk_seed(seed, i, -2)) for i in indices]
+    return probe_generators([chunk_seed(seed, i, -2) for i in indices])

@@ -13,8 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from negguide.configs import DNGConfig, SLDConfig
-from negguide.spec import GuidanceSpec
+from negguide import DNGConfig, GuidanceSpec, SLDConfig, class_removal_spec
 from train.removal.presets import RemovalPreset
 from train.removal.sampler import SamplerSettings
 
@@ -102,7 +101,7 @@ def dng_tracker(point: Point, preset: RemovalPreset) -> str:
 
 def np_spec(lam: float) -> GuidanceSpec:
     """2-term NP with w = 1 + lambda: N + w (P - N) = P - lambda (N - P)."""
-    return GuidanceSpec("np", cfg_scale=1.0 + lam, class_removal=True)
+    return class_removal_spec("np", lam)
 
 
 def guidance_spec(point: Point, preset: RemovalPreset) -> GuidanceSpec | None:
@@ -112,16 +111,12 @@ def guidance_spec(point: Point, preset: RemovalPreset) -> GuidanceSpec | None:
         return None
     if point.method == "np-schedule":
         raise ValueError("an np-schedule point's specs come from its DNG table (train.removal.schedule)")
-    if point.method == "np":
-        return np_spec(point.scale)
-    if point.method == "sld":
-        sld = SLDConfig(threshold=preset.sld_threshold, s_s=preset.sld_s_s, beta_m=preset.sld_beta_m,
-                        s_m=preset.sld_s_m)
-        return GuidanceSpec("sld", cfg_scale=point.scale, sld=sld, class_removal=True)
-    dng = DNGConfig(lambda0=point.scale, prior=preset.dng_prior, temperature=preset.dng_temperature,
-                    offset=preset.dng_offset, p_max=point.p_max, tracker=dng_tracker(point, preset),
-                    variance=transition_variance(preset))
-    return GuidanceSpec("dng", cfg_scale=1.0, dng=dng, class_removal=True)
+    sld = (SLDConfig(threshold=preset.sld_threshold, s_s=preset.sld_s_s, beta_m=preset.sld_beta_m,
+                     s_m=preset.sld_s_m) if point.method == "sld" else None)
+    dng = (DNGConfig(prior=preset.dng_prior, temperature=preset.dng_temperature, offset=preset.dng_offset,
+                     p_max=point.p_max, tracker=dng_tracker(point, preset), variance=transition_variance(preset))
+           if point.method == "dng" else None)
+    return class_removal_spec(point.method, point.scale, dng, sld)
 
 
 def point_settings(point: Point, preset: RemovalPreset, models: dict[str, str]) -> dict:

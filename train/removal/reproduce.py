@@ -4,7 +4,8 @@ Per dataset and removed class K it trains (or reuses) four models in ``--runs`` 
 ``runs/removal-<dataset>-<K>``): the classifier, the all-class DDPM, the class-K-only DDPM (the "to-forget" model)
 and the class-K-dropped DDPM (the retrained oracle). A finished model is reused; an unfinished one (a crash, a
 Ctrl-C, a time budget) resumes exactly from its newest checkpoint; then ``removal`` runs (resuming its points).
-Each training step is the same `python -m train ...` command a user would type, printed before it runs.
+Each model is trained by the training functions themselves, as the `python -m train ...` command printed before
+it would train it.
 """
 
 from __future__ import annotations
@@ -16,23 +17,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.checkpoint import list_checkpoints
+from train.checkpoint import checkpoint_config, find_checkpoint, list_checkpoints
 from train.data import check_class, check_dataset
 from train.errors import UsageError
+from train.presets import CLASSIFIER_PRESETS, DDPM_PRESETS, default_classifier_preset, override
 from train.removal.study import pick_device, run_removal
 
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """What to train for one study: the DDPM preset and each DDPM's steps, the classifier preset."""
+    """What to train for one study: the DDPM preset and each DDPM's steps, the classifier preset; the limits and
+    epochs (None: the presets') make a plan small enough for a test."""
 
     ddpm_preset: str
     all_steps: int
     only_steps: int  # one class holds a tenth of the images: fewer steps see it as many times
     drop_steps: int
     classifier_preset: str | None  # None: the train command's default for the machine (fp32 CPUs: mnist-small)
-    classifier_args: tuple[str, ...] = ()  # further `train classifier` options (e.g. --epochs)
-    ddpm_args: tuple[str, ...] = ()  # further `train ddpm` options
+    classifier_epochs: int | None = None
+    classifier_limit: int | None = None  # a fixed random subset of the training images
+    classifier_test_limit: int | None = None
+    ddpm_limit: int | None = None
 
 
 # cpu: the 0.28 M-parameter UNet, ~1 h per 8000 steps on one core of the 2-core build machine (fp32).
@@ -63,8 +68,9 @@ def classifier_finished(run: Path) -> bool:
     return config.is_file() and not list_checkpoints(run) and "test_accuracy" in json.loads(config.read_text())
 
 
-def _train(argv: list[str], run: Path, finished: bool) -> None:
-    """Run one `python -m train` command: skipped when finished, with --resume when the run folder exists."""
+def _train(train, run: Path, finished: bool) -> None:
+    """Train one model with ``train(run, resume)``: skipped when finished, resumed when ``run`` has a checkpoint,
+    started over (the folder moved aside) when it stopped before its first one."""
     if finished:
         print(f"reusing {run}", file=sys.stderr)
         return
@@ -72,33 +78,60 @@ def _train(argv: list[str], run: Path, finished: bool) -> None:
         aside = run.with_name(f"{run.name}.no-checkpoint-{int(time.time())}")
         run.rename(aside)
         print(f"{run} had no checkpoint to resume from; moved it to {aside} and starting over", file=sys.stderr)
-    if run.exists():
-        argv = [*argv, "--resume", str(run)]
-    else:
-        argv = [*argv, "--output-dir", str(run)]
-    print("$ python -m train " + shlex.join(argv), file=sys.stderr)
-    from train.cli import run as train_cli
+    train(run, run.exists())
 
-    code = train_cli(argv)
-    if code:
-        raise UsageError(f"`python -m train {argv[0]}` failed (exit {code})")
+
+def _announce(command: list[str], run: Path, resume: bool) -> None:
+    """The `python -m train` command that trains the same model, for the user to see (and rerun by hand)."""
+    print("$ python -m train " + shlex.join([*command, "--resume" if resume else "--output-dir", str(run)]),
+          file=sys.stderr)
+
+
+def _options(**values) -> list[str]:
+    return [token for name, value in values.items() if value is not None
+            for token in (f"--{name.replace('_', '-')}", str(value))]
+
+
+def _stored_preset(run: Path, presets: dict) -> str | None:
+    """The preset a run folder's checkpoint was trained with (a resumed run keeps its preset)."""
+    stored = checkpoint_config(find_checkpoint(run)).get("name")
+    return stored if stored in presets else None
 
 
 def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu: bool) -> dict[str, Path]:
     """The study's four model folders, trained or resumed as needed."""
-    device = ["--cpu"] if cpu else []
-    classifier = runs / "classifier"
-    preset = ["--preset", plan.classifier_preset] if plan.classifier_preset else []
-    _train(["classifier", "--dataset", dataset, *preset, *plan.classifier_args, *device], classifier,
-           classifier_finished(classifier))
-    ddpms = {"uncond": ("all", plan.all_steps, []),
-             "forget": (f"only{removed}", plan.only_steps, ["--only-class", str(removed)]),
-             "oracle": (f"drop{removed}", plan.drop_steps, ["--drop-class", str(removed)])}
-    folders = {"classifier": classifier}
-    for role, (name, steps, selection) in ddpms.items():
+    from train.classifier import train_classifier, training_device, trains_in_bf16
+    from train.ddpm import DataOptions, train_ddpm
+
+    def classifier(run: Path, resume: bool) -> None:
+        default = default_classifier_preset(dataset, trains_in_bf16(training_device(cpu), "auto"))
+        name = plan.classifier_preset or (resume and _stored_preset(run, CLASSIFIER_PRESETS)) or default
+        _announce(["classifier", "--dataset", dataset, "--preset", name, *_options(
+            epochs=plan.classifier_epochs, limit=plan.classifier_limit, test_limit=plan.classifier_test_limit),
+            *(["--cpu"] if cpu else [])], run, resume)
+        preset = override(CLASSIFIER_PRESETS[name], epochs=plan.classifier_epochs)
+        train_classifier(preset, None if resume else run, limit=plan.classifier_limit,
+                         test_limit=plan.classifier_test_limit, cpu=cpu, resume=run if resume else None)
+
+    def ddpm(steps: int, only: int | None, drop: int | None):
+        def train(run: Path, resume: bool) -> None:
+            _announce(["ddpm", "--dataset", dataset, "--preset", plan.ddpm_preset, "--max-steps", str(steps),
+                       "--sample-every", "0", *_options(only_class=only, drop_class=drop, limit=plan.ddpm_limit),
+                       *(["--cpu"] if cpu else [])], run, resume)
+            preset = override(DDPM_PRESETS[plan.ddpm_preset], max_steps=steps, sample_every=0)
+            train_ddpm(preset, DataOptions(only_class=only, drop_class=drop, limit=plan.ddpm_limit),
+                       None if resume else run, run if resume else None, cpu=cpu)
+
+        return train
+
+    folders = {"classifier": runs / "classifier"}
+    _train(classifier, folders["classifier"], classifier_finished(folders["classifier"]))
+    ddpms = {"uncond": ("all", plan.all_steps, None, None),
+             "forget": (f"only{removed}", plan.only_steps, removed, None),
+             "oracle": (f"drop{removed}", plan.drop_steps, None, removed)}
+    for role, (name, steps, only, drop) in ddpms.items():
         run = runs / f"ddpm-{name}"
-        _train(["ddpm", "--dataset", dataset, "--preset", plan.ddpm_preset, "--max-steps", str(steps),
-                "--sample-every", "0", *selection, *plan.ddpm_args, *device], run, ddpm_finished(run, steps))
+        _train(ddpm(steps, only, drop), run, ddpm_finished(run, steps))
         folders[role] = run / "model"
     return folders
 

@@ -23,11 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from negguide.frames import Frame
-from negguide.run import GuidanceRun
-from negguide.samplers import SamplerInfo
-from negguide.schedules import DiscreteSchedule
-from negguide.spec import GuidanceSpec
+from negguide import Frame, GuidanceRun, GuidanceSpec, SamplerInfo
+from negguide.schedules import DiscreteSchedule  # the float64 DDPM tables: the study's own sampler, not a backend
 from train.removal.noise import CommonNoise, image_generators
 
 

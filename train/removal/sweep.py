@@ -133,8 +133,8 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
         # an extreme scale can overflow a sample: it is kept as the saturated image it is, and counted
         images.append(M.to_uint8(torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)).cpu())
         rows += batch_rows
-        if run is not None and run.dng is not None:
-            batches.append(run.dng.records)
+        if record == "per_image":  # the run's own per-step record: DNG's p and lambda of every sample
+            batches.append([r for r in run.records if "p" in r])
     progress.close()
     records = PosteriorRecords.from_batches(batches) if batches else None
     return SampledPoint(torch.cat(images), rows / (samples * sampler.steps), diverged, records)

@@ -35,6 +35,7 @@ import traceback
 from dataclasses import dataclass, field
 
 import torch
+from schedule_stand_ins import evenly_spaced_sigmas, sigma_to_t
 
 from .tinysd import TinySD, add_marker
 
@@ -281,7 +282,7 @@ class CompVisDenoiser(torch.nn.Module):
         self.sigmas = model.schedule.sigmas.to(torch.float32)
 
     def sigma_to_t(self, sigma):
-        return self.schedule.sigma_to_t(sigma.detach().cpu().to(torch.float64)).to(sigma.device, torch.float32)
+        return sigma_to_t(self.schedule, sigma.detach().cpu().to(torch.float64)).to(sigma.device, torch.float32)
 
     def forward(self, x, sigma, cond):
         c_in = 1.0 / (sigma**2 + 1.0) ** 0.5
@@ -526,8 +527,6 @@ class Sampler:
         self.model_wrap_cfg.step = 0
 
     def _sigmas(self, n):
-        from negguide.schedules import evenly_spaced_sigmas
-
         return evenly_spaced_sigmas(self.webui.sd_model.schedule, n).to(self.webui.sd_model.device, torch.float32)
 
     def _timesteps(self, n):
@@ -845,6 +844,24 @@ def parse_infotext(text: str) -> dict:
     for m in re.finditer(r"\s*([\w ,./+()-]+):\s*(\"(?:\\.|[^\\\"])+\"|[^,]*)(?:,|$)", last):
         out[m.group(1).strip()] = m.group(2).strip()
     return out
+
+
+def paste_infotext(params: dict):
+    """The WebUI's paste of generation parameters onto the panel: for each ``(component, key or function)`` pair of
+    ``ui.infotext_fields``, the value the key names (or the function returns) replaces the component's, converted
+    to the component's type; a component whose key is absent keeps its value."""
+    from dataclasses import fields
+
+    from negguide_webui import settings as S
+    from negguide_webui import ui
+
+    kinds = {f.name: f.type for f in fields(S.NegGuideSettings)}
+    values = S.NegGuideSettings().to_args()
+    for i, (name, key) in enumerate(ui.infotext_fields(list(S.ARG_NAMES))):
+        raw = key(params) if callable(key) else params.get(key)
+        if raw is not None:
+            values[i] = float(raw) if kinds[name] in ("float", float) else str(raw).strip()
+    return S.NegGuideSettings.from_args(*values)
 
 
 def isclose(a, b):

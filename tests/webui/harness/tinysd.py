@@ -55,9 +55,8 @@ class TinySD:
         dtype=torch.float32,
     ):
         from diffusers import UNet2DConditionModel
+        from schedule_stand_ins import sd_schedule
         from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-        from negguide.schedules import DiscreteSchedule
 
         tok_dir = find_tokenizer_dir()
         if tok_dir is None:
@@ -117,7 +116,7 @@ class TinySD:
             for p in self.unet.conv_out.parameters():
                 p.normal_(0, 0.02)
         self.device = device
-        sched = DiscreteSchedule.stable_diffusion()
+        sched = sd_schedule()
         self.alphas_cumprod = sched.alphas_cumprod.to(torch.float32)
         self.schedule = sched
         self.parameterization = "eps"
