@@ -5,7 +5,8 @@ The front door: a backend imports what it needs from here (``from negguide impor
 validates in a process without it); the sampling names import torch on first use.
 
 Settings (torch-free, validated; :class:`SettingsError` lists every problem as a sentence):
-``GuidanceSpec`` (the mode and its settings), ``DNGConfig``, ``SLDConfig``, ``ProbeGate``, ``StepWindow``,
+``GuidanceSpec`` (the mode and its settings), ``DNGConfig``, ``SLDConfig``, ``AdaptiveStart``, ``ProbeGate``,
+``StepWindow``,
 ``SamplerInfo`` (does a sampler inject noise), ``class_removal_spec``, ``config_to_dict`` / ``config_from_dict``
 (a spec: ``GuidanceSpec.to_dict`` / ``from_dict``).
 
@@ -38,6 +39,7 @@ from .configs import (
     PROBE_DIRECTIONS,
     TRACKERS,
     VARIANCES,
+    AdaptiveStart,
     DNGConfig,
     ProbeGate,
     SLDConfig,
@@ -87,6 +89,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "EMPTY", "MODES", "NEGATIVE", "POSITIVE", "PROBE_DIRECTIONS", "TRACKERS", "UNITS", "VARIANCES", "__version__",
+    "AdaptiveStart",
     "check_compatible", "class_removal_spec", "config_from_dict", "config_to_dict", "describe_tracker", "DNGConfig",
     "draw_passes", "evaluate_extra_rows", "EvaluationClock", "Frame", "GuidanceMode", "GuidanceRun", "GuidanceSpec",
     "GuidedDenoiser", "is_finite_number", "make_tracker", "Plan", "PlottedPass", "PosteriorTracker",

@@ -59,6 +59,34 @@ class SLDConfig:
         ])
 
 
+ADAPTIVE_SIGNALS = ("alignment", "gap", "none")
+
+
+@dataclass(frozen=True)
+class AdaptiveStart:
+    """When the adaptive window's negative prompt starts, per image (see :mod:`negguide.modes.adaptive_window`).
+
+    ``signal``: ``alignment`` starts an image when ``cos(eps_N - eps_E, eps_P - eps_E) >= threshold`` (the negative's
+    direction has lined up with the prompt's: what it names is part of what the prompt is making); ``gap`` when
+    ``|eps_N - eps_P|`` has fallen to ``threshold`` times its running peak; ``none`` at the window's start (a fixed
+    window, evaluated as one). ``threshold``: the signal's level (alignment: a cosine in [-1, 1]; gap: a fraction
+    in (0, 1])."""
+
+    signal: str = "alignment"
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        raise_problems([
+            (self.signal in ADAPTIVE_SIGNALS,
+             f"adaptive signal must be one of {ADAPTIVE_SIGNALS}, got {self.signal!r}"),
+            (is_finite_number(self.threshold), f"adaptive threshold must be a finite number, got {self.threshold!r}"),
+            (self.signal != "alignment" or -1 <= self.threshold <= 1,
+             f"the alignment threshold is a cosine in [-1, 1], got {self.threshold}"),
+            (self.signal != "gap" or 0 < self.threshold <= 1,
+             f"the gap threshold is a fraction of the running peak in (0, 1], got {self.threshold}"),
+        ])
+
+
 @dataclass(frozen=True)
 class ProbeGate:
     """Where and how the gated flow tracker spends Hutchinson probes (see :class:`negguide.posterior.FlowTracker`).
@@ -224,8 +252,8 @@ def config_to_dict(config) -> dict:
 
 
 def config_from_dict(cls, data: Mapping):
-    """The inverse of :func:`config_to_dict` for ``DNGConfig``, ``SLDConfig`` or ``ProbeGate`` (unknown keys raise
-    TypeError, bad values :class:`~negguide.checks.SettingsError`)."""
+    """The inverse of :func:`config_to_dict` for ``DNGConfig``, ``SLDConfig``, ``AdaptiveStart`` or ``ProbeGate``
+    (unknown keys raise TypeError, bad values :class:`~negguide.checks.SettingsError`)."""
     data = dict(data)
     if isinstance(data.get("gate"), Mapping):  # DNG's probe gate, given as a dict too
         data["gate"] = ProbeGate(**data["gate"])

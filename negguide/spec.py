@@ -13,6 +13,9 @@ mode        guided prediction                                      source
 ``dng``     ``E + w (P - E) - lambda (N - P)``, per-image lambda   Koulischer et al. 2025 (Sec. 4.2 / Eq. 10)
 ``sld``     ``E + w (P - E - gamma)`` in eps units                 Safe Latent Diffusion (Schramowski et al.)
 ``perp_neg``  ``E + w (P - E - w_n perp(N - E, P - E))``           Perp-Neg (Armandpour et al. 2023)
+``np_lambda``  ``E + w (P - E) - lambda (N - P)``, constant lambda  the DNG paper's NP for text-to-image (Eq. 6)
+``adaptive``  ``np`` from a per-image start a signal decides, to   Ban et al. 2024, Sec. 6 (the critical step)
+            the window's end (``adaptive``: the signal)
 ==========  =====================================================  ==============================================
 
 ``class_removal=True`` is the DNG paper's unconditional setting: the "positive" branch is the unconditional
@@ -26,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .checks import SettingsError, is_finite_number, raise_problems
-from .configs import DNGConfig, SLDConfig, config_from_dict, config_to_dict
+from .configs import AdaptiveStart, DNGConfig, SLDConfig, config_from_dict, config_to_dict
 from .modes import MODE_CLASSES, GuidanceMode
 from .windows import StepWindow
 
@@ -43,6 +46,8 @@ class GuidanceSpec:
     dng: DNGConfig = field(default_factory=DNGConfig)
     sld: SLDConfig = field(default_factory=SLDConfig)
     perp_neg_scale: float = 1.0
+    negative_scale: float = 1.0  # np_lambda: the constant lambda of E + w (P - E) - lambda (N - P)
+    adaptive: AdaptiveStart = field(default_factory=AdaptiveStart)  # adaptive: when each image's negative starts
     class_removal: bool = False
 
     def __post_init__(self):
@@ -57,6 +62,8 @@ class GuidanceSpec:
              f"DNS scale must be a number in [0, 100], got {self.dns_scale!r}"),
             (is_finite_number(self.perp_neg_scale) and float(self.perp_neg_scale) >= 0,
              f"Perp-Neg scale must be a number >= 0, got {self.perp_neg_scale!r}"),
+            (is_finite_number(self.negative_scale) and 0 <= float(self.negative_scale) <= 100,
+             f"negative scale (lambda) must be a number in [0, 100], got {self.negative_scale!r}"),
             (self.window is None or mode.windowed, f"a step window applies to the modes {windowed}, not to "
                                                    f"{self.mode!r}"),
             (not (self.class_removal and mode.needs_prompt),
@@ -88,7 +95,7 @@ class GuidanceSpec:
                 value = None if value is None else {**config_to_dict(value), "describe": value.describe()}
             elif name == "dns_scale":
                 value = self.resolved_dns_scale
-            elif name in ("dng", "sld"):
+            elif name in ("dng", "sld", "adaptive"):
                 value = config_to_dict(value)
             out[name] = value
         if self.class_removal:
@@ -104,7 +111,9 @@ class GuidanceSpec:
         return cls(data["mode"], data["cfg_scale"], window=window, dns_scale=data.get("dns_scale"),
                    dng=config_from_dict(DNGConfig, data.get("dng") or {}),
                    sld=config_from_dict(SLDConfig, data.get("sld") or {}),
-                   perp_neg_scale=data.get("perp_neg_scale", 1.0), class_removal=data.get("class_removal", False))
+                   perp_neg_scale=data.get("perp_neg_scale", 1.0), negative_scale=data.get("negative_scale", 1.0),
+                   adaptive=config_from_dict(AdaptiveStart, data.get("adaptive") or {}),
+                   class_removal=data.get("class_removal", False))
 
 
 CLASS_REMOVAL_METHODS = ("np", "sld", "dng")

@@ -85,6 +85,12 @@ class StepWindow:
         return cls(4 / 30, 15 / 30, "fraction")
 
     @classmethod
+    def adaptive_default(cls) -> StepWindow:
+        """The adaptive window's default: any start from the first step on, the paper default's end (step 15 of
+        30), as a fraction."""
+        return cls(0.0, 15 / 30, "fraction")
+
+    @classmethod
     def always(cls) -> StepWindow:
         return cls(0.0, 1.0, "fraction")
 

@@ -137,16 +137,18 @@ class NegGuidePipeline:
 
     # --- generation ---------------------------------------------------------------------------------------------
     def guidance_spec(self, mode: str = "off", guidance_scale: float | None = None, window=None,
-                      dns_scale: float | None = None, dng=None, sld=None, perp_neg_scale: float = 1.0) -> GuidanceSpec:
+                      dns_scale: float | None = None, dng=None, sld=None, perp_neg_scale: float = 1.0,
+                      negative_scale: float = 1.0, adaptive=None) -> GuidanceSpec:
         """The :class:`GuidanceSpec` that these arguments of :meth:`__call__` describe."""
         default = self.defaults.get("guidance_scale", self.family.default_guidance_scale)
         scale = default if guidance_scale is None else guidance_scale
-        return build_spec(mode, scale, window, dns_scale, dng, sld, perp_neg_scale)
+        return build_spec(mode, scale, window, dns_scale, dng, sld, perp_neg_scale, negative_scale, adaptive)
 
     @torch.no_grad()
     def __call__(self, prompt: str | list[str], negative_prompt: str | list[str] | None = None, *,
                  mode: str = "off", guidance_scale: float | None = None, window=None, dns_scale: float | None = None,
-                 dng=None, sld=None, perp_neg_scale: float = 1.0, guidance: GuidanceSpec | None = None,
+                 dng=None, sld=None, perp_neg_scale: float = 1.0, negative_scale: float = 1.0, adaptive=None,
+                 guidance: GuidanceSpec | None = None,
                  num_inference_steps: int | None = None, height: int | None = None, width: int | None = None,
                  num_images_per_prompt: int = 1, generator: torch.Generator | list[torch.Generator] | None = None,
                  latents: torch.Tensor | None = None, eta: float = 0.0, output_type: str = "pil",
@@ -158,7 +160,9 @@ class NegGuidePipeline:
 
         ``mode``: ``off`` (the pipeline's own CFG with ``negative_prompt``), ``windowed`` / ``np`` with
         ``window`` (a :class:`StepWindow` or ``(start, end[, unit])``), ``np3``, ``dns`` (``dns_scale``),
-        ``dng`` (``dng``: a :class:`DNGConfig` or dict), ``sld`` (``sld``), ``perp_neg`` (``perp_neg_scale``).
+        ``dng`` (``dng``: a :class:`DNGConfig` or dict), ``sld`` (``sld``), ``perp_neg`` (``perp_neg_scale``),
+        ``np_lambda`` (``negative_scale``: a constant lambda), ``adaptive`` (``window``: earliest start and end,
+        default steps 1-15 of 30; ``adaptive``: an :class:`AdaptiveStart` or dict, the start signal).
         ``generator``: one, or a list with one per image (image ``i`` then equals a single run with
         ``generator[i]``). ``capture_attention``: record every cross-attention layer per step and token
         (``out.attention``, ``out.plot_attention(negative_word, positive_word)``: Ban et al.'s r_t); the images
@@ -166,20 +170,24 @@ class NegGuidePipeline:
         i, t, {"latents": ..., "denoised": ...})`` may return ``{"latents": ...}`` (``denoised``: the guided x0
         estimate of the step, in latent space).
         Returns :class:`NegGuideOutput` (``return_dict=False``: ``(images, records)``)."""
-        spec = self._resolve_spec(guidance, mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale)
+        spec = self._resolve_spec(guidance, mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale,
+                                  negative_scale, adaptive)
         result = self._generate(spec, prompt, negative_prompt, num_inference_steps, height, width,
                                 num_images_per_prompt, generator, latents, eta, output_type, clip_skip,
                                 attention_kwargs, max_sequence_length, record, callback_on_step_end,
                                 capture_attention)
         return result if return_dict else (result.images, result.records)
 
-    def _resolve_spec(self, guidance, mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale):
+    def _resolve_spec(self, guidance, mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale,
+                      negative_scale=1.0, adaptive=None):
         if guidance is None:
-            return self.guidance_spec(mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale)
+            return self.guidance_spec(mode, guidance_scale, window, dns_scale, dng, sld, perp_neg_scale,
+                                      negative_scale, adaptive)
         given = [name for name, value, default in (
             ("mode", mode, "off"), ("guidance_scale", guidance_scale, None), ("window", window, None),
             ("dns_scale", dns_scale, None), ("dng", dng, None), ("sld", sld, None),
-            ("perp_neg_scale", perp_neg_scale, 1.0)) if value != default]
+            ("perp_neg_scale", perp_neg_scale, 1.0), ("negative_scale", negative_scale, 1.0),
+            ("adaptive", adaptive, None)) if value != default]
         if given:
             raise ValueError(f"pass either guidance=GuidanceSpec(...) or {', '.join(given)}, not both")
         if not isinstance(guidance, GuidanceSpec):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .. import MODES, DNGConfig, GuidanceSpec, SettingsError, SLDConfig, StepWindow, config_from_dict
+from .. import MODES, AdaptiveStart, DNGConfig, GuidanceSpec, SettingsError, SLDConfig, StepWindow, config_from_dict
 
 ALIASES = {"off": "np", "windowed": "np"}
 FRONTEND_MODES = ("off", "windowed", *MODES)
@@ -38,7 +38,7 @@ def _config(value, cls, name):
 
 
 def build_spec(mode: str = "np", guidance_scale: float = 7.5, window=None, dns_scale: float | None = None, dng=None,
-               sld=None, perp_neg_scale: float = 1.0) -> GuidanceSpec:
+               sld=None, perp_neg_scale: float = 1.0, negative_scale: float = 1.0, adaptive=None) -> GuidanceSpec:
     """The spec of one generation; raises :class:`SettingsError` listing every problem."""
     if mode not in FRONTEND_MODES:
         raise SettingsError([f"mode must be one of {', '.join(FRONTEND_MODES)}, got {mode!r}"])
@@ -48,9 +48,12 @@ def build_spec(mode: str = "np", guidance_scale: float = 7.5, window=None, dns_s
                              "(use mode 'windowed')"])
     if mode == "windowed" and window is None:
         window = StepWindow.paper_default()
+    if mode == "adaptive" and window is None:
+        window = StepWindow.adaptive_default()
     return GuidanceSpec(ALIASES.get(mode, mode), guidance_scale, window=window, dns_scale=dns_scale,
                         dng=_config(dng, DNGConfig, "DNG"), sld=_config(sld, SLDConfig, "SLD"),
-                        perp_neg_scale=perp_neg_scale)
+                        perp_neg_scale=perp_neg_scale, negative_scale=negative_scale,
+                        adaptive=_config(adaptive, AdaptiveStart, "adaptive"))
 
 
 def uses_negative(spec: GuidanceSpec) -> bool:

@@ -7,7 +7,9 @@ and its tests; :class:`negguide.run.GuidanceRun` and the front-ends read everyth
 
 from __future__ import annotations
 
+from .adaptive_window import AdaptiveWindow
 from .base import BRANCHES, EMPTY, NEGATIVE, POSITIVE, GuidanceMode, PassContext, Rows, Slots
+from .constant_negative import ConstantNegative
 from .diffusion_negative import DiffusionNegative
 from .dynamic_negative import DynamicNegative
 from .negative_prompt import NegativePrompt
@@ -24,9 +26,10 @@ def register(cls: type[GuidanceMode]) -> type[GuidanceMode]:
     return cls
 
 
-for _cls in (NegativePrompt, ThreeTermNegativePrompt, DiffusionNegative, DynamicNegative, SafeLatent, PerpNeg):
+for _cls in (NegativePrompt, ThreeTermNegativePrompt, DiffusionNegative, DynamicNegative, SafeLatent, PerpNeg,
+             ConstantNegative, AdaptiveWindow):
     register(_cls)
 
-__all__ = ["BRANCHES", "EMPTY", "MODE_CLASSES", "NEGATIVE", "POSITIVE", "DiffusionNegative", "DynamicNegative",
-           "GuidanceMode", "NegativePrompt", "PassContext", "PerpNeg", "Rows", "SafeLatent", "Slots",
-           "ThreeTermNegativePrompt", "register"]
+__all__ = ["BRANCHES", "EMPTY", "MODE_CLASSES", "NEGATIVE", "POSITIVE", "AdaptiveWindow", "ConstantNegative",
+           "DiffusionNegative", "DynamicNegative", "GuidanceMode", "NegativePrompt", "PassContext", "PerpNeg", "Rows",
+           "SafeLatent", "Slots", "ThreeTermNegativePrompt", "register"]
