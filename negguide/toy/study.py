@@ -7,6 +7,7 @@ import time
 from ..configs import PosteriorConfig
 from . import experiments as E
 from .mixture import anisotropic_latent_like, latent_like, three_modes_1d, three_modes_2d
+from .progress import Progress
 
 # Scales swept for the class-removal comparisons (the DNG paper uses ~0.5 for NP/SLD and ~5 for DNG).
 NP_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -24,6 +25,9 @@ AUTO_DETERMINISTIC = "flow-gated-1+evidence+deflated"  # what DNGConfig(tracker=
 HIGH_D_TRACKERS = ("transition-beta_tilde", "flow-moment", "flow-hutchinson-1", "flow-hutchinson-1+evidence",
                    "flow-hutchinson-1+evidence+deflated", "flow-hutchinson-2", "flow-gated-1+evidence",
                    AUTO_DETERMINISTIC, "flow-exact+evidence")
+# The default (quick) run: the trackers 'auto' picks and their two simpler alternatives, in 64-D only.
+HIGH_D_DEFAULT_TRACKERS = ("transition-beta_tilde", "flow-moment", "flow-hutchinson-1+evidence+deflated",
+                           AUTO_DETERMINISTIC)
 HIGH_D_MIXTURES = {"isotropic": latent_like, "anisotropic": anisotropic_latent_like}
 HIGH_D_SAMPLERS = ("ddim", "euler", "dpmpp_2m")
 TUNING_SEED = 0  # the gated tracker's defaults were chosen on mixtures of this seed: reported seeds differ
@@ -34,14 +38,25 @@ def _best(rows: list[dict]) -> dict:
     return min(rows, key=lambda r: r["w1_to_target"])
 
 
-def removal_study(mix, n: int, steps: int, seed: int, dng_prior: float) -> dict:
+REMOVAL_RUNS = len(NP_SCALES) + len(SLD_SCALES) + len(DNG_SCALES) + 3
+REMOVAL_COST = 3  # a removal run's cost per sample, step and dimension against a tracking run's (measured)
+
+
+def _quiet_progress() -> Progress:
+    return Progress(log=lambda line: None)
+
+
+def removal_study(mix, n: int, steps: int, seed: int, dng_prior: float, progress: Progress | None = None,
+                  name: str = "class removal") -> dict:
     """Every method at every scale on one mixture; headline per method = its best W1 to the target."""
+    progress = progress or _quiet_progress()
     dng_cfg = PosteriorConfig(prior=dng_prior, temperature=1.0, offset=0.0, p_min=1e-6, p_max=0.99)
     out: dict = {"sweeps": {}, "methods": {}, "lambda_curve": None, "samples": {}}
 
     def run(method, scale):
         x, state = E.guided_samples(mix, method, scale, n, seed, steps=steps, dng_config=dng_cfg)
         row = {"scale": scale, **E.removal_metrics(mix, x)}
+        progress.done(REMOVAL_COST * n * steps * mix.dim, f"{name}, {method} {scale:g}")
         return row, x, state
 
     for method, scales in (("np", NP_SCALES), ("sld", SLD_SCALES), ("dng_tracked", DNG_SCALES)):
@@ -70,13 +85,21 @@ def trackers_1d(sampler: str) -> tuple[str, ...]:
     return DETERMINISTIC_TRACKERS
 
 
-def tracking_study(n: int, seed: int) -> dict:
+def tracking_weight(n: int) -> float:
+    return sum(n * steps * len(trackers_1d(sampler)) for sampler, steps in TRACKING_1D)
+
+
+def tracking_study(n: int, seed: int, progress: Progress | None = None) -> dict:
     """Every 1-D configuration with its trackers, all on the same trajectories (the sampler has its own seed)."""
+    progress = progress or _quiet_progress()
     mix = three_modes_1d()
     table: dict = {}
     for sampler, steps in TRACKING_1D:
         specs = trackers_1d(sampler)
-        by_tracker = {spec: E.track_posterior(mix, sampler, steps, spec, n, seed) for spec in specs}
+        by_tracker = {}
+        for spec in specs:
+            by_tracker[spec] = E.track_posterior(mix, sampler, steps, spec, n, seed)
+            progress.done(n * steps, f"posterior tracking 1-D, {sampler} {steps} steps, {spec}")
         auto = STOCHASTIC_TRACKER.get(sampler, AUTO_DETERMINISTIC)
         table.setdefault(sampler, {})[str(steps)] = {
             "tracker": auto,
@@ -100,18 +123,30 @@ def tracking_by_tracker(tracking: dict) -> dict:
             for sampler, by_steps in tracking.items()}
 
 
-def high_dimensional_study(n: int, seeds, dims=(64, 256), steps_list=(20, 50)) -> list[dict]:
+def high_dimensional_runs(seeds, dims=(64, 256), steps_list=(20, 50), trackers=HIGH_D_TRACKERS):
+    """(kind, dim, seed, steps, sampler, tracker) of every run of the high-dimensional study."""
+    runs = [(sampler, spec) for sampler in HIGH_D_SAMPLERS for spec in trackers]
+    runs.append(("euler_a", "transition-sampler"))
+    return [(kind, dim, seed, steps, sampler, spec) for kind in HIGH_D_MIXTURES for dim in dims for seed in seeds
+            for steps in steps_list for sampler, spec in runs]
+
+
+def high_dimensional_study(n: int, seeds, dims=(64, 256), steps_list=(20, 50), trackers=HIGH_D_TRACKERS,
+                           progress: Progress | None = None) -> list[dict]:
     """Every tracker on 10-class mixtures (isotropic and anisotropic, several seeds) with the deterministic
     samplers, plus Euler ancestral with the transition tracker."""
+    progress = progress or _quiet_progress()
     rows = []
     for kind, make in HIGH_D_MIXTURES.items():
         for dim in dims:
             for seed in seeds:
                 mix = make(dim, seed=seed)
                 for steps in steps_list:
-                    runs = [(sampler, spec) for sampler in HIGH_D_SAMPLERS for spec in HIGH_D_TRACKERS]
+                    runs = [(sampler, spec) for sampler in HIGH_D_SAMPLERS for spec in trackers]
                     for sampler, spec in runs + [("euler_a", "transition-sampler")]:
                         r = E.track_posterior(mix, sampler, steps, spec, n, seed)
+                        progress.done(n * steps * dim, f"posterior tracking {kind} {dim}-D, seed {seed}, {sampler} "
+                                                       f"{steps} steps, {spec}")
                         r.pop("curves")
                         rows.append({"mixture": kind, "dim": dim, "seed": seed, **r})
     return rows
@@ -142,23 +177,27 @@ def run_study(full: bool = False, seed: int = 0, log=print) -> tuple[dict, dict]
     sizes = ({"removal_1d": 100_000, "steps_1d": 1000, "removal_2d": 20_000, "steps_2d": 1000, "tracking": 20_000,
               "high_d": 300}
              if full else
-             {"removal_1d": 4_000, "steps_1d": 250, "removal_2d": 2_000, "steps_2d": 100, "tracking": 1_000,
+             {"removal_1d": 2_000, "steps_1d": 100, "removal_2d": 1_000, "steps_2d": 100, "tracking": 1_000,
               "high_d": 300})
     high_d_seeds, high_d_steps = ((1, 2, 3, 4), (20, 50)) if full else ((1,), (20,))
+    high_d_dims, high_d_trackers = ((64, 256), HIGH_D_TRACKERS) if full else ((64,), HIGH_D_DEFAULT_TRACKERS)
     t0 = time.time()
-    mix1 = three_modes_1d()
-    removal = removal_study(mix1, sizes["removal_1d"], sizes["steps_1d"], seed, dng_prior=mix1.prior_forbidden)
-    log(f"3b removal (1-D, {sizes['removal_1d']} samples, DDPM {sizes['steps_1d']} steps): {time.time() - t0:.0f}s")
-    t1 = time.time()
-    mix2 = three_modes_2d()
-    removal_2d = removal_study(mix2, sizes["removal_2d"], sizes["steps_2d"], seed, dng_prior=mix2.prior_forbidden)
-    log(f"3d class removal (2-D, {sizes['removal_2d']} samples): {time.time() - t1:.0f}s")
-    t2 = time.time()
-    tracking = tracking_study(sizes["tracking"], seed)
-    log(f"3c posterior tracking (1-D): {time.time() - t2:.0f}s")
-    t3 = time.time()
-    high_d = high_dimensional_study(sizes["high_d"], high_d_seeds, steps_list=high_d_steps)
-    log(f"3c posterior tracking (64-D, 256-D, seeds {list(high_d_seeds)}): {time.time() - t3:.0f}s")
+    mix1, mix2 = three_modes_1d(), three_modes_2d()
+    progress = Progress(log)
+    progress.plan(REMOVAL_COST * REMOVAL_RUNS * sizes["removal_1d"] * sizes["steps_1d"] * mix1.dim)
+    progress.plan(REMOVAL_COST * REMOVAL_RUNS * sizes["removal_2d"] * sizes["steps_2d"] * mix2.dim)
+    progress.plan(tracking_weight(sizes["tracking"]))
+    progress.plan(sum(sizes["high_d"] * steps * dim for _, dim, _, steps, _, _ in
+                      high_dimensional_runs(high_d_seeds, high_d_dims, high_d_steps, high_d_trackers)))
+    log(f"[toy] {'full' if full else 'default'} size: class removal on 1-D and 2-D mixtures, posterior tracking "
+        "in 1-D and 64/256-D (progress below, the estimate settles after the first minutes)")
+    removal = removal_study(mix1, sizes["removal_1d"], sizes["steps_1d"], seed, mix1.prior_forbidden, progress,
+                            "class removal 1-D")
+    removal_2d = removal_study(mix2, sizes["removal_2d"], sizes["steps_2d"], seed, mix2.prior_forbidden, progress,
+                               "class removal 2-D")
+    tracking = tracking_study(sizes["tracking"], seed, progress)
+    high_d = high_dimensional_study(sizes["high_d"], high_d_seeds, high_d_dims, high_d_steps, high_d_trackers,
+                                    progress)
 
     def strip(study):
         return {"methods": study["methods"], "sweeps": study["sweeps"]}
@@ -178,8 +217,8 @@ def run_study(full: bool = False, seed: int = 0, log=print) -> tuple[dict, dict]
         "high_dimensional_tracking_by_tracker": tracker_table(high_d),
         "high_dimensional_settings": {"samples": sizes["high_d"], "seeds": list(high_d_seeds),
                                       "tuning_seed": TUNING_SEED, "classes": 10, "forbidden": "class 0",
-                                      "mixtures": list(HIGH_D_MIXTURES), "dims": [64, 256],
-                                      "steps": list(high_d_steps)},
+                                      "mixtures": list(HIGH_D_MIXTURES), "dims": list(high_d_dims),
+                                      "steps": list(high_d_steps), "trackers": list(high_d_trackers)},
         "seconds": round(time.time() - t0, 1),
     }
     arrays = {"mix1": mix1, "removal": removal, "mix2": mix2, "removal_2d": removal_2d, "tracking": tracking,
