@@ -28,6 +28,7 @@ from train.errors import UsageError
 from train.paths import shared_root
 
 DATASETS = ("mnist", "cifar10")
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # (channels, height, width) of each dataset
 MNIST_CLASSES = [str(d) for d in range(10)]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -88,6 +89,8 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, download: bool) 
     check_dataset(dataset)
     if data_dir is not None:
         path = Path(data_dir).expanduser()
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"data directory {path} is a file, not a folder. {how_to_get(dataset)}")
         if not download and not path.is_dir():
             raise UsageError(f"data directory {path} does not exist. {how_to_get(dataset)}")
         return path

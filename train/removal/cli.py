@@ -8,6 +8,7 @@ import sys
 from train.removal.presets import (
     FID_NETWORKS,
     METHODS,
+    PRESET_ALIASES,
     REMOVAL_PRESETS,
     SAMPLER_VARIANCES,
     SAMPLERS,
@@ -44,6 +45,8 @@ def _names(choices):
         wrong = [n for n in names if n not in choices]
         if wrong:
             raise argparse.ArgumentTypeError(f"{', '.join(wrong)} not among {', '.join(choices)}")
+        if not names:
+            raise argparse.ArgumentTypeError(f"name at least one of {', '.join(choices)}")
         return names
 
     return parse
@@ -52,7 +55,7 @@ def _names(choices):
 def _study_args(p: argparse.ArgumentParser) -> None:
     """The sweep's settings (defaults: the preset's, shown by --help of the preset table in docs/removal.md)."""
     g = p.add_argument_group("sweep (default: the preset's value)")
-    g.add_argument("--preset", choices=sorted(REMOVAL_PRESETS),
+    g.add_argument("--preset", choices=sorted(REMOVAL_PRESETS) + sorted(PRESET_ALIASES),
                    help="default: <dataset>-paper on a GPU, <dataset>-cpu on a CPU")
     g.add_argument("--methods", type=_names(METHODS), help=f"comma-separated, among {','.join(METHODS)}")
     g.add_argument("--samples", type=int, help="samples per point (paper: 10240)")
@@ -98,6 +101,8 @@ def _study_args(p: argparse.ArgumentParser) -> None:
                    help="paired bootstrap resamples of the kept / balanced FIDs (an eigen-decomposition each; 0: "
                         "point estimates only)")
     g.add_argument("--data-dir", help="dataset folder for the FID reference (default: ../shared/datasets/<dataset>)")
+    g.add_argument("--download", action="store_true",
+                   help="fetch the dataset with torchvision into --data-dir (default ./data) first")
     g.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
 
@@ -120,14 +125,17 @@ def add_removal_commands(sub) -> None:
     a = sub.add_parser("reproduce-removal", help="train (or reuse) every model of the study, run the sweep and "
                                                  "write the report: one command",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="example:\n  python -m train reproduce-removal --dataset mnist --remove 0\n"
+                       epilog="examples:\n  python -m train reproduce-removal --dataset mnist --remove 0 --preset tiny "
+                              "--download   # minutes: the whole study at toy sizes\n"
+                              "  python -m train reproduce-removal --dataset mnist --remove 0\n"
                               "Trained models are reused; unfinished ones resume exactly. See docs/removal.md.")
     a.add_argument("--dataset", required=True, help="mnist (cifar10: its DDPMs need a GPU)")
     a.add_argument("--remove", type=int, required=True, help="the class K to remove")
     a.add_argument("--runs", help="folder of the study's models and sweep (default runs/removal-<dataset>-<K>)")
     a.add_argument("--report", help="folder for points.csv/json, the plots and summary.md (default: <runs>/report)")
-    a.add_argument("--training", choices=("cpu", "gpu"),
-                   help="training sizes (default: gpu when one is present, else cpu); see docs/removal.md")
+    a.add_argument("--training", choices=("tiny", "cpu", "gpu"),
+                   help="training sizes (default: tiny with --preset tiny, else gpu when one is present, else cpu); "
+                        "see docs/removal.md")
     _study_args(a)
 
 

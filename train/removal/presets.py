@@ -162,7 +162,19 @@ CIFAR10_CPU = dataclasses.replace(
     fid_reference_count=5_000,
 )
 
-REMOVAL_PRESETS = {p.name: p for p in (MNIST_PAPER, CIFAR10_PAPER, MNIST_CPU, CIFAR10_CPU)}
+# Minutes end to end on a CPU (`reproduce-removal --preset tiny`, with the tiny training plan): every method, both
+# samplers, the classifier's features only (no Inception), 128 samples per point: it shows the study's machinery
+# and report on real MNIST, not a verdict (the intervals say how little 128 samples can tell).
+MNIST_TINY = dataclasses.replace(
+    MNIST_CPU, name="mnist-tiny", samples=128, batch_size=128, ddpm_steps=20, ddim_steps=20,
+    np_scales=(0.5, 2.0), sld_scales=(1.0, 5.0), dng_lambda0=(1.0, 5.0), dng_p_max=(0.8,), schedule_lambda0=(1.0,),
+    fid_networks=("classifier",), fid_reference_count=1_000, fid_resamples=50, curve_samples=4,
+    decisive_samples=None, decisive_np_scales=(), decisive_sld_scales=(), decisive_dng_lambda0=(),
+    decisive_dng_p_max=(),
+)
+
+REMOVAL_PRESETS = {p.name: p for p in (MNIST_PAPER, CIFAR10_PAPER, MNIST_CPU, CIFAR10_CPU, MNIST_TINY)}
+PRESET_ALIASES = {"tiny": "{dataset}-tiny", "cpu": "{dataset}-cpu", "paper": "{dataset}-paper"}
 DEFAULT_REMOVAL_PRESET = {("mnist", "cuda"): "mnist-paper", ("cifar10", "cuda"): "cifar10-paper",
                           ("mnist", "cpu"): "mnist-cpu", ("cifar10", "cpu"): "cifar10-cpu"}
 
@@ -171,6 +183,7 @@ def removal_preset(name: str | None, dataset: str, device_type: str, **overrides
     """The named preset (default: the dataset's paper preset on a GPU, its CPU preset elsewhere) with the
     non-None ``overrides`` applied, validated."""
     key = name or DEFAULT_REMOVAL_PRESET[(dataset, "cuda" if device_type == "cuda" else "cpu")]
+    key = PRESET_ALIASES.get(key, key).format(dataset=dataset)
     if key not in REMOVAL_PRESETS:
         raise UsageError(f"unknown removal preset {key!r}; choose one of {', '.join(sorted(REMOVAL_PRESETS))}")
     preset = REMOVAL_PRESETS[key]

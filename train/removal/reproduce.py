@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from train.checkpoint import checkpoint_config, find_checkpoint, list_checkpoints
-from train.data import check_class, check_dataset
+from train.data import check_class, check_dataset, load_dataset
 from train.errors import UsageError
 from train.presets import CLASSIFIER_PRESETS, DDPM_PRESETS, default_classifier_preset, override
 from train.removal.study import pick_device, run_removal
@@ -42,7 +42,11 @@ class TrainingPlan:
 
 # cpu: the 0.28 M-parameter UNet, ~1 h per 8000 steps on one core of the 2-core build machine (fp32).
 # gpu: the 6.5 M-parameter UNet of the `mnist` preset for its 30k steps (the all-class and oracle models).
+# tiny: minutes on a CPU, for a first look at the whole study (`--preset tiny` picks it): a 0.07 M-parameter UNet
+# and a one-epoch small classifier on a 12,000-image subset.
 TRAINING_PLANS = {
+    ("mnist", "tiny"): TrainingPlan("mnist-tiny", 600, 300, 600, "mnist-small", classifier_epochs=1,
+                                    classifier_limit=12_000, classifier_test_limit=2_000, ddpm_limit=None),
     ("mnist", "cpu"): TrainingPlan("mnist-cpu", 8000, 4000, 8000, None),
     ("mnist", "gpu"): TrainingPlan("mnist", 30_000, 10_000, 30_000, None),
     ("cifar10", "gpu"): TrainingPlan("cifar10", 800_000, 100_000, 800_000, "cifar10"),
@@ -98,8 +102,10 @@ def _stored_preset(run: Path, presets: dict) -> str | None:
     return stored if stored in presets else None
 
 
-def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu: bool) -> dict[str, Path]:
-    """The study's four model folders, trained or resumed as needed."""
+def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu: bool, data_dir=None,
+                 download: bool = False) -> dict[str, Path]:
+    """The study's four model folders, trained or resumed as needed (``data_dir`` / ``download``: where the
+    dataset is, as the train commands take them)."""
     from train.classifier import train_classifier, training_device, trains_in_bf16
     from train.ddpm import DataOptions, train_ddpm
 
@@ -110,7 +116,7 @@ def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu
             epochs=plan.classifier_epochs, limit=plan.classifier_limit, test_limit=plan.classifier_test_limit),
             *(["--cpu"] if cpu else [])], run, resume)
         preset = override(CLASSIFIER_PRESETS[name], epochs=plan.classifier_epochs)
-        train_classifier(preset, None if resume else run, limit=plan.classifier_limit,
+        train_classifier(preset, None if resume else run, data_dir, download, limit=plan.classifier_limit,
                          test_limit=plan.classifier_test_limit, cpu=cpu, resume=run if resume else None)
 
     def ddpm(steps: int, only: int | None, drop: int | None):
@@ -119,7 +125,7 @@ def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu
                        "--sample-every", "0", *_options(only_class=only, drop_class=drop, limit=plan.ddpm_limit),
                        *(["--cpu"] if cpu else [])], run, resume)
             preset = override(DDPM_PRESETS[plan.ddpm_preset], max_steps=steps, sample_every=0)
-            train_ddpm(preset, DataOptions(only_class=only, drop_class=drop, limit=plan.ddpm_limit),
+            train_ddpm(preset, DataOptions(data_dir, download, only_class=only, drop_class=drop, limit=plan.ddpm_limit),
                        None if resume else run, run if resume else None, cpu=cpu)
 
         return train
@@ -142,10 +148,17 @@ def reproduce_removal(args) -> Path:
     runs = Path(args.runs or f"runs/removal-{args.dataset}-{args.remove}")
     if runs.exists() and not runs.is_dir():
         raise UsageError(f"--runs {runs} is a file, not a folder")
-    training = args.training or ("gpu" if pick_device(args.cpu).type == "cuda" else "cpu")
+    tiny = args.preset in ("tiny", f"{args.dataset}-tiny")
+    training = args.training or ("tiny" if tiny else "gpu" if pick_device(args.cpu).type == "cuda" else "cpu")
     plan = training_plan(args.dataset, training)
     runs.mkdir(parents=True, exist_ok=True)
-    folders = train_models(args.dataset, args.remove, runs, plan, args.cpu)
+    if args.download:  # once, into --data-dir (default ./data): every training and the sweep then read it there
+        from train.data import resolve_data_dir
+
+        args.data_dir, args.download = resolve_data_dir(args.dataset, args.data_dir, True), False
+        for split in ("train", "test"):
+            load_dataset(args.dataset, split, args.data_dir, download=True)
+    folders = train_models(args.dataset, args.remove, runs, plan, args.cpu, args.data_dir)
     args.uncond, args.forget, args.oracle = folders["uncond"], folders["forget"], folders["oracle"]
     args.classifier = folders["classifier"]
     args.out, args.report = runs / "sweep", args.report or runs / "report"

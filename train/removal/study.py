@@ -73,6 +73,19 @@ def build_evaluator(preset: RemovalPreset, classifier_dir, data_dir, out: Path, 
                      FloorSource(preset.dataset, data_dir, cache), preset.fid_resamples)
 
 
+def check_shapes(dataset: str, model_shape: tuple[int, ...], classifier_dir) -> None:
+    """The models, the classifier and the dataset must speak the same images, before a sweep spends hours."""
+    from train.classifier_io import load_classifier
+    from train.data import IMAGE_SHAPES
+
+    classifier_shape = tuple(load_classifier(classifier_dir).config["input_shape"])
+    data_shape = IMAGE_SHAPES[dataset]
+    if not (tuple(model_shape) == classifier_shape == data_shape):
+        raise UsageError(f"image shapes differ: the models sample {tuple(model_shape)}, the classifier reads "
+                         f"{classifier_shape}, {dataset} images are {data_shape} (channels, height, width): "
+                         "were the models and the classifier trained on this --dataset?")
+
+
 def run_removal(args) -> Path:
     from accelerate import PartialState
 
@@ -89,8 +102,15 @@ def run_removal(args) -> Path:
     for option, folder in (("--out", out), ("--report", report)):
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{option} {folder} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "download", False):  # fetch both splits now (the FID reference and the floor read them)
+        from train.data import resolve_data_dir
+
+        args.data_dir = resolve_data_dir(args.dataset, args.data_dir, True)
+        for split in ("train", "test"):
+            load_dataset(args.dataset, split, args.data_dir, download=True)
     models = load_study_models(args.uncond, args.forget, args.oracle, device)
+    check_shapes(args.dataset, models.image_shape, args.classifier)
+    out.mkdir(parents=True, exist_ok=True)
     evaluator = build_evaluator(preset, args.classifier, args.data_dir, out, device, state.is_main_process,
                                 state.wait_for_everyone)
     if state.is_main_process:
