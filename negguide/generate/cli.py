@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from .. import PROBE_DIRECTIONS, TRACKERS, UNITS, SettingsError, StepWindow
-from .schedulers import KINDS, SCHEDULERS, UnsupportedScheduler
+from .scheduler_names import KINDS, SCHEDULERS, UnsupportedScheduler
 
 CLI_MODES = ("off", "windowed", "np3", "dns", "dng", "sld", "perp_neg", "dnp")
 DTYPES = ("float32", "float16", "bfloat16")
