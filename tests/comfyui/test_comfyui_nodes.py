@@ -85,3 +85,9 @@ def test_the_repository_root_loads_as_a_comfyui_custom_node():
     spec.loader.exec_module(module)
     assert module.NODE_CLASS_MAPPINGS is pack.NODE_CLASS_MAPPINGS
     assert module.NODE_DISPLAY_NAME_MAPPINGS is pack.NODE_DISPLAY_NAME_MAPPINGS
+
+
+def test_both_dns_nodes_state_both_scale_conventions():
+    for name in ("NegGuideDNSGuider", "NegGuideDNSPatch"):
+        text = pack.NODE_CLASS_MAPPINGS[name].DESCRIPTION
+        assert "s + 1" in text and ("s = w - 1" in text or "dns_scale is s itself" in text), name
