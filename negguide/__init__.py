@@ -17,7 +17,8 @@ evaluation -> sampler step), ``check_compatible``, ``GuidedDenoiser`` (the same 
 
 Extending: ``GuidanceMode`` and ``register_mode`` (one class per mode, :mod:`negguide.modes`), ``make_tracker``
 and ``PosteriorTracker`` (DNG's posterior trackers, :mod:`negguide.trackers`), ``draw_passes`` / ``PlottedPass``
-(the per-step picture of passes' records, PIL).
+(the per-step picture of passes' records, PIL),
+``negative_starts`` (per image, the step where its negative first acted: the adaptive window's starts).
 
 What those are made of: :mod:`negguide.guidance` (the rules as pure functions), :mod:`negguide.sld`,
 :mod:`negguide.windows` (Ban et al. 2024), :mod:`negguide.posterior` with :mod:`negguide.probes` and
@@ -47,7 +48,7 @@ from .configs import (
     config_to_dict,
     describe_tracker,
 )
-from .modes import EMPTY, NEGATIVE, POSITIVE, GuidanceMode, Rows
+from .modes import EMPTY, NEGATIVE, POSITIVE, GuidanceMode, Rows, negative_starts
 from .modes import register as register_mode
 from .records_plot import PlottedPass, draw_passes
 from .samplers import SamplerInfo
@@ -92,7 +93,7 @@ __all__ = [
     "AdaptiveStart",
     "check_compatible", "class_removal_spec", "config_from_dict", "config_to_dict", "describe_tracker", "DNGConfig",
     "draw_passes", "evaluate_extra_rows", "EvaluationClock", "Frame", "GuidanceMode", "GuidanceRun", "GuidanceSpec",
-    "GuidedDenoiser", "is_finite_number", "make_tracker", "Plan", "PlottedPass", "PosteriorTracker",
+    "GuidedDenoiser", "is_finite_number", "make_tracker", "negative_starts", "Plan", "PlottedPass", "PosteriorTracker",
     "probe_generators", "ProbeGate", "raise_problems", "register_mode", "Rows", "SamplerInfo", "ScheduleClock",
     "SettingsError", "SLDConfig", "StepWindow",
 ]

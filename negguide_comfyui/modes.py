@@ -16,6 +16,7 @@ from negguide import (
     PROBE_DIRECTIONS,
     TRACKERS,
     VARIANCES,
+    AdaptiveStart,
     DNGConfig,
     Frame,
     GuidanceSpec,
@@ -23,9 +24,11 @@ from negguide import (
     SLDConfig,
     StepWindow,
 )
+from negguide.configs import ADAPTIVE_SIGNALS
 
 WINDOW_UNITS = ("steps", "fraction", "sigma")  # ComfyUI spelling -> negguide.windows units below
 _CORE_UNIT = {"steps": "step", "fraction": "fraction", "sigma": "sigma"}
+_COMFY_UNIT = {core: comfy for comfy, core in _CORE_UNIT.items()}
 FORMS = ("2-term", "3-term")  # np: N + w (P - N);  np3: E + w (P - N)
 
 
@@ -86,6 +89,15 @@ def _dng(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
     return GuidanceSpec("dng", cfg_scale=cfg, dng=config)
 
 
+def _adaptive(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
+    start = AdaptiveStart(signal=values["signal"], threshold=values["threshold"])
+    return GuidanceSpec("adaptive", cfg_scale=cfg, window=_window(values, frame), adaptive=start)
+
+
+def _constant_negative(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
+    return GuidanceSpec("np_lambda", cfg_scale=cfg, negative_scale=values["negative_scale"])
+
+
 def _dns(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
     return GuidanceSpec("dns", cfg_scale=cfg)  # s = cfg - 1: CFG with the prompts swapped (Desai Eq. 19)
 
@@ -100,7 +112,11 @@ def _perp_neg(values: dict, cfg: float, frame: Frame) -> GuidanceSpec:
     return GuidanceSpec("perp_neg", cfg_scale=cfg, perp_neg_scale=values["neg_scale"])
 
 
-_defaults_dng, _defaults_sld = DNGConfig(), SLDConfig()
+_defaults_dng, _defaults_sld, _defaults_adaptive = DNGConfig(), SLDConfig(), AdaptiveStart()
+_adaptive_window, _defaults_spec = StepWindow.adaptive_default(), GuidanceSpec()
+
+_WINDOW_UNIT_TOOLTIP = ("steps: 1-based, both ends included. fraction: of the pass, [start, end). sigma: ComfyUI's "
+                        "noise level (the SIGMAS values), start >= end, both included.")
 
 WINDOWED = Mode(
     "Windowed", "Windowed Negative Prompt",
@@ -112,9 +128,7 @@ WINDOWED = Mode(
         "form": (list(FORMS), {"default": "2-term", "tooltip": "2-term: negative + cfg (positive - negative), what "
                                "ComfyUI's CFG does with a negative prompt. 3-term: empty + cfg (positive - negative) "
                                "(Desai & Vasconcelos Eq. 4; one extra row per image inside the window)."}),
-        "window_unit": (list(WINDOW_UNITS), {"default": "steps", "tooltip": "steps: 1-based, both ends included. "
-                                             "fraction: of the pass, [start, end). sigma: ComfyUI's noise level "
-                                             "(the SIGMAS values), start >= end, both included."}),
+        "window_unit": (list(WINDOW_UNITS), {"default": "steps", "tooltip": _WINDOW_UNIT_TOOLTIP}),
         "window_start": _float(5.0, 0.0, 10000.0, 0.01, "First step (or fraction, or largest sigma) where the "
                                "negative prompt acts."),
         "window_end": _float(15.0, 0.0, 10000.0, 0.01, "Last step (or end fraction, or smallest sigma). A window "
@@ -197,4 +211,38 @@ PERP_NEG = Mode(
     _perp_neg,
 )
 
-MODES = (WINDOWED, DNG, DNS, SLD, PERP_NEG)
+ADAPTIVE = Mode(
+    "Adaptive", "Adaptive Window",
+    "The negative prompt of a window that starts per image when a signal measured at each step fires (Ban et al. "
+    "2024: before its critical step a negative disturbs the layout). Until an image has started, the negative "
+    "branch runs beside CFG's two rows to measure the signal (+1 row per image); once every image has started, the "
+    "rows are a fixed window's. Signal 'none' starts at the window's start: the Windowed node (2-term), bit for bit.",
+    "adaptive",
+    {
+        "window_unit": (list(WINDOW_UNITS), {"default": _COMFY_UNIT[_adaptive_window.unit],
+                                             "tooltip": _WINDOW_UNIT_TOOLTIP}),
+        "window_start": _float(_adaptive_window.start, 0.0, 10000.0, 0.01, "The earliest start: the signal is read "
+                               "from here on (step, fraction or largest sigma)."),
+        "window_end": _float(_adaptive_window.end, 0.0, 10000.0, 0.01, "Where the negative prompt stops, whenever "
+                             "it started (last step, end fraction or smallest sigma)."),
+        "signal": (list(ADAPTIVE_SIGNALS), {"default": _defaults_adaptive.signal, "tooltip": "alignment: an image "
+                   "starts when cos(negative - empty, positive - empty) >= threshold. gap: when |negative - "
+                   "positive| has fallen to threshold x its running peak. none: at the window's start."}),
+        "threshold": _float(_defaults_adaptive.threshold, -1.0, 1.0, 0.01, "The signal's level: a cosine in [-1, 1] "
+                            "for alignment, a fraction in (0, 1] of the peak for gap."),
+    },
+    {},
+    _adaptive,
+)
+
+CONSTANT_NEGATIVE = Mode(
+    "ConstantNegative", "Constant Negative Guidance",
+    "empty + cfg (positive - empty) - lambda (negative - positive) at a fixed lambda: the DNG paper's negative "
+    "prompting baseline, DNG's rule without its posterior (lambda 0: CFG with an empty negative). +1 row per image.",
+    "np_lambda",
+    {"negative_scale": _float(_defaults_spec.negative_scale, 0.0, 100.0, 0.01, "The constant lambda.")},
+    {},
+    _constant_negative,
+)
+
+MODES = (WINDOWED, DNG, DNS, SLD, PERP_NEG, ADAPTIVE, CONSTANT_NEGATIVE)

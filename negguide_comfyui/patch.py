@@ -14,6 +14,7 @@ patched models (or two samplers with one) never share state. A guider node is th
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
@@ -21,12 +22,17 @@ from types import MappingProxyType
 from negguide import SettingsError
 
 from .guided_pass import start_pass
+from .idle import idle_reason
 from .model_kind import ModelKind
 from .modes import Mode
 from .trace import Trace
 
 EMPTY_KEY = "negguide_empty"  # the empty prompt among the guider's conditionings (only inside a sampling call)
 WRAPPER_KEY = "negguide"  # a second negguide patch on the same model replaces the first
+# ComfyUI's guider classes by the node a user places (the refusals name what is on the canvas)
+GUIDER_NODES = {"Guider_Basic": "BasicGuider", "Guider_DualCFG": "DualCFGGuider", "Guider_PerpNeg": "PerpNegGuider",
+                "Guider_DualModel": "DualModelGuider", "Guider_LTXAVDualCFG": "LTXVDualCFGGuider"}
+log = logging.getLogger("negguide")
 
 
 @dataclass(frozen=True)
@@ -72,29 +78,41 @@ def _sampler_sample(guidance: Guidance, executor, guider, sigmas, extra_args, ca
     options = extra_args["model_options"]
     evaluate = partial(_evaluate, options.get("sampler_calc_cond_batch_function"))
     guidance.trace.start_pass()
-    guided = start_pass(guidance.spec(guider.cfg), guidance.kind, executor.class_obj, sigmas, noise,
-                        extra_args.get("seed"), conds, guidance.mode.title, evaluate)
+    spec = guidance.spec(guider.cfg)
+    guided = start_pass(spec, guidance.kind, executor.class_obj, sigmas, noise, extra_args.get("seed"), conds,
+                        guidance.mode.title, evaluate)
     options = {**options, "sampler_calc_cond_batch_function": guided.calc_cond_batch,
                "sampler_post_cfg_function": [guided.post_cfg, *options.get("sampler_post_cfg_function", [])]}
     samples = executor(guider, sigmas, {**extra_args, "model_options": options}, callback, noise, *args, **kwargs)
-    guidance.trace.add(guided.summary(samples, sigmas))
+    summary = guided.summary(samples, sigmas)
+    summary.idle = idle_reason(spec, summary.records, summary.batch_size, summary.steps)
+    if summary.idle:
+        log.warning("negguide %s: the negative prompt never acted in this pass (%s)", guidance.mode.title,
+                    summary.idle)
+    guidance.trace.add(summary)
     return samples
+
+
+def guider_node(guider) -> str:
+    """The node a user placed for ``guider`` (ComfyUI's guider classes are named otherwise)."""
+    name = type(guider).__name__
+    return f"the {GUIDER_NODES[name]} node" if name in GUIDER_NODES else f"the guider node {name}"
 
 
 def _branch_conds(guidance: Guidance, guider) -> dict[str, list]:
     """The prepared conditionings of the branches; refuses guiders that do not run ComfyUI's CFG."""
     import comfy.samplers
 
-    title, name = guidance.mode.title, type(guider).__name__
+    title, name = guidance.mode.title, guider_node(guider)
     if type(guider).predict_noise is not comfy.samplers.CFGGuider.predict_noise:
-        raise SettingsError([f"negguide {title} works through ComfyUI's CFG (KSampler, SamplerCustom, CFGGuider); "
-                             f"{name} computes its own guidance: use a negguide guider instead"])
+        raise SettingsError([f"the {title} (negguide) model works through ComfyUI's CFG (KSampler, SamplerCustom, "
+                             f"CFGGuider); {name} computes its own guidance: use a negguide guider instead"])
     conds = {"positive": guider.conds.get("positive"), "negative": guider.conds.get("negative"),
              "empty": guider.conds.get(EMPTY_KEY)}
     missing = [k for k in ("positive", "negative") if conds[k] is None]
     if conds["positive"] is None or (missing and guidance.mode.uses_negative):
-        raise SettingsError([f"negguide {title} needs a positive and a negative conditioning; {name} has no "
-                             f"{' and no '.join(missing)} (use KSampler, CFGGuider or a negguide guider)"])
+        raise SettingsError([f"the {title} (negguide) model needs a positive and a negative conditioning; {name} "
+                             f"has no {' and no '.join(missing)} (use KSampler, CFGGuider or a negguide guider)"])
     return conds
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from negguide import negative_starts
+
 
 def current_prompt_id() -> str | None:
     """The prompt ComfyUI is executing (None outside an execution, or on ComfyUI versions without the context)."""
@@ -42,6 +44,7 @@ class PassSummary:
     records: list[dict]  # GuidanceRun.records: per step sigma, negative_active, DNG's p and lambda per image
     final_p: list[float] | None = None  # DNG's posterior after the last step, per image
     node: str | None = None  # the sampler node's id
+    idle: str | None = None  # why the negative prompt acted on no step, if it did not
 
     @property
     def rows_per_image_per_step(self) -> float:
@@ -51,9 +54,14 @@ class PassSummary:
         where = f"node {self.node}, " if self.node is not None else ""
         tracker = f", tracker {self.tracker}" if self.tracker else ""
         active = sum(1 for r in self.records if r["negative_active"])
+        starts = ""
+        if any("negative_acting" in r for r in self.records):  # per-image starts (the adaptive window)
+            steps = [("never" if s is None else str(s + 1)) for s in negative_starts(self.records, self.batch_size)]
+            starts = f", negative started per image at step {', '.join(steps)}"
         return (f"{self.title} ({where}{self.sampler}{tracker}): {self.steps} steps, batch {self.batch_size}, "
                 f"{self.evaluations} model evaluations, {self.rows_per_image_per_step:.2f} rows per image and step, "
-                f"negative active on {active} of {len(self.records)} steps")
+                f"negative active on {active} of {len(self.records)} steps{starts}"
+                + (f"; the negative prompt never acted ({self.idle})" if self.idle else ""))
 
 
 @dataclass

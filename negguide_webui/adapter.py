@@ -9,7 +9,7 @@ from __future__ import annotations
 from negguide import EvaluationClock, Frame, GuidanceRun
 
 from .job import Job
-from .pass_info import probe_generators, sampler_info, schedule_steps
+from .pass_info import cfg_scale, probe_generators, sampler_info, schedule_steps
 
 
 class CFGAdapter:
@@ -41,6 +41,6 @@ class CFGAdapter:
         p = self.p
         steps = int(getattr(denoiser, "steps", None) or getattr(p, "steps", 1))
         clock = EvaluationClock(steps, getattr(denoiser, "total_steps", None))
-        return GuidanceRun(self.job.settings.spec(float(p.cfg_scale), is_hr), batch, self.frame(denoiser),
+        return GuidanceRun(self.job.settings.spec(cfg_scale(p, is_hr), is_hr), batch, self.frame(denoiser),
                            sampler_info(p, self.backend, is_hr), clock=clock, schedule_steps=schedule_steps(p, is_hr),
                            generator=probe_generators(p, batch, is_hr))

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from negguide import negative_starts
+
 from .a1111 import A1111Adapter
 from .forge import ForgeAdapter
 from .job import Job
@@ -19,6 +21,7 @@ from .settings import MODE_OFF, NegGuideSettings, infotext_params, validate
 from .status import refuse
 
 OVERRIDE_ATTR = "negguide_overrides"  # XYZ-grid axes put {field: value} here
+STARTS_KEY = "NegGuide adaptive starts"  # infotext: per image of the batch, the step its negative started at
 
 
 @dataclass
@@ -70,6 +73,18 @@ def settings_for(p, args) -> NegGuideSettings:
     return s
 
 
+def adaptive_starts(passes, batch_number: int) -> str:
+    """Per pass of a batch, each image's first step (1-based) with its negative acting: "7, 9" (one pass), "first
+    pass 7, never; hires 1, 1" (with a hires pass)."""
+    shown = [sp for sp in passes if sp.batch_number == batch_number]
+    parts = []
+    for sp in shown:
+        steps = ", ".join("never" if s is None else str(s + 1) for s in negative_starts(sp.run.records,
+                                                                                     sp.run.batch_size))
+        parts.append(steps if len(shown) == 1 else f"{'hires' if sp.is_hr else 'first pass'} {steps}")
+    return "; ".join(parts)
+
+
 def _first(v):
     return v[0] if isinstance(v, list) and v else (v or "")
 
@@ -89,7 +104,11 @@ class NegGuideAlwaysOn:
     # ``process``: validate, write infotext, register the callbacks for this job
     def process(self, p, *args):
         self._reset()
-        s = settings_for(p, args)
+        try:
+            s = settings_for(p, args)
+        except (TypeError, ValueError) as e:  # args the panel never sends (an API client's): refuse, never raise
+            refuse(p, self.backend_factory().state, [f"Negative guidance: {e}."])
+            return
         if s.mode == MODE_OFF:
             return
         backend = self.backend_factory()
@@ -112,6 +131,14 @@ class NegGuideAlwaysOn:
     def process_batch(self, p, *args, batch_number=0, **kwargs):
         if getattr(self, "_ng_job", None) is not None:
             self._ng_job.batch_number = batch_number
+
+    def postprocess_batch(self, p, *args, batch_number=0, **kwargs):
+        """After a batch's passes, before its infotexts are written: where each image's adaptive window started."""
+        job = getattr(self, "_ng_job", None)
+        if job is not None and job.settings.mode_key == "adaptive":
+            text = adaptive_starts(job.passes, batch_number)
+            if text:
+                p.extra_generation_params[STARTS_KEY] = text
 
     def process_before_every_sampling(self, p, *args, **kwargs):
         job = getattr(self, "_ng_job", None)

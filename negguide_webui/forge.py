@@ -21,8 +21,10 @@ from negguide import Frame, Rows, evaluate_extra_rows
 
 from . import conds as C
 from .adapter import CFGAdapter
+from .cfg_one import cfg_one_warning, lost_at_cfg_one
 from .forge_api import ForgeAPI, find_forge_api
 from .job import Job, PendingEvaluation
+from .pass_info import cfg_scale
 from .slots import Conditionings
 
 TAG = "_negguide_post_cfg"
@@ -53,8 +55,13 @@ class ForgeAdapter(CFGAdapter):
     def before_sampling(self, p):
         """``process_before_every_sampling``: put the post-CFG function on a clone of the UNet patcher.
         Idempotent (Forge calls the hook twice in the hires pass)."""
-        spec = self.job.settings.spec(float(p.cfg_scale), bool(getattr(p, "is_hr_pass", False)))
-        if not spec.guidance_mode().adds_to_cfg():  # the mode only chooses the slots: Forge's own CFG does the rest
+        is_hr = bool(getattr(p, "is_hr_pass", False))
+        spec = self.job.settings.spec(cfg_scale(p, is_hr), is_hr)
+        mode = spec.guidance_mode()
+        if spec.cfg_scale == 1.0 and lost_at_cfg_one(spec) and not mode.adds_to_cfg():
+            # a mode that only chooses the slots needs the uncond rows every program of the line skips at CFG 1
+            self.job.warn(cfg_one_warning(spec, is_hr))
+        if not mode.adds_to_cfg():  # the mode only chooses the slots: Forge's own CFG does the rest
             return
         fo = p.sd_model.forge_objects
         unet = fo.unet.clone()
@@ -73,10 +80,10 @@ class ForgeAdapter(CFGAdapter):
             return
         job = self.job
         is_hr = bool(getattr(self.p, "is_hr_pass", False))
-        if params.text_uncond is None:  # Forge drops uncond at CFG 1 before the callback
-            mode = job.settings.spec(float(self.p.cfg_scale), is_hr).guidance_mode()
-            if mode.adds_to_cfg() or mode.slots(True).cond != "positive":  # lost without the uncond slot
-                job.warn(f"{job.settings.mode_key.upper()} skipped on steps without a negative branch (CFG 1)")
+        if params.text_uncond is None:  # Forge and Neo drop uncond at CFG 1 before the callback
+            spec = job.settings.spec(cfg_scale(self.p, is_hr), is_hr)
+            if lost_at_cfg_one(spec):
+                job.warn(cfg_one_warning(spec, is_hr))
             return
         tc, tu = params.text_cond, params.text_uncond
         sp = job.pass_for(d, is_hr, lambda: self.new_run(d, C.rows(tu), is_hr))

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from negguide import SamplerInfo
+from negguide import SamplerInfo, is_finite_number
 from negguide import probe_generators as per_image_generators
+
+
+def cfg_scale(p, is_hr: bool) -> float:
+    """The pass's CFG scale: the Forge line runs its hires pass at ``p.hr_cfg`` (reForge: 0 means the CFG scale);
+    A1111 and Forge Classic have no Hires CFG."""
+    hires = getattr(p, "hr_cfg", None)
+    if is_hr and is_finite_number(hires) and float(hires) > 0:
+        return float(hires)
+    return float(p.cfg_scale)
 
 
 def sampler_name(p, is_hr: bool) -> str:

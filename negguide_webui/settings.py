@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from negguide import DNGConfig, GuidanceSpec, SettingsError, StepWindow, is_finite_number
+from negguide import AdaptiveStart, DNGConfig, GuidanceSpec, SettingsError, StepWindow, is_finite_number
 
 MODE_OFF = "Off"
 MODE_WINDOWED = "Windowed negative prompt"
 MODE_DNG = "Dynamic negative guidance (DNG)"
 MODE_DNS = "Diffusion-negative sample (DNS)"
-MODES = (MODE_OFF, MODE_WINDOWED, MODE_DNG, MODE_DNS)
+MODE_ADAPTIVE = "Adaptive window"
+MODE_NP_LAMBDA = "Constant negative guidance"
+MODES = (MODE_OFF, MODE_WINDOWED, MODE_DNG, MODE_DNS, MODE_ADAPTIVE, MODE_NP_LAMBDA)
 # short names, accepted from the API / infotext as well
-MODE_KEYS = {MODE_OFF: "off", MODE_WINDOWED: "windowed", MODE_DNG: "dng", MODE_DNS: "dns"}
+MODE_KEYS = {MODE_OFF: "off", MODE_WINDOWED: "windowed", MODE_DNG: "dng", MODE_DNS: "dns", MODE_ADAPTIVE: "adaptive",
+             MODE_NP_LAMBDA: "np_lambda"}
 MODE_FROM_KEY = {v: k for k, v in MODE_KEYS.items()}
-CORE_MODES = {"windowed": "np", "dng": "dng", "dns": "dns"}  # the core mode behind each panel mode
+# the core mode behind each panel mode
+CORE_MODES = {"windowed": "np", "dng": "dng", "dns": "dns", "adaptive": "adaptive", "np_lambda": "np_lambda"}
+WINDOWED_KEYS = ("windowed", "adaptive")  # the panel modes that read the window controls
 
 UNIT_STEPS = "steps"
 UNIT_FRACTION = "fraction of the run"
@@ -31,7 +36,7 @@ HR_NONE = "Not in hires pass"
 HR_MODES = (HR_SAME, HR_CUSTOM, HR_WHOLE, HR_NONE)
 
 PAPER_START_STEP, PAPER_END_STEP = 5, 15  # Ban et al.'s window: steps 5-15 (of 30)
-_DNG = DNGConfig()  # the panel's DNG defaults are the core's
+_DNG, _ADAPTIVE, _SPEC = DNGConfig(), AdaptiveStart(), GuidanceSpec()  # the panel's defaults are the core's
 
 
 @dataclass
@@ -50,6 +55,10 @@ class NegGuideSettings:
     p_max: float = _DNG.p_max
     tracker: str = _DNG.tracker
     plot: bool = False
+    # appended after the API's first 14 args (their order never changes): the adaptive window, constant negative
+    adaptive_signal: str = _ADAPTIVE.signal
+    adaptive_threshold: float = _ADAPTIVE.threshold
+    negative_scale: float = _SPEC.negative_scale
 
     @property
     def mode_key(self) -> str:
@@ -81,6 +90,11 @@ class NegGuideSettings:
         key = self.mode_key
         if key == "windowed":
             return GuidanceSpec(CORE_MODES[key], cfg_scale, window=self.window_for(is_hr))
+        if key == "adaptive":  # the window's start is the earliest start, its end where the negative stops
+            start = AdaptiveStart(self.adaptive_signal, float(self.adaptive_threshold))
+            return GuidanceSpec(CORE_MODES[key], cfg_scale, window=self.window_for(is_hr), adaptive=start)
+        if key == "np_lambda":
+            return GuidanceSpec(CORE_MODES[key], cfg_scale, negative_scale=float(self.negative_scale))
         if key == "dng":
             return GuidanceSpec(CORE_MODES[key], cfg_scale, dng=self.dng_config())
         if key == "dns":  # the WebUI's CFG with swapped prompts is DNS at s = w - 1
@@ -92,6 +106,10 @@ class NegGuideSettings:
     def from_args(cls, *args) -> NegGuideSettings:
         """From the panel's values in UI order (missing trailing values keep their defaults)."""
         names = [f.name for f in fields(cls)]
+        if split_string(args):
+            raise ValueError(f"the script args must be a JSON list of values, mode first (e.g. [\"dng\"]); got the "
+                             f"characters of the string {''.join(args)!r}, which the WebUI splits when a string is "
+                             "sent where the list goes")
         if len(args) > len(names):
             raise ValueError(f"negguide takes at most {len(names)} script args, got {len(args)}")
         s = cls(**dict(zip(names, args, strict=False)))
@@ -105,8 +123,14 @@ class NegGuideSettings:
 ARG_NAMES = tuple(f.name for f in fields(NegGuideSettings))
 
 
+def split_string(args) -> bool:
+    """Whether ``args`` are the characters of one string: what Forge Neo's API makes of ``"args": "dng"`` (every
+    value a single character: no valid args list looks like that, its window unit and hires choice are words)."""
+    return len(args) >= 2 and all(isinstance(a, str) and len(a) == 1 for a in args)
+
+
 NUMBER_FIELDS = ("window_start", "window_end", "hr_start", "hr_end", "lambda0", "prior", "temperature", "offset",
-                 "p_max")
+                 "p_max", "adaptive_threshold", "negative_scale")
 
 
 def validate(s: NegGuideSettings, *, prompt: str = "", negative_prompt: str = "") -> list[str]:
@@ -144,7 +168,7 @@ def validate(s: NegGuideSettings, *, prompt: str = "", negative_prompt: str = ""
             where = "hires window: " if is_hr else ""
             errors += [f"Negative guidance: {where}{problem}." for problem in e.problems
                        if f"Negative guidance: {problem}." not in errors]
-        if key != "windowed" or s.hr_window != HR_CUSTOM:
+        if key not in WINDOWED_KEYS or s.hr_window != HR_CUSTOM:
             break
     return errors
 
@@ -152,7 +176,7 @@ def validate(s: NegGuideSettings, *, prompt: str = "", negative_prompt: str = ""
 def notes(s: NegGuideSettings, steps: int | None = None) -> list[str]:
     """What a valid setting will do that a user may not expect (shown, never refused)."""
     out = []
-    if s.mode_key == "windowed" and not validate(s, negative_prompt="x"):
+    if s.mode_key in WINDOWED_KEYS and not validate(s, negative_prompt="x"):
         window = s.window_for(False)
         if window.is_empty or (steps and window.unit == "step" and window.start > steps):
             out.append("The window is empty: the negative prompt acts on no step (as an empty negative prompt).")
@@ -176,12 +200,18 @@ INFOTEXT_KEYS = {
     "offset": "NegGuide offset",
     "p_max": "NegGuide p_max",
     "tracker": "NegGuide tracker",
+    "adaptive_signal": "NegGuide adaptive signal",
+    "adaptive_threshold": "NegGuide adaptive threshold",
+    "negative_scale": "NegGuide negative scale",
 }
 
 _RELEVANT = {
     "windowed": ("mode", "window_unit", "window_start", "window_end", "hr_window", "hr_start", "hr_end"),
     "dng": ("mode", "lambda0", "prior", "temperature", "offset", "p_max", "tracker"),
     "dns": ("mode",),
+    "adaptive": ("mode", "window_unit", "window_start", "window_end", "hr_window", "hr_start", "hr_end",
+                 "adaptive_signal", "adaptive_threshold"),
+    "np_lambda": ("mode", "negative_scale"),
 }
 
 

@@ -9,7 +9,8 @@ script's args in the WebUI and of ``alwayson_scripts["negative guidance"]["args"
 
 from __future__ import annotations
 
-from negguide import TRACKERS, SamplerInfo, describe_tracker
+from negguide import TRACKERS, SamplerInfo, StepWindow, describe_tracker
+from negguide.configs import ADAPTIVE_SIGNALS
 
 from . import settings as S
 
@@ -25,6 +26,18 @@ MODE_HELP = {
     "UNet row per image (two more on the steps where a deterministic sampler's tracker probes).",
     S.MODE_DNS: "Diffusion-negative sample (Desai & Vasconcelos 2024, Eq. 19): samples what the model finds "
     "least like your prompt, with s = CFG scale - 1. Use it to see what to write as a negative prompt.",
+    S.MODE_ADAPTIVE: "The negative prompt starts per image when a signal measured at each step fires, inside the "
+    "window: its start is the earliest start, its end where the negative stops (the core's default window: "
+    f"{StepWindow.adaptive_default().describe()}). Until an image has started, its negative branch runs as one "
+    "extra UNet row to measure the signal; signal 'none' is the windowed mode, bit for bit.",
+    S.MODE_NP_LAMBDA: "Constant negative guidance, the DNG paper's baseline: empty + w (prompt - empty) - lambda "
+    "(negative - prompt) with a fixed lambda (DNG without its posterior). One extra UNet row per image.",
+}
+
+SIGNAL_HELP = {
+    "alignment": "an image starts when cos(negative - empty, prompt - empty) reaches the threshold (a cosine)",
+    "gap": "an image starts when |negative - prompt| has fallen to the threshold times its running peak",
+    "none": "every image starts at the window's start",
 }
 
 
@@ -43,6 +56,8 @@ def status_text(s: S.NegGuideSettings) -> str:
     """The panel's live status line: what the mode does, the tracker and its cost, or what is invalid."""
     errors = S.validate(s, negative_prompt="x", prompt="")
     lines = [MODE_HELP.get(s.mode, "")]
+    if s.mode_key == "adaptive" and not errors:
+        lines.append(f"Signal: {SIGNAL_HELP.get(s.adaptive_signal, s.adaptive_signal)}.")
     if s.mode_key == "dng" and not errors:
         config = s.dng_config()
         lines.append(f"Tracker, ancestral/SDE samplers: {describe_tracker(config, SamplerInfo(True))}.")
@@ -69,7 +84,8 @@ def build(
     def eid(name):
         return f"{ELEM}_{tab}_{name}"
 
-    windowed, dng = d.mode_key == "windowed", d.mode_key == "dng"
+    windowed, dng = d.mode_key in S.WINDOWED_KEYS, d.mode_key == "dng"
+    adaptive, constant = d.mode_key == "adaptive", d.mode_key == "np_lambda"
     with gr.Accordion("Negative guidance", open=open_panel, elem_id=eid("accordion")):
         mode = gr.Radio(list(S.MODES), value=d.mode, label="Mode", elem_id=eid("mode"))
         with gr.Group(visible=windowed, elem_id=eid("window_group")) as window_group:
@@ -102,6 +118,13 @@ def build(
                                       elem_id=eid("tracker"))
         plot = gr.Checkbox(value=d.plot, label="Add lambda(t) / p(t) plot to the outputs", visible=dng,
                            elem_id=eid("plot"))
+        with gr.Row(visible=adaptive, elem_id=eid("adaptive_row")) as adaptive_row:
+            adaptive_signal = gr.Dropdown(list(ADAPTIVE_SIGNALS), value=d.adaptive_signal, label="Start signal",
+                                          elem_id=eid("adaptive_signal"))
+            adaptive_threshold = gr.Number(value=d.adaptive_threshold, label="Signal threshold",
+                                           elem_id=eid("adaptive_threshold"))
+        negative_scale = gr.Number(value=d.negative_scale, label="Constant negative scale lambda", visible=constant,
+                                   elem_id=eid("negative_scale"))
         status = gr.Markdown(status_text(d), elem_id=eid("status"))
 
     comps = [
@@ -119,6 +142,9 @@ def build(
         p_max,
         tracker,
         plot,
+        adaptive_signal,  # appended: the API's args keep their order
+        adaptive_threshold,
+        negative_scale,
     ]
     assert len(comps) == len(S.ARG_NAMES)
 
@@ -142,9 +168,10 @@ def build(
     def shown_for(mode_value):
         """Only the controls the chosen mode uses."""
         key = S.MODE_KEYS.get(mode_value, mode_value)
-        return tuple(gr.update(visible=v) for v in (key == "windowed", key == "dng", key == "dng", key == "dng"))
+        return tuple(gr.update(visible=v) for v in (key in S.WINDOWED_KEYS, key == "dng", key == "dng", key == "dng",
+                                                    key == "adaptive", key == "np_lambda"))
 
-    mode.change(fn=shown_for, inputs=[mode], outputs=[window_group, dng_row, adv, plot])
+    mode.change(fn=shown_for, inputs=[mode], outputs=[window_group, dng_row, adv, plot, adaptive_row, negative_scale])
 
     def own_hires_window(choice):
         return tuple(gr.update(visible=choice == S.HR_CUSTOM) for _ in range(2))

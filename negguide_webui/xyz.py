@@ -1,6 +1,9 @@
-"""XYZ-grid axes: window start / end, lambda0 and mode, written into ``p.negguide_overrides``."""
+"""XYZ-grid axes: mode, window start / end, lambda0, the adaptive window's signal and threshold, the constant
+negative scale, written into ``p.negguide_overrides`` (new axes are appended: saved grids name axes by label)."""
 
 from __future__ import annotations
+
+from negguide.configs import ADAPTIVE_SIGNALS
 
 from .extension import OVERRIDE_ATTR
 from .settings import MODES
@@ -10,7 +13,11 @@ AXES = (
     ("[NegGuide] Window start", float, "window_start"),
     ("[NegGuide] Window end", float, "window_end"),
     ("[NegGuide] DNG lambda0", float, "lambda0"),
+    ("[NegGuide] Adaptive signal", str, "adaptive_signal"),
+    ("[NegGuide] Adaptive threshold", float, "adaptive_threshold"),
+    ("[NegGuide] Constant negative scale", float, "negative_scale"),
 )
+CHOICES = {"mode": lambda: list(MODES), "adaptive_signal": lambda: list(ADAPTIVE_SIGNALS)}
 
 
 def _setter(field, cast):
@@ -29,8 +36,8 @@ def add_axes(xyz_module) -> int:
     for label, cast, field in AXES:
         if label in have:
             continue
-        if field == "mode":
-            opt = xyz_module.AxisOption(label, str, _setter(field, cast), choices=lambda: list(MODES))
+        if field in CHOICES:
+            opt = xyz_module.AxisOption(label, str, _setter(field, cast), choices=CHOICES[field])
         else:
             opt = xyz_module.AxisOption(label, cast, _setter(field, cast))
         xyz_module.axis_options.append(opt)

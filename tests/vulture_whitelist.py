@@ -9,6 +9,7 @@ from negguide.spec import GuidanceSpec
 from negguide_comfyui.nodes_guiders import _GuiderNode
 from negguide_comfyui.nodes_patches import _PatchNode
 from negguide_comfyui.nodes_plot import NegGuidePlot
+from negguide_comfyui.trace import PassSummary
 from negguide_webui.extension import NegGuideAlwaysOn
 from negguide_webui.settings import NegGuideSettings
 
@@ -26,10 +27,13 @@ for node in (_GuiderNode, _PatchNode, NegGuidePlot):
     node.RETURN_TYPES, node.RETURN_NAMES, node.OUTPUT_TOOLTIPS, node.FUNCTION, node.CATEGORY, node.DESCRIPTION
     node.INPUT_TYPES
 _GuiderNode.get_guider
+_GuiderNode.VALIDATE_INPUTS, _PatchNode.VALIDATE_INPUTS  # ComfyUI's prompt validation calls it when queueing
+PassSummary.final_p  # a trace's record for the user's own nodes and the tests: DNG's posterior after the last step
 
 # the WebUIs call a script's hooks and read its settings in API-args order; the finished job and the DNP captions
 # are read by the harness tests and by API clients
 NegGuideAlwaysOn.process, NegGuideAlwaysOn.process_batch, NegGuideAlwaysOn.process_before_every_sampling
+NegGuideAlwaysOn.postprocess_batch
 NegGuideAlwaysOn.last_job, NegGuideSettings.to_args
 _ = object  # stands for objects vulture cannot type
 _.dnp_captions  # Processed.dnp_captions (negguide_webui.workflows.run_dnp)

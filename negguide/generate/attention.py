@@ -85,7 +85,7 @@ class AttentionCapture:
         self.unet.set_attn_processor(wrapped)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *_exc_info) -> None:
         self.unet.set_attn_processor(self._originals)
         self.recording = False
 

@@ -16,22 +16,27 @@ import random
 import sys
 from pathlib import Path
 
-from .. import PROBE_DIRECTIONS, TRACKERS, UNITS, SettingsError, StepWindow
-from .schedulers import KINDS, SCHEDULERS, UnsupportedScheduler
+from .. import PROBE_DIRECTIONS, TRACKERS, UNITS, AdaptiveStart, GuidanceSpec, SettingsError, StepWindow
+from ..configs import ADAPTIVE_SIGNALS
+from .scheduler_names import KINDS, SCHEDULERS, UnsupportedScheduler
 
-CLI_MODES = ("off", "windowed", "np3", "dns", "dng", "sld", "perp_neg", "dnp")
+CLI_MODES = ("off", "windowed", "np3", "dns", "dng", "sld", "perp_neg", "np_lambda", "adaptive", "dnp")
+WINDOWED_MODES = ("windowed", "np3", "adaptive", "dnp")
+_ADAPTIVE, _SPEC = AdaptiveStart(), GuidanceSpec()  # the core's defaults, shown in --help
 DTYPES = ("float32", "float16", "bfloat16")
 
 # option dest -> (modes it applies to, field name in its config)
 MODE_OPTIONS = {
-    "window_start": (("windowed", "np3", "dnp"), None), "window_end": (("windowed", "np3", "dnp"), None),
-    "window_unit": (("windowed", "np3", "dnp"), None), "dns_scale": (("dns", "dnp"), None),
+    "window_start": (WINDOWED_MODES, None), "window_end": (WINDOWED_MODES, None),
+    "window_unit": (WINDOWED_MODES, None), "dns_scale": (("dns", "dnp"), None),
     "lambda0": (("dng",), "lambda0"), "prior": (("dng",), "prior"), "temperature": (("dng",), "temperature"),
     "offset": (("dng",), "offset"), "p_max": (("dng",), "p_max"), "tracker": (("dng",), "tracker"),
     "probe_pairs": (("dng",), "probe_pairs"), "probe_directions": (("dng",), "probe_directions"),
     "sld_threshold": (("sld",), "threshold"), "sld_s_s": (("sld",), "s_s"), "sld_beta_m": (("sld",), "beta_m"),
     "sld_s_m": (("sld",), "s_m"), "sld_warmup": (("sld",), "warmup_steps"),
     "perp_neg_scale": (("perp_neg",), None), "captioner": (("dnp",), None), "caption_prompt": (("dnp",), None),
+    "negative_scale": (("np_lambda",), None),
+    "adaptive_signal": (("adaptive",), "signal"), "adaptive_threshold": (("adaptive",), "threshold"),
 }
 
 
@@ -69,9 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mode", choices=CLI_MODES, default="off",
                    help="off: plain negative prompt; windowed: negative prompt in a step window (Ban et al.); np3: "
                         "3-term; dns: diffusion-negative sampling; dng: dynamic negative guidance; sld; perp_neg; "
+                        "np_lambda: constant negative guidance E + w (P - E) - lambda (N - P); adaptive: the "
+                        "negative starts per image when a signal fires, inside a window; "
                         "dnp: DNS image -> caption -> final image with the caption as negative prompt")
-    g.add_argument("--window-start", type=float, help="windowed/np3: first step of the window (default 5 of 30)")
-    g.add_argument("--window-end", type=float, help="windowed/np3: last step (default 15 of 30)")
+    g.add_argument("--window-start", type=float,
+                   help=f"windowed/np3: first step of the window (default {StepWindow.paper_default().describe()}); "
+                        f"adaptive: the earliest start (default {StepWindow.adaptive_default().describe()})")
+    g.add_argument("--window-end", type=float, help="windowed/np3: last step; adaptive: where the negative stops")
     g.add_argument("--window-unit", choices=UNITS, help="step (1-based, inclusive), fraction, sigma (default step)")
     g.add_argument("--dns-scale", type=float, help="dns/dnp: s (default cfg - 1)")
     g.add_argument("--lambda0", type=float, help="dng: lambda0 (default 5)")
@@ -91,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sld-s-m", type=float)
     g.add_argument("--sld-warmup", type=int)
     g.add_argument("--perp-neg-scale", type=float, help="perp_neg: w_n (default 1)")
+    g.add_argument("--negative-scale", type=float,
+                   help=f"np_lambda: the constant lambda (default {_SPEC.negative_scale:g})")
+    g.add_argument("--adaptive-signal", choices=ADAPTIVE_SIGNALS,
+                   help=f"adaptive: what starts an image's negative (default {_ADAPTIVE.signal}): alignment "
+                        "cos(N - E, P - E) >= threshold, gap |N - P| <= threshold x its running peak, none: the "
+                        "window's start (the windowed mode, bit for bit)")
+    g.add_argument("--adaptive-threshold", type=float,
+                   help=f"adaptive: the signal's level (default {_ADAPTIVE.threshold:g}; alignment: a cosine in "
+                        "[-1, 1], gap: a fraction in (0, 1])")
     g.add_argument("--captioner", help="dnp: transformers captioning model or the testbed's detector folder "
                                        "(default: the model folder's negguide.json, else "
                                        "Salesforce/blip-image-captioning-base)")
@@ -130,11 +148,15 @@ def build_mode(args, default_cfg: float) -> tuple[object, dict]:
            and getattr(args, d) is not None}
     sld = {f: getattr(args, d) for d, (modes, f) in MODE_OPTIONS.items() if modes == ("sld",)
            and getattr(args, d) is not None}
+    adaptive = {f: getattr(args, d) for d, (modes, f) in MODE_OPTIONS.items() if modes == ("adaptive",)
+                and getattr(args, d) is not None}
     mode = "dns" if args.mode == "dnp" else args.mode
     try:
         spec = build_spec(mode, args.cfg if args.cfg is not None else default_cfg, None if mode == "dns" else window,
                           args.dns_scale, dng or None, sld or None,
-                          1.0 if args.perp_neg_scale is None else args.perp_neg_scale)
+                          1.0 if args.perp_neg_scale is None else args.perp_neg_scale,
+                          _SPEC.negative_scale if args.negative_scale is None else args.negative_scale,
+                          adaptive or None)
     except SettingsError as err:
         raise UsageError(err.problems) from None
     dnp = {"window": window, "captioner": args.captioner, "caption_prompt": args.caption_prompt or ""}
@@ -158,13 +180,65 @@ def read_model_index(model: str) -> dict:
         index = path / "model_index.json"
         if not index.is_file():
             raise UsageError(f"{model} has no model_index.json: it is not a diffusers pipeline folder")
-        return json.loads(index.read_text())
+        try:
+            data = json.loads(index.read_text())
+        except (OSError, ValueError) as err:
+            raise UsageError(f"{index} is not valid JSON ({err}): repair it or save the pipeline again with "
+                             "save_pretrained") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{index} must hold a JSON object (a diffusers pipeline's model_index.json)")
+        return data
+    from .hub import hub_offline, is_cached
+
+    if hub_offline() and not is_cached(model, "model_index.json"):  # nothing to try: say so at once
+        raise UsageError(f"could not read {model}'s model_index.json: HF_HUB_OFFLINE is set and it is not in the "
+                         "local Hugging Face cache; give --model a local diffusers folder, or run where the hub can "
+                         "be reached")
     try:
         from diffusers import DiffusionPipeline
 
         return dict(DiffusionPipeline.load_config(model))
-    except Exception as err:  # hub errors come in many classes; the user needs the message
+    except Exception as err:  # hub errors come in many classes; the user needs the cause
+        from .hub import unreachable_reason
+
+        reason = unreachable_reason(model)
+        if reason is not None:
+            raise UsageError(f"could not read {model}'s model_index.json: {reason}; give --model a local diffusers "
+                             "folder, or run where the hub can be reached") from None
         raise UsageError(f"could not read {model}'s model_index.json: {str(err).splitlines()[0]}") from None
+
+
+def out_problem(out: str) -> str | None:
+    """What keeps the output folder from being created and written, known before any model loads."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        return f"--out {out} is a file; give a folder (it is created if missing)"
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {out}: {parent} is a file, so the folder cannot be created"
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--out {out}: {parent} is not writable"
+    return None
+
+
+def captioner_problem(captioner: str) -> str | None:
+    """Why --mode dnp could not caption: its captioner is a hub id this machine neither has nor can download."""
+    if Path(captioner).expanduser().is_dir():
+        return None
+    from .hub import is_cached, unreachable_reason
+
+    if is_cached(captioner, "config.json"):
+        return None
+    reason = unreachable_reason(captioner)
+    if reason is None:
+        return None
+    return (f"--mode dnp captions the DNS image with {captioner}, which is not on this machine: {reason}. Give a "
+            "local captioner folder with --captioner PATH (a transformers captioning model saved with "
+            "save_pretrained), or run --mode dns, look at the images and write the negative yourself (--negative)")
 
 
 def check_run(args, spec, family: str, index: dict) -> None:
@@ -214,11 +288,29 @@ def check_run(args, spec, family: str, index: dict) -> None:
         problems.append(f"--device {device}: no CUDA device is available")
     if device == "mps" and not torch.backends.mps.is_available():
         problems.append("--device mps: MPS is not available")
+    problem = out_problem(args.out)
+    if problem:
+        problems.append(problem)
+    if args.mode == "dnp" and not problems:  # asks the hub at most once, and only when all else is right
+        problem = captioner_problem(dnp_captioner(args))
+        if problem:
+            problems.append(problem)
     if problems:
         raise UsageError(problems)
 
 
+def dnp_captioner(args) -> str:
+    """The captioner --mode dnp uses: --captioner, else the model folder's negguide.json, else the default."""
+    from .captioner import DEFAULT_CAPTIONER
+    from .model_defaults import read_model_defaults
+
+    return args.captioner or read_model_defaults(args.model).get("captioner") or DEFAULT_CAPTIONER
+
+
 # --- output ---------------------------------------------------------------------------------------------------
+PER_IMAGE_RECORDS = ("p", "lambda", "negative_acting", "signal")  # record keys that hold one value per image
+
+
 def image_metadata(settings: dict, records: list[dict], model: str, index: int, batch_index: int, seed: int,
                    negative: str | None) -> tuple[str, str]:
     """(A1111 ``parameters`` text, ``negguide`` JSON) of image ``batch_index`` of a batch."""
@@ -228,8 +320,15 @@ def image_metadata(settings: dict, records: list[dict], model: str, index: int, 
     cfg = settings["guidance"]["cfg_scale"]
     fields = {"Steps": settings["steps"], "Sampler": settings["sampler"], "CFG scale": f"{cfg:g}", "Seed": seed,
               "Size": f"{settings['width']}x{settings['height']}", "Model": Path(model).name or model,
-              **negguide_fields(settings), "Version": f"negguide {settings['negguide']}"}
-    own = [{k: (v[batch_index] if k in ("p", "lambda") else v) for k, v in r.items()} for r in records]
+              **negguide_fields(settings)}
+    own = [{k: (v[batch_index] if k in PER_IMAGE_RECORDS else v) for k, v in r.items()} for r in records]
+    if settings["guidance"]["mode"] == "adaptive":  # where this image's negative started (1-based step)
+        from .. import negative_starts
+
+        batch = len(settings["prompt"]) * settings["num_images_per_prompt"]
+        start = negative_starts(records, batch)[batch_index] if records else None
+        fields["NegGuide adaptive start"] = "never" if start is None else f"step {start + 1}"
+    fields["Version"] = f"negguide {settings['negguide']}"
     data = {**settings, "model": model, "index": index, "seed": seed, "prompt": prompt, "negative_prompt": negative,
             "records": own}
     data.pop("seeds", None)
@@ -260,8 +359,7 @@ def generate(args, spec, dnp: dict) -> list[Path]:
         pipe.set_scheduler(args.scheduler)
     pipe.set_progress_bar_config(disable=args.quiet)
     pipe.scheduler_adapter(spec, args.eta)  # the model's own scheduler may not fit negguide: say so before sampling
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.out).expanduser()  # created with the first image: a failed run leaves no empty folder
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     total, per_call = args.num_images, args.batch_size or args.num_images
     common = dict(num_inference_steps=args.steps, height=args.height, width=args.width, eta=args.eta)
@@ -287,6 +385,7 @@ def generate(args, spec, dnp: dict) -> list[Path]:
                 data = json.dumps({**json.loads(data), "attention": {"words": words, "steps": out.attention.steps,
                                                                      "strength": strength}})
             path = out_dir / f"{start + b:05d}-{s}.png"
+            out_dir.mkdir(parents=True, exist_ok=True)
             save_png(out.images[b], path, parameters, data)
             saved.append(path)
             if args.mode == "dnp":

@@ -102,6 +102,11 @@ def negguide_fields(settings: dict) -> dict:
         out["NegGuide SLD"] = " ".join(f"{k}={v:g}" for k, v in g["sld"].items())
     if "perp_neg_scale" in g:
         out["NegGuide Perp-Neg scale"] = f"{g['perp_neg_scale']:g}"
+    if "negative_scale" in g:
+        out["NegGuide negative scale"] = f"{g['negative_scale']:g}"
+    if "adaptive" in g:
+        out["NegGuide adaptive signal"] = g["adaptive"]["signal"]
+        out["NegGuide adaptive threshold"] = f"{g['adaptive']['threshold']:g}"
     if settings.get("dnp"):
         out["NegGuide DNP captioner"] = settings["dnp"]["captioner"]
     return out

@@ -7,7 +7,7 @@ and its tests; :class:`negguide.run.GuidanceRun` and the front-ends read everyth
 
 from __future__ import annotations
 
-from .adaptive_window import AdaptiveWindow
+from .adaptive_window import AdaptiveWindow, negative_starts
 from .base import BRANCHES, EMPTY, NEGATIVE, POSITIVE, GuidanceMode, PassContext, Rows, Slots
 from .constant_negative import ConstantNegative
 from .diffusion_negative import DiffusionNegative
@@ -32,4 +32,4 @@ for _cls in (NegativePrompt, ThreeTermNegativePrompt, DiffusionNegative, Dynamic
 
 __all__ = ["BRANCHES", "EMPTY", "MODE_CLASSES", "NEGATIVE", "POSITIVE", "AdaptiveWindow", "ConstantNegative",
            "DiffusionNegative", "DynamicNegative", "GuidanceMode", "NegativePrompt", "PassContext", "PerpNeg", "Rows",
-           "SafeLatent", "Slots", "ThreeTermNegativePrompt", "register"]
+           "SafeLatent", "Slots", "ThreeTermNegativePrompt", "negative_starts", "register"]

@@ -98,3 +98,18 @@ class AdaptiveWindow(GuidanceMode):
                 row["signal"] = signal.cpu().tolist()
             out[step] = row
         return out
+
+
+def negative_starts(records: list[dict], batch_size: int) -> list[int | None]:
+    """Per image, the first step (0-based) where its negative prompt acted in a pass's
+    :attr:`~negguide.run.GuidanceRun.records`, None where it never did: the adaptive window's per-image starts, and
+    a window's start for the other modes. A step's ``negative_acting`` (per image) wins over ``negative_active``
+    (the whole batch): a CFG-owning backend never combines a fixed window's steps, whose records then hold only
+    ``negative_active``."""
+    starts: list[int | None] = [None] * batch_size
+    for record in records:
+        acting = record.get("negative_acting") or [record["negative_active"]] * batch_size
+        for image, acts in enumerate(acting):
+            if acts and starts[image] is None:
+                starts[image] = record["step"]
+    return starts

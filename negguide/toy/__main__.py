@@ -13,8 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m negguide.toy", description=__doc__.split("\n\n")[0])
@@ -23,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
                                                             "every tracker on 4 seeds in 64-D and 256-D (hours)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+
+    import torch  # after parsing: --help and a usage error answer at once
 
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -64,7 +64,12 @@ def build(comfyui_dir: str, out: str, seed: int = 0) -> dict[str, int]:
     vae = AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
     randomize(vae, generator)
 
-    state = model.state_dict_for_saving(clip.state_dict(), vae.state_dict())
+    import inspect
+
+    if "unet_state_dict" in inspect.signature(model.state_dict_for_saving).parameters:  # ComfyUI v0.33 and later
+        state = model.state_dict_for_saving(model.diffusion_model.state_dict(), clip.state_dict(), vae.state_dict())
+    else:
+        state = model.state_dict_for_saving(clip.state_dict(), vae.state_dict())
     state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file

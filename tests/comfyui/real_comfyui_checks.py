@@ -23,7 +23,9 @@ CHECKS = ("loads_through_comfyuis_loader", "sd1_slot_modes_are_comfyui_cfg_bit_f
           "every_sampler_gets_its_tracker", "sampler_nodes_options_set_the_tracker", "batches_keep_per_image_state",
           "interrupted_prompt_leaves_nothing_behind", "two_patched_models_share_nothing",
           "foreign_guiders_are_refused", "sdxl_conditionings", "sd3_flow_frame", "flux_guidance_distilled_refused",
-          "plot_node_draws_the_trace")
+          "plot_node_draws_the_trace", "sd1_adaptive_and_constant_negative",
+          "empty_prompt_from_clip_is_clip_text_encode",
+          "queue_refuses_bad_settings", "newer_model_sampling_types")
 DNG = {"lambda0": 5.0, "prior": 0.01, "temperature": 0.2, "offset": 0.003, "p_max": 0.8, "tracker": "auto"}
 WINDOW = {"form": "2-term", "window_unit": "steps"}
 
@@ -117,7 +119,7 @@ def _slot_mode_invariants(app: ComfyApp, family: str, samplers, cfg=5.0) -> list
 # --- checks ----------------------------------------------------------------------------------------------------
 def loads_through_comfyuis_loader(app: ComfyApp) -> str:
     assert app.loaded, "nodes.load_custom_node returned False"
-    modes = ("Windowed", "DNG", "DNS", "SLD", "PerpNeg")
+    modes = ("Windowed", "DNG", "DNS", "SLD", "PerpNeg", "Adaptive", "ConstantNegative")
     expected = {f"NegGuide{mode}{kind}" for mode in modes for kind in ("Guider", "Patch")}
     assert set(app.ours) == expected | {"NegGuidePlot"}, sorted(app.ours)
     names = app.nodes.NODE_DISPLAY_NAME_MAPPINGS
@@ -226,8 +228,9 @@ def interrupted_prompt_leaves_nothing_behind(app: ComfyApp) -> str:
     before = (repr(patched.model_options), repr(patched.wrappers))
     reference = app.ksampler(patched, pos, neg, "sd1", "euler", steps=4)
 
-    def progress(value, total, preview, prompt_id=None, node_id=None):  # main.py's hook, interrupting at step 2
-        if value == 2:
+    def progress(value, total, preview, prompt_id=None, node_id=None):  # main.py's hook
+        # interrupt at the first update mid-pass: v0.33 sends a step's update only 100 ms after the previous one
+        if 1 <= value < total:
             mm.interrupt_current_processing(True)
         mm.throw_exception_if_processing_interrupted()
 
@@ -244,7 +247,7 @@ def interrupted_prompt_leaves_nothing_behind(app: ComfyApp) -> str:
     assert trace.passes == [], "the interrupted pass left a record"
     assert (repr(patched.model_options), repr(patched.wrappers)) == before, "the patched model changed"
     assert _equal(app.ksampler(patched, pos, neg, "sd1", "euler", steps=4), reference)
-    return "interrupted at step 2; the next run equals the first"
+    return "interrupted mid-pass; the next run equals the first"
 
 
 def two_patched_models_share_nothing(app: ComfyApp) -> str:
@@ -273,12 +276,13 @@ def foreign_guiders_are_refused(app: ComfyApp) -> str:
     perp.set_conds(pos, neg, empty)
     perp.set_cfg(5.0, 1.0)
     messages = []
-    for guider, expected in ((basic, "no negative"), (dual, "computes its own guidance"),
-                             (perp, "computes its own guidance")):
+    for guider, expected in ((basic, "the BasicGuider node has no negative"),
+                             (dual, "the DualCFGGuider node computes its own guidance"),
+                             (perp, "the PerpNegGuider node computes its own guidance")):
         try:
             app.custom(guider, "sd1")
         except SettingsError as e:
-            assert expected in str(e), str(e)
+            assert expected in str(e) and "Guider_" not in str(e), str(e)
             messages.append(type(guider).__name__)
         else:
             raise AssertionError(f"{type(guider).__name__} was not refused")
@@ -355,6 +359,119 @@ def plot_node_draws_the_trace(app: ComfyApp) -> str:
     image, summary = app.ours["NegGuidePlot"]().plot(trace, {"samples": out}, 640)
     assert tuple(image.shape) == (1, 236, 640, 3) and "tracker transition" in summary, (image.shape, summary)
     return summary
+
+
+def sd1_adaptive_and_constant_negative(app: ComfyApp) -> str:
+    m, pos, neg, empty = _setup(app, "sd1")
+    samplers = ("euler", "euler_ancestral", "heun", "dpmpp_2m")
+    for sampler in samplers:
+        for start, end in ((2, 3), (1, 3)):
+            windowed = app.patch("NegGuideWindowedPatch", m, empty, **WINDOW, window_start=start, window_end=end)[0]
+            adaptive = app.patch("NegGuideAdaptivePatch", m, empty, window_unit="steps", window_start=start,
+                                 window_end=end, signal="none", threshold=0.5)[0]
+            expected = app.ksampler(windowed, pos, neg, "sd1", sampler)
+            assert _equal(app.ksampler(adaptive, pos, neg, "sd1", sampler), expected), f"adaptive none {sampler}"
+    patched, trace = app.patch("NegGuideAdaptivePatch", m, empty, window_unit="steps", window_start=1, window_end=3,
+                               signal="alignment", threshold=-1.0)
+    app.ksampler(patched, pos, neg, "sd1", "euler")
+    summary = trace.describe()
+    assert "negative started per image at step 1" in summary, summary
+    zero = app.patch("NegGuideConstantNegativePatch", m, empty, negative_scale=0.0)[0]
+    assert _equal(app.ksampler(zero, pos, neg, "sd1", "euler_ancestral"),
+                  app.ksampler(m, pos, empty, "sd1", "euler_ancestral")), "constant negative at 0 != empty negative"
+    guided = app.guider("NegGuideConstantNegativeGuider", m, pos, neg, empty, cfg=5.0, negative_scale=2.0)[0]
+    patched2 = app.patch("NegGuideConstantNegativePatch", m, empty, negative_scale=2.0)[0]
+    assert _equal(app.custom(guided, "sd1", "euler_ancestral"),
+                  app.ksampler(patched2, pos, neg, "sd1", "euler_ancestral")), "constant negative guider != patch"
+    return (f"adaptive (signal none) == windowed on {len(samplers)} samplers x 2 windows; {summary}; constant "
+            "negative 0 == empty negative, guider == patch")
+
+
+def empty_prompt_from_clip_is_clip_text_encode(app: ComfyApp) -> str:
+    """A random full-size SD1 CLIP built with ComfyUI's own classes: a node given only 'clip' samples what the same
+    node given CLIP Text Encode("") does, bit for bit."""
+    import comfy.sd
+    import comfy.supported_models
+    import real_models
+    import torch
+    from random_checkpoint import randomize
+
+    config = comfy.supported_models.SD15(dict(real_models.FAMILIES["sd1"][1]))
+    clip = comfy.sd.CLIP(config.clip_target(), embedding_directory=None)
+    randomize(clip.cond_stage_model, torch.Generator().manual_seed(7))
+    encode = app.nodes.CLIPTextEncode()
+    pos, neg, empty = (encode.encode(clip, text)[0] for text in ("a red car", "rust", ""))
+    m = real_models.model("sd1")
+    cases = [("NegGuideWindowedPatch", {**WINDOW, "window_start": 2, "window_end": 3}, "euler"),
+             ("NegGuideDNGPatch", DNG, "euler_ancestral")]
+    for node, values, sampler in cases:
+        given = app.ours[node]().apply(m, empty_conditioning=empty, **values)[0]
+        from_clip = app.ours[node]().apply(m, clip=clip, **values)[0]
+        assert _equal(app.ksampler(from_clip, pos, neg, "sd1", sampler),
+                      app.ksampler(given, pos, neg, "sd1", sampler)), node
+    guided = app.ours["NegGuideDNSGuider"]().get_guider(m, pos, clip=clip, dns_scale=4.0)[0]
+    stock = app.sampling_nodes.CFGGuider().get_guider(m, empty, pos, 5.0)[0]
+    assert _equal(app.custom(guided, "sd1"), app.custom(stock, "sd1")), "DNS guider with clip != swapped CFG"
+    return f"{len(cases)} patches and the DNS guider: clip == CLIP Text Encode(\"\"), bit for bit"
+
+
+def queue_refuses_bad_settings(app: ComfyApp) -> str:
+    """ComfyUI's own prompt validation (execution.validate_inputs) runs the nodes' VALIDATE_INPUTS: NaN and a window
+    from step 0 are refused when the prompt is queued, with the node's sentence."""
+    import math
+
+    import execution
+
+    def node_errors(class_type: str, inputs: dict) -> list[str]:
+        """The node's own custom-validation errors (its linked loader fails validation: no such file)."""
+        loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "none.safetensors"}}
+        prompt = {"1": {"class_type": class_type, "inputs": {**inputs, "model": ["2", 0], "clip": ["2", 1]}},
+                  "2": loader}
+        valid, errors, _ = asyncio.run(execution.validate_inputs("check", prompt, "1", {}))
+        return [e.get("details", "") for e in errors if e["type"] == "custom_validation_failed"]
+
+    dng = {"lambda0": 5.0, "prior": 0.01, "temperature": 0.2, "offset": 0.003, "p_max": 0.8, "tracker": "auto"}
+    assert node_errors("NegGuideDNGPatch", dng) == [], "valid settings refused"
+    refused = node_errors("NegGuideDNGPatch", {**dng, "lambda0": math.nan})
+    assert refused and "lambda0 must be a finite number, got nan" in refused[0], refused
+    window = node_errors("NegGuideWindowedGuider", {**WINDOW, "cfg": 5.0, "window_start": 0.0, "window_end": 4.0})
+    assert window and "step windows count from step 1" in window[0], window
+    return f"refused at queue time: {refused[0][:160]} | {window[0][:120]}"
+
+
+def newer_model_sampling_types(app: ComfyApp) -> str:
+    """V_PREDICTION_DDPM (k-diffusion states: a window over every step == ComfyUI's CFG) and IMG_TO_IMG_FLOW
+    (sampling from an image: DNG refused with a sentence, windowed == ComfyUI's CFG), where this ComfyUI has them."""
+    import comfy.model_sampling as ms
+
+    from negguide.checks import SettingsError
+    from negguide_comfyui.model_kind import model_kind
+
+    m, pos, neg, empty = _setup(app, "sd1")
+    found = []
+    for type_name in ("V_PREDICTION_DDPM", "IMG_TO_IMG_FLOW"):
+        prediction = getattr(ms, type_name, None)
+        if prediction is None:
+            continue
+        base = ms.ModelSamplingDiscreteFlow if issubclass(prediction, ms.CONST) else ms.ModelSamplingDiscrete
+        sampling = type("ModelSamplingAdvanced", (base, prediction), {})(m.model.model_config)
+        patched = m.clone()
+        patched.add_object_patch("model_sampling", sampling)
+        kind = model_kind(patched)
+        full = app.patch("NegGuideWindowedPatch", patched, empty, **WINDOW, window_start=1, window_end=3)[0]
+        assert _equal(app.ksampler(full, pos, neg, "sd1"), app.ksampler(patched, pos, neg, "sd1")), type_name
+        if type_name == "IMG_TO_IMG_FLOW":
+            assert kind.starts_from_image
+            try:
+                app.patch("NegGuideDNGPatch", patched, empty, **DNG)
+            except SettingsError as e:
+                assert "samples from an image, not from noise" in str(e), str(e)
+            else:
+                raise AssertionError("DNG on IMG_TO_IMG_FLOW was not refused")
+        else:
+            assert not kind.frame.flow and not kind.starts_from_image
+        found.append(type_name)
+    return f"checked {found}" if found else "this ComfyUI has neither type (they came with v0.33)"
 
 
 def main(argv: list[str]) -> int:

@@ -45,7 +45,13 @@ def model(family: str):
     import comfy.supported_models
 
     config_class, unet_config, *_ = FAMILIES[family]
-    config = getattr(comfy.supported_models, config_class)(dict(unet_config))
+    unet_config = dict(unet_config)
+    if family == "flux":  # ComfyUI v0.8+ gives Flux's text ids their own dimensions (none for Flux 1)
+        from comfy.ldm.flux.model import FluxParams
+
+        if "txt_ids_dims" in getattr(FluxParams, "__dataclass_fields__", {}):
+            unet_config["txt_ids_dims"] = []
+    config = getattr(comfy.supported_models, config_class)(unet_config)
     config.set_inference_dtype(torch.float32, None)
     base = config.get_model({}, "", device="cpu")
     randomize(base.diffusion_model, torch.Generator().manual_seed(0))

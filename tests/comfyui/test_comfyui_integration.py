@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.skipif(not COMFYUI_DIR, reason="COMFYUI_DIR is not set
 HERE = Path(__file__).resolve().parent
 STEPS, CFG, SEED = 2, 6.0, 1234
 DNG = {"lambda0": 5.0, "prior": 0.01, "temperature": 0.2, "offset": 0.003, "p_max": 0.8, "tracker": "auto"}
-OURS = {f"NegGuide{m}{k}" for m in ("Windowed", "DNG", "DNS", "SLD", "PerpNeg") for k in ("Guider", "Patch")}
+OURS = {f"NegGuide{m}{k}" for m in ("Windowed", "DNG", "DNS", "SLD", "PerpNeg", "Adaptive", "ConstantNegative")
+        for k in ("Guider", "Patch")}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def scene(g: Graph, server: Server, batch: int = 1) -> SimpleNamespace:
     def text(t):
         return [g.add("CLIPTextEncode", clip=[ckpt, 1], text=t), 0]
 
-    return SimpleNamespace(model=[ckpt, 0], pos=text("a red car"), neg=text("rust"), empty=text(""),
+    return SimpleNamespace(model=[ckpt, 0], clip=[ckpt, 1], pos=text("a red car"), neg=text("rust"), empty=text(""),
                            latent=[g.add("EmptyLatentImage", width=64, height=64, batch_size=batch), 0])
 
 
@@ -256,18 +257,58 @@ def test_the_plot_is_an_image_of_every_image_of_the_batch(server):
     assert "batch 2" in r.text(text) and "tracker transition" in r.text(text)
 
 
-@pytest.mark.parametrize("case", ["bad_window", "guider_without_negative"])
-def test_refusals_stop_the_prompt_with_the_reason(server, case):
+@pytest.mark.parametrize("case", ["bad_window", "nan_setting", "no_empty_prompt"])
+def test_the_queue_refuses_bad_settings_with_the_reason(server, case):
+    """The nodes' VALIDATE_INPUTS: /prompt answers 400 with the node's sentence before anything runs."""
     g = Graph()
     s = scene(g, server)
     if case == "bad_window":
-        model = [patch(g, s, "Windowed", **window(0, 2)), 0]
-        save(g, ksampler(g, model, s.pos, s.neg, s.latent), "refused")
-        expected = "step windows count from step 1"
+        model, expected = [patch(g, s, "Windowed", **window(0, 2)), 0], "step windows count from step 1"
+    elif case == "nan_setting":
+        model, expected = [patch(g, s, "DNG", **{**DNG, "lambda0": float("nan")}), 0], "lambda0 must be a finite number"
     else:
-        guider = g.add("BasicGuider", model=[patch(g, s, "DNG", **DNG), 0], conditioning=s.pos)
-        save(g, custom(g, s, [guider, 0]), "refused")
-        expected = "no negative"
+        model = [g.add("NegGuideWindowedPatch", model=s.model, **window(1, 2)), 0]
+        expected = "connect the checkpoint's CLIP to 'clip'"
+    save(g, ksampler(g, model, s.pos, s.neg, s.latent), "refused")
+    with pytest.raises(AssertionError, match="HTTP 400") as refused:
+        server.submit(g)
+    assert expected in str(refused.value), str(refused.value)
+    follow = Graph()
+    t = scene(follow, server)
+    save(follow, ksampler(follow, t.model, t.pos, t.neg, t.latent, seed=SEED + 5), "after_queue_refusal")
+    run(server, follow)  # the server goes on
+
+
+def test_the_empty_prompt_from_clip_and_the_adaptive_and_constant_nodes(server):
+    """A patch given only the checkpoint's CLIP == the same patch given CLIP Text Encode(""); the adaptive window with
+    signal none == the Windowed node; constant negative guidance at 0 == the empty negative prompt; bit for bit."""
+    g = Graph()
+    s = scene(g, server)
+    adaptive = {"window_unit": "steps", "window_start": 1, "window_end": 1, "signal": "none", "threshold": 0.5}
+    models = {
+        "given": [patch(g, s, "Windowed", **window(1, 1)), 0],
+        "from_clip": [g.add("NegGuideWindowedPatch", model=s.model, clip=s.clip, **window(1, 1)), 0],
+        "adaptive": [g.add("NegGuideAdaptivePatch", model=s.model, clip=s.clip, **adaptive), 0],
+        "constant_zero": [g.add("NegGuideConstantNegativePatch", model=s.model, clip=s.clip, negative_scale=0.0), 0],
+    }
+    nodes = {name: save(g, ksampler(g, model, s.pos, s.neg, s.latent, "euler_ancestral"), name)
+             for name, model in models.items()}
+    nodes["stock_empty"] = save(g, ksampler(g, s.model, s.pos, s.empty, s.latent, "euler_ancestral"), "stock_empty")
+    r = run(server, g)
+    latent = {name: r.latent(node) for name, node in nodes.items()}
+    assert not torch.equal(latent["given"], latent["stock_empty"])  # the window's step matters
+    assert torch.equal(latent["from_clip"], latent["given"]), "clip-encoded empty prompt != CLIP Text Encode(\"\")"
+    assert torch.equal(latent["adaptive"], latent["given"]), "adaptive (signal none) != windowed"
+    assert torch.equal(latent["constant_zero"], latent["stock_empty"]), "constant negative 0 != empty negative"
+
+
+@pytest.mark.parametrize("case", ["guider_without_negative"])
+def test_refusals_stop_the_prompt_with_the_reason(server, case):
+    g = Graph()
+    s = scene(g, server)
+    guider = g.add("BasicGuider", model=[patch(g, s, "DNG", **DNG), 0], conditioning=s.pos)
+    save(g, custom(g, s, [guider, 0]), "refused")
+    expected = "the BasicGuider node has no negative"
     r = server.run(g)
     assert r.status == "error" and expected in r.error, r.error
     assert "SettingsError" in r.error

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 import negguide_comfyui as pack
-from negguide.configs import TRACKERS, VARIANCES, DNGConfig, SLDConfig
+from negguide import AdaptiveStart, GuidanceSpec, StepWindow
+from negguide.configs import ADAPTIVE_SIGNALS, TRACKERS, VARIANCES, DNGConfig, SLDConfig
 from negguide_comfyui.modes import MODES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,20 +30,25 @@ def test_node_interface(name):
     assert callable(getattr(node(), node.FUNCTION)) and node.CATEGORY and len(node.DESCRIPTION) > 40
     for spec in [*inputs["required"].values(), *inputs.get("optional", {}).values()]:
         kind = spec[0]
-        if kind in ("FLOAT", "INT") or isinstance(kind, list):  # widgets explain themselves
-            assert spec[1]["tooltip"], spec
+        assert spec[1]["tooltip"], spec  # widgets and sockets explain themselves
         if kind in ("FLOAT", "INT"):
             assert spec[1]["min"] <= spec[1]["default"] <= spec[1]["max"]
 
 
 def test_guider_and_patch_inputs():
-    windowed = pack.NODE_CLASS_MAPPINGS["NegGuideWindowedGuider"].INPUT_TYPES()["required"]
-    assert list(windowed)[:5] == ["model", "positive", "negative", "empty_conditioning", "cfg"]
+    """The empty prompt is optional (given, or encoded from the optional CLIP); every other input and widget keeps
+    its name and order, so exported workflows load (a workflow stores its widgets' values by position)."""
+    windowed = pack.NODE_CLASS_MAPPINGS["NegGuideWindowedGuider"].INPUT_TYPES()
+    assert list(windowed["required"]) == ["model", "positive", "negative", "cfg", "form", "window_unit",
+                                          "window_start", "window_end"]
+    assert list(windowed["optional"]) == ["empty_conditioning", "clip"]
     dns = pack.NODE_CLASS_MAPPINGS["NegGuideDNSGuider"].INPUT_TYPES()["required"]
-    assert list(dns) == ["model", "positive", "empty_conditioning", "dns_scale"]
+    assert list(dns) == ["model", "positive", "dns_scale"]
     patch = pack.NODE_CLASS_MAPPINGS["NegGuideDNGPatch"].INPUT_TYPES()
-    assert list(patch["required"])[:2] == ["model", "empty_conditioning"] and "cfg" not in patch["required"]
-    assert set(patch["optional"]) == {"probe_pairs", "probe_directions", "variance"}
+    assert list(patch["required"]) == ["model", "lambda0", "prior", "temperature", "offset", "p_max", "tracker"]
+    assert list(patch["optional"]) == ["empty_conditioning", "clip", "probe_pairs", "probe_directions", "variance"]
+    adaptive = pack.NODE_CLASS_MAPPINGS["NegGuideAdaptivePatch"].INPUT_TYPES()["required"]
+    assert list(adaptive) == ["model", "window_unit", "window_start", "window_end", "signal", "threshold"]
     assert pack.NODE_CLASS_MAPPINGS["NegGuideDNGGuider"].RETURN_TYPES == ("GUIDER", "NEGGUIDE_TRACE")
     assert pack.NODE_CLASS_MAPPINGS["NegGuideDNGPatch"].RETURN_TYPES == ("MODEL", "NEGGUIDE_TRACE")
 
@@ -50,7 +56,7 @@ def test_guider_and_patch_inputs():
 def test_widget_defaults_and_choices_are_the_cores():
     dng = pack.NODE_CLASS_MAPPINGS["NegGuideDNGPatch"].INPUT_TYPES()
     defaults, core = {k: v[1]["default"] for k, v in {**dng["required"], **dng["optional"]}.items()
-                      if k not in ("model", "empty_conditioning")}, DNGConfig()
+                      if k not in ("model", "empty_conditioning", "clip")}, DNGConfig()
     assert defaults == {"lambda0": core.lambda0, "prior": core.prior, "temperature": core.temperature,
                         "offset": core.offset, "p_max": core.p_max, "tracker": "auto",
                         "probe_pairs": core.probe_pairs, "probe_directions": core.probe_directions,
@@ -61,6 +67,14 @@ def test_widget_defaults_and_choices_are_the_cores():
     assert [sld[k][1]["default"] for k in ("threshold", "scale", "momentum_scale", "momentum_beta",
                                            "warmup_steps")] == [core.threshold, core.s_s, core.s_m, core.beta_m,
                                                                 core.warmup_steps]
+    adaptive = pack.NODE_CLASS_MAPPINGS["NegGuideAdaptiveGuider"].INPUT_TYPES()["required"]
+    start, window = AdaptiveStart(), StepWindow.adaptive_default()
+    assert adaptive["signal"][0] == list(ADAPTIVE_SIGNALS) and adaptive["signal"][1]["default"] == start.signal
+    assert adaptive["threshold"][1]["default"] == start.threshold
+    assert (adaptive["window_start"][1]["default"], adaptive["window_end"][1]["default"]) == (window.start, window.end)
+    assert adaptive["window_unit"][1]["default"] == "fraction" == window.unit
+    constant = pack.NODE_CLASS_MAPPINGS["NegGuideConstantNegativePatch"].INPUT_TYPES()["required"]
+    assert constant["negative_scale"][1]["default"] == GuidanceSpec().negative_scale
 
 
 def test_the_repository_root_loads_as_a_comfyui_custom_node():
@@ -71,3 +85,9 @@ def test_the_repository_root_loads_as_a_comfyui_custom_node():
     spec.loader.exec_module(module)
     assert module.NODE_CLASS_MAPPINGS is pack.NODE_CLASS_MAPPINGS
     assert module.NODE_DISPLAY_NAME_MAPPINGS is pack.NODE_DISPLAY_NAME_MAPPINGS
+
+
+def test_both_dns_nodes_state_both_scale_conventions():
+    for name in ("NegGuideDNSGuider", "NegGuideDNSPatch"):
+        text = pack.NODE_CLASS_MAPPINGS[name].DESCRIPTION
+        assert "s + 1" in text and ("s = w - 1" in text or "dns_scale is s itself" in text), name

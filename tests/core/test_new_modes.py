@@ -138,3 +138,25 @@ def test_the_spec_round_trips_with_the_new_modes():
     for spec in (GuidanceSpec("np_lambda", 4.0, negative_scale=3.0),
                  GuidanceSpec("adaptive", 4.0, window=WINDOW, adaptive=AdaptiveStart("gap", 0.3))):
         assert GuidanceSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_negative_starts_read_each_images_start_from_the_records():
+    """Per-image starts from a combining backend's records (negative_acting on every window step) and from a
+    CFG-owning backend's, whose fixed-window steps hold only negative_active."""
+    from negguide import negative_starts
+
+    def preds(k):
+        p = preds_for(k)
+        sign = torch.tensor([1.0 if k >= 3 else -1.0, -1.0, -1.0], dtype=torch.float64)
+        p["negative"] = p["empty"] + sign.view(B, 1, 1, 1) * (p["positive"] - p["empty"])
+        return p
+
+    _, _, run = drive(GuidanceSpec("adaptive", 5.0, window=WINDOW, adaptive=AdaptiveStart("alignment", 0.5)),
+                      preds=preds)
+    assert negative_starts(run.records, B) == [3, None, None]
+    _, _, fixed = drive(GuidanceSpec("np", 5.0, window=WINDOW))
+    assert negative_starts(fixed.records, B) == [2, 2, 2]
+    cfg_owning = [{"step": 0, "negative_active": False}, {"step": 1, "negative_active": True,
+                                                          "negative_acting": [False, True, False]},
+                  {"step": 2, "negative_active": True}]
+    assert negative_starts(cfg_owning, B) == [2, 1, 2]

@@ -99,6 +99,9 @@ def test_cli_windowed_and_dnp(model_dir, tmp_path, offline, monkeypatch):
     import negguide.generate.pipeline as P
 
     monkeypatch.setattr(P, "load_captioner", C.load_captioner)
+    import negguide.generate.cli as cli
+
+    monkeypatch.setattr(cli, "captioner_problem", lambda name: None)  # the stand-in captioner needs no hub
     out = tmp_path / "dnp"
     assert main(base_args(model_dir, out, "--mode", "dnp", "--captioner", "my/captioner", "--seed", "2")) == 0
     assert sorted(p.name for p in out.iterdir()) == ["00000-2-dns.png", "00000-2.png"]

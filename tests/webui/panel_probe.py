@@ -58,7 +58,7 @@ def _target(t):
 
 # switching the mode in the running app: gradio processes the visibility updates of the layout blocks
 switch = [i for i, d in enumerate(cfg["dependencies"])
-          if any(_target(t) == comps[0]._id for t in d.get("targets", [])) and len(d["outputs"]) == 4]
+          if any(_target(t) == comps[0]._id for t in d.get("targets", [])) and len(d["outputs"]) == 6]
 try:
     from gradio.state_holder import SessionState  # gradio 4
 

@@ -57,10 +57,14 @@ def test_panel_builds_under_gradio(python):
     assert "prior must be strictly between 0 and 1" in out["status_dng_bad"] and "temperature" in out["status_dng_bad"]
     window = ["hr_window", "window_end", "window_start", "window_unit"]  # hires bounds: only with "Own window"
     dng = ["lambda0", "p_max", "offset", "plot", "prior", "temperature", "tracker"]
-    assert out["shown"] == {"off": [], "windowed": window, "dng": sorted(dng), "dns": []}
-    # window group, DNG row, advanced DNG settings, plot checkbox, after the user switches the mode
-    assert out["mode_switch"] == {"off": [False] * 4, "windowed": [True] + [False] * 3, "dng": [False] + [True] * 3,
-                                  "dns": [False] * 4}
+    adaptive = sorted([*window, "adaptive_signal", "adaptive_threshold"])
+    assert out["shown"] == {"off": [], "windowed": window, "dng": sorted(dng), "dns": [], "adaptive": adaptive,
+                            "np_lambda": ["negative_scale"]}
+    # window group, DNG row, advanced DNG settings, plot checkbox, adaptive row, constant negative scale, after the
+    # user switches the mode
+    f, t = False, True
+    assert out["mode_switch"] == {"off": [f] * 6, "windowed": [t, f, f, f, f, f], "dng": [f, t, t, t, f, f],
+                                  "dns": [f] * 6, "adaptive": [t, f, f, f, t, f], "np_lambda": [f] * 5 + [t]}
     assert out["hires_switch"] == {m: [m == S.HR_CUSTOM] * 2 for m in S.HR_MODES}  # hires bounds, own window only
     assert out["dependencies"] >= 2 * len(S.ARG_NAMES)  # every input refreshes the status line
     print(out["gradio"])
@@ -99,7 +103,9 @@ def test_panel_renders_in_headless_chromium(python, tmp_path):
 
 
 def test_api_args_order_is_ui_order():
-    assert S.ARG_NAMES == (
+    """The API's args: the first 14 as they always were, new settings appended (old payloads keep working)."""
+    assert S.ARG_NAMES[14:] == ("adaptive_signal", "adaptive_threshold", "negative_scale")
+    assert S.ARG_NAMES[:14] == (
         "mode",
         "window_unit",
         "window_start",
@@ -135,8 +141,18 @@ def test_api_args_order_is_ui_order():
     assert s.mode_key == "dng" and s.lambda0 == 7.5 and s.plot is True
     assert S.NegGuideSettings.from_args("dng").mode == S.MODE_DNG  # short names from the API
     assert S.NegGuideSettings.from_args(*payload_args[:3]).window_end == 15.0  # trailing defaults
+    assert S.NegGuideSettings.from_args(*payload_args).adaptive_signal == S.NegGuideSettings().adaptive_signal
+    adaptive = S.NegGuideSettings.from_args("adaptive", *payload_args[1:], "gap", 0.3)
+    assert (adaptive.mode, adaptive.adaptive_signal, adaptive.adaptive_threshold) == (S.MODE_ADAPTIVE, "gap", 0.3)
     with pytest.raises(ValueError):
-        S.NegGuideSettings.from_args(*payload_args, "extra")
+        S.NegGuideSettings.from_args(*payload_args, "gap", 0.3, 1.0, "extra")
+
+
+def test_a_string_sent_where_the_args_list_goes_is_named_as_such():
+    """Forge Neo (and A1111) split "args": "dng" into characters; the refusal says what happened, not 'mode d'."""
+    with pytest.raises(ValueError, match="got the characters of the string 'dng'"):
+        S.NegGuideSettings.from_args(*"dng")
+    assert S.split_string(("d", "n")) and not S.split_string(("dng",)) and not S.split_string(("Off", "steps"))
 
 
 @pytest.mark.parametrize(
@@ -150,6 +166,9 @@ def test_api_args_order_is_ui_order():
             mode=S.MODE_DNG, lambda0=7.5, prior=0.02, temperature=0.3, offset=0.004, p_max=0.9, tracker="flow-moment"
         ),
         S.NegGuideSettings(mode=S.MODE_DNS),
+        S.NegGuideSettings(mode=S.MODE_ADAPTIVE, window_start=1, window_end=15, adaptive_signal="gap",
+                           adaptive_threshold=0.35),
+        S.NegGuideSettings(mode=S.MODE_NP_LAMBDA, negative_scale=2.5),
     ],
 )
 def test_infotext_round_trip(s):
@@ -183,13 +202,19 @@ def test_xyz_axes_write_overrides():
         axis_options = []
 
     Module.AxisOption = AxisOption
-    assert xyz.add_axes(Module) == 4 and xyz.add_axes(Module) == 0
+    assert xyz.add_axes(Module) == 7 and xyz.add_axes(Module) == 0
+    assert [a.label for a in Module.axis_options][:4] == ["[NegGuide] Mode", "[NegGuide] Window start",
+                                                          "[NegGuide] Window end", "[NegGuide] DNG lambda0"]
     p = type("P", (), {})()
     by = {a.label: a for a in Module.axis_options}
     by["[NegGuide] Window start"].apply(p, "7", None)
     by["[NegGuide] DNG lambda0"].apply(p, 2.5, None)
-    assert p.negguide_overrides == {"window_start": 7.0, "lambda0": 2.5}
-    assert S.MODE_DNG in by["[NegGuide] Mode"].choices()
+    by["[NegGuide] Adaptive threshold"].apply(p, "0.3", None)
+    by["[NegGuide] Adaptive signal"].apply(p, "gap", None)
+    assert p.negguide_overrides == {"window_start": 7.0, "lambda0": 2.5, "adaptive_threshold": 0.3,
+                                    "adaptive_signal": "gap"}
+    assert S.MODE_DNG in by["[NegGuide] Mode"].choices() and S.MODE_ADAPTIVE in by["[NegGuide] Mode"].choices()
+    assert by["[NegGuide] Adaptive signal"].choices() == ["alignment", "gap", "none"]
 
 
 def test_scripts_are_thin_and_py310_clean():

@@ -58,7 +58,7 @@ def add_t2i_commands(sub) -> None:
 
 
 def add_study_command(sub) -> None:
-    from train.t2i.study.run import STUDY_SIZES
+    from train.t2i.study.sizes import STUDY_SIZES
 
     s = sub.add_parser("t2i-study", help="the papers' text-to-image claims measured on the testbed (critical step, "
                                          "removal with preservation, DNS/DNP, DNG on prompts): docs/t2i/study/",

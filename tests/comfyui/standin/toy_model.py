@@ -9,8 +9,10 @@ from comfy.model_sampling import CONST, EPS, model_sampling
 
 
 class ToyModel:
-    def __init__(self, flow: bool = False, guidance_embed: bool = False, channels: int = 4):
-        self.model_sampling = model_sampling(CONST, 1.0) if flow else model_sampling(EPS, 14.6)
+    def __init__(self, flow: bool = False, guidance_embed: bool = False, channels: int = 4,
+                 sampling: type | None = None):
+        sampling = sampling or (CONST if flow else EPS)
+        self.model_sampling = model_sampling(sampling, 1.0 if issubclass(sampling, CONST) else 14.6)
         self.model_config = SimpleNamespace(unet_config={"guidance_embed": guidance_embed})
         generator = torch.Generator().manual_seed(0)
         self.weight = torch.randn(channels, channels, generator=generator, dtype=torch.float64) / channels**0.5

@@ -857,10 +857,10 @@ def paste_infotext(params: dict):
 
     kinds = {f.name: f.type for f in fields(S.NegGuideSettings)}
     values = S.NegGuideSettings().to_args()
-    for i, (name, key) in enumerate(ui.infotext_fields(list(S.ARG_NAMES))):
+    for name, key in ui.infotext_fields(list(S.ARG_NAMES)):  # the "components" are the arg names here
         raw = key(params) if callable(key) else params.get(key)
         if raw is not None:
-            values[i] = float(raw) if kinds[name] in ("float", float) else str(raw).strip()
+            values[S.ARG_NAMES.index(name)] = float(raw) if kinds[name] in ("float", float) else str(raw).strip()
     return S.NegGuideSettings.from_args(*values)
 
 

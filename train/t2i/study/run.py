@@ -19,35 +19,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from train.t2i.study.cases import adherence_cases, attribute_cases, concept_cases, image_seed, object_cases
 from train.t2i.study.cells import Method, run_cell
-
-
-@dataclass(frozen=True)
-class StudySize:
-    name: str
-    object_cases: int
-    attribute_cases: int
-    seeds: int
-    trace_cases: int  # cases of section a (x0 decoded and attention captured at every step)
-    grid_cases: int  # cases of the window-start sweep
-    grid_starts: tuple[int, ...]
-    grid_lengths: tuple[int, ...]
-    adherence_cases: int
-    concept_cases: int
-    steps: int = 30
-    seed: int = 0
-
-
-STUDY_SIZES = {
-    "smoke": StudySize("smoke", 2, 2, 1, 2, 2, (1, 10), (2, 30), 2, 2, steps=10),
-    "cpu": StudySize("cpu", 32, 32, 4, 16, 16, (1, 3, 5, 7, 9, 11, 14, 17, 20), (2, 4, 8, 30), 48, 32),
-    "gpu": StudySize("gpu", 320, 320, 4, 160, 160, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 20, 24),
-                     (1, 2, 3, 4, 6, 8, 12, 16, 30), 480, 320),
-}
+from train.t2i.study.sizes import STUDY_SIZES, StudySize
 
 REMOVAL_METHODS = (
     Method("none", {"mode": "off"}, negative=False),

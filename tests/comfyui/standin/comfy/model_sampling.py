@@ -1,4 +1,5 @@
-"""Mirrors comfy/model_sampling.py (ComfyUI a125cd84): what a model's state means at ComfyUI's sigma."""
+"""Mirrors comfy/model_sampling.py (ComfyUI a125cd84, and two types of v0.33.0 at 783545f6): what a model's state
+means at ComfyUI's sigma."""
 
 import torch
 
@@ -33,6 +34,36 @@ class CONST:
 
     def inverse_noise_scaling(self, sigma, latent):
         return latent / (1.0 - sigma)
+
+
+class V_PREDICTION_DDPM:
+    """v0.33 (CogVideoX): the model gets x unscaled and predicts v; x = x0 + sigma eps as EPS."""
+
+    def calculate_input(self, sigma, x):
+        return x
+
+    def calculate_denoised(self, sigma, output, x):
+        s = sigma.reshape(-1, *[1] * (x.ndim - 1))
+        return x / (s**2 + 1.0) ** 0.5 - output * s / (s**2 + 1.0) ** 0.5
+
+    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        return latent_image + noise * ((1.0 + sigma**2) ** 0.5 if max_denoise else sigma)
+
+    def inverse_noise_scaling(self, sigma, latent):
+        return latent
+
+
+class IMG_TO_IMG_FLOW(CONST):
+    """v0.33 (WAN FlowRVS): sampling starts from the image itself, the model predicts x0 directly."""
+
+    def calculate_denoised(self, sigma, output, x):
+        return output
+
+    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        return latent_image
+
+    def inverse_noise_scaling(self, sigma, latent):
+        return 1.0 - latent
 
 
 class Schedule(torch.nn.Module):
