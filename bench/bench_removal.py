@@ -206,7 +206,7 @@ def our_batch(networks: BranchNetworks, models: Models, spec, steps: int, n: int
               record: str = "none"):
     """The samples and the batch's GuidanceRun."""
     sampler = SamplerSettings("ddpm", steps, models.removal.sampler_variance)
-    x, run, _, _ = sample_batch(networks, models.schedule, spec, sampler, range(n), noise, record=record)
+    x, run, _ = sample_batch(networks, models.schedule, spec, sampler, range(n), noise, record=record)
     return x, run
 
 

@@ -16,9 +16,9 @@ from train.removal.fid import (
     ClassifierFeatures,
     FeatureStats,
     InceptionFeatures,
-    compute_stats,
+    compute_features,
     frechet_distance,
-    reference_stats,
+    selection_features,
     tf1_bilinear_resize,
 )
 from train.removal.metrics import (
@@ -119,18 +119,12 @@ def test_kl_counts_samples_of_the_removed_class_against_the_kept_ones():
 
 
 # --------------------------------------------------------------------------------------------- FID maths
-def test_feature_stats_match_numpy_and_merge_exactly():
+def test_feature_stats_match_numpy():
     x = torch.randn(101, 5, generator=torch.Generator().manual_seed(0)) * 3 + 1
     stats = FeatureStats.from_features(x)
     assert stats.mean.dtype == torch.float64 and stats.count == 101
     np.testing.assert_allclose(stats.mean.numpy(), x.double().numpy().mean(0), rtol=1e-12)
     np.testing.assert_allclose(stats.covariance.numpy(), np.cov(x.double().numpy(), rowvar=False), rtol=1e-10)
-    pieces = [x[:50], x[50:51], x[51:]]  # a batch of one has no spread of its own
-    merged = FeatureStats.from_features(pieces[0]).merged(FeatureStats.from_features(pieces[1]))
-    merged = merged.merged(FeatureStats.from_features(pieces[2]))
-    assert merged.count == 101
-    torch.testing.assert_close(merged.mean, stats.mean, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(merged.covariance, stats.covariance, rtol=1e-10, atol=1e-12)
 
 
 def test_fid_of_a_set_with_itself_is_zero():
@@ -171,17 +165,6 @@ def test_fid_with_fewer_samples_than_dimensions_stays_finite():
     assert math.isfinite(frechet_distance(a, b)) and frechet_distance(a, b) > 0
 
 
-def test_stats_save_load_round_trip_and_corrupt_file(tmp_path):
-    stats = FeatureStats.from_features(torch.randn(20, 3))
-    stats.save(tmp_path / "s.safetensors", "net-x", "data-y")
-    loaded, metadata = FeatureStats.load(tmp_path / "s.safetensors")
-    assert torch.equal(loaded.mean, stats.mean) and torch.equal(loaded.covariance, stats.covariance)
-    assert loaded.count == 20 and metadata == {"count": "20", "network_id": "net-x", "data_key": "data-y"}
-    (tmp_path / "s.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    with pytest.raises(ValueError, match="not a feature-statistics file"):
-        FeatureStats.load(tmp_path / "s.safetensors")
-
-
 class CountingNetwork:
     """A cheap stand-in feature network: a fixed projection of the pixels; counts the images it saw."""
 
@@ -195,27 +178,26 @@ class CountingNetwork:
         return images.double().flatten(1) @ self.projection
 
 
-def test_compute_stats_in_batches_equals_all_at_once():
+def test_features_in_batches_equal_all_at_once():
     images = torch.randint(0, 256, (23, 1, 28, 28), dtype=torch.uint8)
     net = CountingNetwork()
-    batched = compute_stats(net, images, batch_size=7)
-    whole = FeatureStats.from_features(net(images))
-    torch.testing.assert_close(batched.covariance, whole.covariance, rtol=1e-10, atol=1e-8)
+    batched = compute_features(net, images, batch_size=7)
+    torch.testing.assert_close(batched, net(images).float())
     with pytest.raises(TypeError, match="uint8"):
-        compute_stats(net, images.float())
+        compute_features(net, images.float())
 
 
 # ------------------------------------------------------------------------------------ reference cache
-def test_reference_stats_are_cached_keyed_and_recomputed_when_corrupt(mnist_dir, tmp_path):
+def test_reference_features_are_cached_keyed_and_recomputed_when_corrupt(mnist_dir, tmp_path):
     def ref(removed, network):
-        return reference_stats("mnist", removed, network, tmp_path, mnist_dir, split="test", limit=40)
+        return selection_features("mnist", removed, network, tmp_path, mnist_dir, split="test", limit=40)
 
     net = CountingNetwork()
     first = ref(3, net)
     (cached,) = tmp_path.iterdir()
-    assert net.seen == 40 and "without3" in cached.name
+    assert net.seen == 40 and "without3" in cached.name and (first.labels != 3).all()
     again = ref(3, net)
-    assert net.seen == 40 and torch.equal(again.covariance, first.covariance)  # read from the cache
+    assert net.seen == 40 and torch.equal(again.features, first.features)  # read from the cache
     ref(None, net)
     ref(3, CountingNetwork("another-network"))
     files = sorted(tmp_path.iterdir())
@@ -225,16 +207,19 @@ def test_reference_stats_are_cached_keyed_and_recomputed_when_corrupt(mnist_dir,
     seen = net.seen
     with pytest.warns(UserWarning, match="recomputing"):
         recomputed = ref(3, net)
-    assert net.seen == seen + 40 and torch.equal(recomputed.covariance, first.covariance)
+    assert net.seen == seen + 40 and torch.equal(recomputed.features, first.features)
 
 
 def test_reference_cache_with_foreign_metadata_is_recomputed(mnist_dir, tmp_path):
+    from safetensors.torch import save_file
+
     net = CountingNetwork()
-    stats = reference_stats("mnist", 1, net, tmp_path, mnist_dir, split="test", limit=30)
+    found = selection_features("mnist", 1, net, tmp_path, mnist_dir, split="test", limit=30)
     (path,) = tmp_path.iterdir()
-    stats.save(path, "someone-else", "other-data")  # same name, other content
+    save_file({"features": found.features, "labels": found.labels}, path,
+              metadata={"network_id": "someone-else", "data_key": "other-data", "count": "30"})
     with pytest.warns(UserWarning, match="another network or data selection"):
-        reference_stats("mnist", 1, net, tmp_path, mnist_dir, split="test", limit=30)
+        selection_features("mnist", 1, net, tmp_path, mnist_dir, split="test", limit=30)
     assert net.seen == 60
 
 

@@ -68,17 +68,18 @@ def test_an_interval_without_enough_draws_is_not_reported():
 
 
 def test_kid_is_unbiased_near_zero_for_one_distribution_and_grows_with_a_shift():
-    from train.removal.kid import kernel_inception_distance, mmd2_unbiased, polynomial_kernel
+    from train.removal.quality import KidTerms, normalised_weights, polynomial_kernel, reference_kernel_term
 
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(400, 16, generator=g), torch.randn(400, 16, generator=g)
-    same = kernel_inception_distance(x, y, subsets=20, subset_size=200)
-    shifted = kernel_inception_distance(x + 0.5, y, subsets=20, subset_size=200)
-    assert abs(same.value) < 0.02 and same.low < 0 < same.high  # unbiased: straddles 0
-    assert shifted.low > same.high
-    a, b = x[:5].double(), y[:6].double()
+    x, y = torch.randn(400, 16, generator=g).double(), torch.randn(400, 16, generator=g).double()
+    ones, _ = normalised_weights(np.ones((1, 400)))
+    same = KidTerms(x, y, reference_kernel_term(y)).kid(ones)[0]
+    shifted = KidTerms(x + 0.5, y, reference_kernel_term(y)).kid(ones)[0]
+    assert abs(same) < 0.02 and shifted > 10 * abs(same)  # unbiased: near 0 for one distribution
+    a, b = x[:5], y[:6]
     k = polynomial_kernel
     brute = (sum(k(a[i:i + 1], a[j:j + 1]).item() for i in range(5) for j in range(5) if i != j) / 20
              + sum(k(b[i:i + 1], b[j:j + 1]).item() for i in range(6) for j in range(6) if i != j) / 30
              - 2 * k(a, b).mean().item())
-    assert abs(mmd2_unbiased(a, b) - brute) < 1e-9
+    five, _ = normalised_weights(np.ones((1, 5)))
+    assert abs(KidTerms(a, b, reference_kernel_term(b)).kid(five)[0] - brute) < 1e-9

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from train.removal.fid import FeatureStats, frechet_distance
-from train.removal.kid import mmd2_unbiased
 from train.removal.paired import bootstrap_indices
 from train.removal.quality import (
     FidTerms,
@@ -14,8 +13,18 @@ from train.removal.quality import (
     balance_units,
     counts_per_index,
     normalised_weights,
+    polynomial_kernel,
     reference_kernel_term,
 )
+
+
+def mmd2_unbiased(x, y):
+    """The plain unbiased squared MMD (KID of equal-weight samples), written out as the reference."""
+    m, n = len(x), len(y)
+    kxx, kyy, kxy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+    within_x = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+    within_y = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    return float(within_x + within_y - 2 * kxy.mean())
 
 
 def _features(n, d, seed, shift=0.0):

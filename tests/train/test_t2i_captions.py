@@ -15,7 +15,6 @@ from train.t2i.captions import (
     captions_for,
     full_caption,
     parse,
-    scene_spec,
     spec_text,
 )
 from train.t2i.detector import detection_caption, scene_detection
@@ -26,6 +25,13 @@ from train.t2i.tokenizer import MAX_LENGTH, load_tokenizer, save_tokenizer
 
 def _scenes(n, seed=0):
     return sample_scenes(torch.Generator().manual_seed(seed), n)
+
+
+def scene_spec(scenes, i):
+    """Everything about scene i as a spec (every field said): the ground truth a caption is checked against."""
+    d = scenes.describe(i)
+    objects = tuple(ObjectSpec(o["shape"], o["colour"], o["size"], o["texture"]) for o in d["objects"])
+    return CaptionSpec(objects, BackgroundSpec(d["background"], d["tone"]))
 
 
 def _fits(said: ObjectSpec, true: ObjectSpec) -> bool:

@@ -16,10 +16,10 @@ numbers compare across GPUs and with published FIDs):
 * `ClassifierFeatures`: the penultimate activations of the project's own classifier (128-d for MnistCNN): a
   cheap second opinion, meaningful only relative to other runs with the same classifier file.
 
-`reference_stats` computes the training set's statistics (without the removed class) once per data selection and
-network, and caches them as safetensors keyed by a hash of both; a cache file that fails to load or whose metadata
-does not match is recomputed. `selection_features` caches the per-image features (and labels) of a selection the
-same way: KID, the class-balanced metrics and the real-vs-real floor need the features, not only their moments.
+`selection_features` computes the per-image features (and labels) of a data selection (a split without the
+removed class) once per selection and network, and caches them as safetensors keyed by a hash of both; a cache
+file that fails to load or whose metadata does not match is recomputed. KID, the class-balanced metrics and the
+real-vs-real floor need the features, not only their moments (FID's statistics are `FeatureSet.stats()`).
 """
 
 from __future__ import annotations
@@ -85,42 +85,6 @@ class FeatureStats:
         centred = x - mean
         return cls(mean, centred.T @ centred / max(len(x) - 1, 1), len(x))
 
-    def merged(self, other: FeatureStats) -> FeatureStats:
-        """Statistics of the union of both feature sets (Chan et al.'s pairwise update: exact, no big sums)."""
-        n = self.count + other.count
-        delta = other.mean - self.mean
-        scatter = (
-            self.covariance * (self.count - 1)
-            + other.covariance * (other.count - 1)
-            + torch.outer(delta, delta) * (self.count * other.count / n)
-        )
-        return FeatureStats(self.mean + delta * (other.count / n), scatter / max(n - 1, 1), n)
-
-    def save(self, path: Path, network_id: str, data_key: str) -> None:
-        """Write as safetensors (metadata: count, network_id, data_key); atomic, so a killed run leaves no half file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        tensors = {"mean": self.mean.contiguous(), "covariance": self.covariance.contiguous()}
-        save_file(tensors, partial, metadata={"count": str(self.count), "network_id": network_id, "data_key": data_key})
-        os.replace(partial, path)
-
-    @classmethod
-    def load(cls, path: Path) -> tuple[FeatureStats, dict[str, str]]:
-        """Read a file written by `save`; ValueError when it is unreadable or inconsistent."""
-        try:
-            with safe_open(path, "pt") as f:
-                metadata = f.metadata() or {}
-                mean, covariance = f.get_tensor("mean"), f.get_tensor("covariance")
-            count = int(metadata["count"])
-        except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
-            raise ValueError(f"{path} is not a feature-statistics file: {err}") from err
-        d = mean.shape[0] if mean.ndim == 1 else -1
-        if mean.dtype != torch.float64 or covariance.dtype != torch.float64 or covariance.shape != (d, d):
-            raise ValueError(f"{path} holds mean {tuple(mean.shape)} / covariance {tuple(covariance.shape)}")
-        if count < 2 or not (torch.isfinite(mean).all() and torch.isfinite(covariance).all()):
-            raise ValueError(f"{path} holds non-finite statistics or too few samples ({count})")
-        return cls(mean, covariance, count), metadata
-
 
 def frechet_distance(a: FeatureStats, b: FeatureStats, eps: float = 1e-6) -> float:
     """||m_a - m_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)), in float64, as pytorch-fid / the TF reference compute it.
@@ -145,17 +109,6 @@ def frechet_distance(a: FeatureStats, b: FeatureStats, eps: float = 1e-6) -> flo
         root = root.real
     diff = mu_a - mu_b
     return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
-
-
-@torch.inference_mode()
-def compute_stats(network: FeatureNetwork, images: torch.Tensor, batch_size: int = 250) -> FeatureStats:
-    """Feature statistics of uint8 images (N, C, H, W), extracted `batch_size` images at a time."""
-    if images.dtype != torch.uint8:
-        raise TypeError(f"FID features are taken from uint8 images (metrics.to_uint8), got {images.dtype}")
-    if len(images) < 2:
-        raise ValueError("feature statistics need at least 2 images")
-    batches = (images[i : i + batch_size] for i in range(0, len(images), batch_size))
-    return functools.reduce(FeatureStats.merged, (FeatureStats.from_features(network(b)) for b in batches))
 
 
 # ---------------------------------------------------------------------------------------------- TF-Inception
@@ -324,39 +277,6 @@ def reference_path(
     return Path(cache_dir) / f"{dataset}-{split}-{selection}-{key}.safetensors"
 
 
-def reference_stats(
-    dataset: str,
-    removed: int | None,
-    network: FeatureNetwork,
-    cache_dir: str | Path,
-    data_dir: str | Path | None = None,
-    split: str = "train",
-    limit: int | None = None,
-    batch_size: int = 250,
-) -> FeatureStats:
-    """Feature statistics of `dataset`'s split without class `removed` (all classes when None), cached on disk.
-
-    The cache file is keyed by the data selection (its pixels, labels, split, removed class) and the network id;
-    a file that fails to load or whose metadata disagrees is recomputed (with a warning), never trusted.
-    `limit` takes a fixed pseudo-random subset (train/data.py), for quick runs and tests.
-    """
-    data = load_dataset(dataset, split, data_dir, drop_class=removed, limit=limit)
-    data_key = data_selection_key(dataset, split, removed, data.images, data.labels)
-    path = reference_path(Path(cache_dir), dataset, split, removed, data_key, network.network_id)
-    if path.is_file():
-        try:
-            stats, metadata = FeatureStats.load(path)
-            expected = {"network_id": network.network_id, "data_key": data_key, "count": str(len(data))}
-            if {k: metadata.get(k) for k in expected} != expected:
-                raise ValueError(f"{path} was written for another network or data selection")
-            return stats
-        except ValueError as err:
-            warnings.warn(f"recomputing reference statistics: {err}", stacklevel=2)
-    stats = compute_stats(network, data.images, batch_size)
-    stats.save(path, network.network_id, data_key)
-    return stats
-
-
 # --------------------------------------------------------------------------------------- reference features
 @dataclass(frozen=True)
 class FeatureSet:
@@ -389,8 +309,9 @@ def selection_features(
     batch_size: int = 250,
 ) -> FeatureSet:
     """Features of `dataset`'s split without class `removed` (all classes when None; a fixed pseudo-random
-    subset of `limit` images), cached on disk as safetensors keyed like `reference_stats` (file name prefix
-    `features-`); a cache file that fails to load or whose metadata disagrees is recomputed with a warning."""
+    subset of `limit` images), cached on disk as safetensors keyed by the data selection (its pixels, labels,
+    split, removed class) and the network id (file name prefix `features-`); a cache file that fails to load or
+    whose metadata disagrees is recomputed with a warning."""
     data = load_dataset(dataset, split, data_dir, drop_class=removed, limit=limit)
     data_key = data_selection_key(dataset, split, removed, data.images, data.labels)
     path = reference_path(Path(cache_dir), dataset, split, removed, data_key, network.network_id)

@@ -17,15 +17,16 @@ roots of the eigenvalues of ``S^(1/2) C S^(1/2)``; when fewer samples than dimen
 (smaller) matrix ``W^(1/2) Xc S Xc^T W^(1/2)`` with the same non-zero eigenvalues: a 2048-d Inception FID costs one
 symmetric eigen-decomposition instead of scipy's ~20 s ``sqrtm`` (equal to fid.frechet_distance within 1e-6).
 
-KID (the unbiased squared MMD under the cubic kernel of :mod:`train.removal.kid`) of weighted samples against
-all reference features: ``sum_{i != j} w_i w_j k_ij / (1 - sum w_i^2) - 2 sum_i w_i kbar_i + K_ref``, where
-``kbar_i`` is sample i's mean kernel value with the reference set and ``K_ref`` the reference's own unbiased
-term. Pairs of the same sample index are left out (a resample's duplicates would otherwise count as perfectly
-similar pairs); with equal weights it is exactly :func:`train.removal.kid.mmd2_unbiased` against the whole
-reference set. The balanced KID is the stratified U-statistic ``sum_{c, c'} r_c r_c' T_cc'`` (``T_cc'``: the mean
-kernel value over pairs from classes c and c', distinct samples only within a class), unbiased for the mixture
-with the reference's class shares; a plain weighted U-statistic is not (it under-weights the pairs within small
-classes). A class with a single distinct sample leaves ``T_cc`` undefined: that KID is NaN.
+KID (Binkowski et al. 2018: the unbiased squared MMD under the cubic kernel k(x, y) = (x.y / d + 1)^3; unlike
+FID's, its expectation does not depend on the sample count) of weighted samples against all reference features:
+``sum_{i != j} w_i w_j k_ij / (1 - sum w_i^2) - 2 sum_i w_i kbar_i + K_ref``, where ``kbar_i`` is sample i's mean
+kernel value with the reference set and ``K_ref`` the reference's own unbiased term. Pairs of the same sample
+index are left out (a resample's duplicates would otherwise count as perfectly similar pairs); with equal weights
+it is exactly the plain unbiased MMD^2 against the whole reference set. The balanced KID is the stratified
+U-statistic ``sum_{c, c'} r_c r_c' T_cc'`` (``T_cc'``: the mean kernel value over pairs from classes c and c',
+distinct samples only within a class), unbiased for the mixture with the reference's class shares; a plain
+weighted U-statistic is not (it under-weights the pairs within small classes). A class with a single distinct
+sample leaves ``T_cc`` undefined: that KID is NaN.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from train.removal.kid import polynomial_kernel
-
 FID_RESAMPLES = 200  # default: an eigen-decomposition per resample, on the first 200 of the shared index draws
 KERNEL_CHUNK = 4096
+
+
+def polynomial_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """KID's cubic polynomial kernel between the rows of x and y."""
+    return (x @ y.T / x.shape[1] + 1) ** 3
 
 
 def counts_per_index(indices: np.ndarray, samples: int) -> np.ndarray:

@@ -269,13 +269,6 @@ def parse(text: str) -> CaptionSpec:
     return CaptionSpec(tuple(objects), background)
 
 
-def scene_spec(scenes: Scenes, i: int) -> CaptionSpec:
-    """Everything about scene i as a spec (every field said)."""
-    d = scenes.describe(i)
-    objects = tuple(ObjectSpec(o["shape"], o["colour"], o["size"], o["texture"]) for o in d["objects"])
-    return CaptionSpec(objects, BackgroundSpec(d["background"], d["tone"]))
-
-
 def captions_for(scenes: Scenes, seed: int, style: CaptionStyle = TRAINING) -> list[str]:
     """One caption per scene, a pure function of (scenes, seed, style)."""
     rng = random.Random(seed)

@@ -43,15 +43,6 @@ OBJECT_COUNT_WEIGHTS = (0.25, 0.40, 0.35)  # one, two, three objects
 SUPERSAMPLE = 2  # shapes are drawn at 2x and averaged down: anti-aliased edges
 
 
-def object_id(shape: str, colour: str) -> int:
-    return SHAPES.index(shape) * len(COLOURS) + COLOURS.index(colour)
-
-
-def object_name(oid: int) -> str:
-    shape, colour = OBJECTS[oid]
-    return f"{colour} {shape}"
-
-
 def held_out_pairs(fraction: float = 0.1, seed: int = 1234) -> frozenset[tuple[int, int]]:
     """Pairs of objects (ids, smaller first) that never appear together in a training scene: the held-out
     combinations the quality bar is measured on. A fixed function of (fraction, seed)."""

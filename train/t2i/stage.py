@@ -90,7 +90,7 @@ class ema_swapped:
             self.ema.store(self.params)
             self.ema.copy_to(self.params)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *_exc_info):
         if self.ema is not None:
             self.ema.restore(self.params)
 
