@@ -19,11 +19,17 @@ def test_smoke_study_writes_its_report_and_reuses_finished_cells(tiny_t2i_run, t
     assert main(argv) == 0
     report = tmp_path / "report"
     for name in ("summary.md", "results.json", "critical_step.png", "window_start.png", "removal_object.png",
-                 "removal_attribute.png"):
+                 "removal_attribute.png", "concept.png"):
         assert (report / name).is_file(), name
     results = json.loads((report / "results.json").read_text())
-    assert set(results["b"]["object"]) >= {"none", "np", "windowed", "dng", "sld", "perp_neg", "_floor"}
+    assert set(results["b"]["object"]) >= {"none", "np", "windowed", "dng", "sld", "perp_neg", "adaptive", "_floor"}
     assert results["b"]["object"]["none"]["ssim_to_none"]["value"] == pytest.approx(1.0)
+    for kind in ("concept-unnamed", "concept-named"):  # section d: every strength of every method, matched rows
+        d = results["d"][kind]
+        assert d["points"]["none"]["ssim"]["value"] == pytest.approx(1.0)
+        assert [len(d["points"][m]) for m in ("np", "sld", "dng")] == [4, 4, 4]
+        assert all(set(row) == {"np", "sld", "dng", "dng_minus_np", "dng_minus_sld"} for row in d["matched"].values())
+    assert "## d. DNG on prompts" in (report / "summary.md").read_text()
     import train.t2i.study.cells as cells
 
     def no_generation(*args, **kwargs):

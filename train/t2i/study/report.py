@@ -140,3 +140,73 @@ def write_json(path: Path, data: dict) -> None:
         return o
 
     path.write_text(json.dumps(clean(data), indent=1))
+
+
+CONCEPT_LABELS = {"none": "no negative", "np": "NP, constant scale lambda", "sld": "SLD", "dng": "DNG"}
+CONCEPT_KINDS = {"concept-unnamed": "Prompts that do not name red", "concept-named": "Prompts that name a red object"}
+CONCEPT_METRICS = {"preserved": "preserved", "ssim": "SSIM to no negative", "kl_colour": "KL colours",
+                   "kl_shape": "KL shapes"}
+
+
+def concept_markdown(kind: str, result: dict) -> list[str]:
+    """Section d for one prompt kind: the points, then the methods at matched red share with DNG's paired
+    differences."""
+    metrics = [k for k in CONCEPT_METRICS if kind == "concept-unnamed" or not k.startswith("kl")]
+    head = " | ".join(CONCEPT_METRICS[k] for k in metrics)
+    lines = [f"### {CONCEPT_KINDS[kind]} ({result['prompts']} prompts, {result['images']} images)", "",
+             f"| method | strength | red share | {head} |", "|---|---|---|" + "---|" * len(metrics)]
+
+    def cells(point):
+        return " | ".join(num(point[k]) if k != "preserved" else pct(point[k]) for k in metrics)
+
+    none = result["points"]["none"]
+    lines.append(f"| no negative | - | {pct(none['red_share'])} | {cells(none)} |")
+    for method, points in result["points"].items():
+        if method == "none":
+            continue
+        for p in points:
+            knob = next(k for k in p if k not in ("red_share", *CONCEPT_METRICS))
+            lines.append(f"| {CONCEPT_LABELS[method]} | {knob} {p[knob]:g} | {pct(p['red_share'])} | "
+                         f"{cells(p)} |")
+    lines += ["", "At matched red share (interpolated along each method's curve; n/a: not reached in >= 90% of the "
+                  "resamples):", "", f"| red share | method | {head} |", "|---|---|" + "---|" * len(metrics)]
+    for target, row in result["matched"].items():
+        for method, values in row.items():
+            label = CONCEPT_LABELS.get(method) or method.replace("_minus_", " - ").upper() + " (paired)"
+            lines.append(f"| {100 * float(target):g}% | {label} | "
+                         + " | ".join(num(values[k]) for k in metrics) + " |")
+    return lines + [""]
+
+
+def concept_figure(results: dict, path: Path) -> None:
+    """Per prompt kind: preservation and SSIM against red share, one line per method (points by strength)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(5.2 * len(results), 6.4), squeeze=False,
+                             layout="constrained")
+    colours = {"np": "#ff7f0e", "sld": "#2ca02c", "dng": "#d62728"}
+    for col, (kind, res) in enumerate(results.items()):
+        base = res["points"]["none"]
+        for row, key in enumerate(("preserved", "ssim")):
+            ax = axes[row, col]
+            for method, colour in colours.items():
+                points = [base] + res["points"][method]
+                x = [100 * p["red_share"]["value"] for p in points]
+                y = [p[key]["value"] for p in points]
+                xerr = [[100 * (p["red_share"]["value"] - p["red_share"]["ci95"][0]) for p in points],
+                        [100 * (p["red_share"]["ci95"][1] - p["red_share"]["value"]) for p in points]]
+                yerr = [[p[key]["value"] - p[key]["ci95"][0] for p in points],
+                        [p[key]["ci95"][1] - p[key]["value"] for p in points]]
+                ax.errorbar(x, y, xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr), marker="o", ms=3,
+                            capsize=2, color=colour, label=CONCEPT_LABELS[method], lw=1)
+            ax.set_xlabel("images with a red object (%)")
+            ax.set_ylabel(CONCEPT_METRICS[key])
+            ax.invert_xaxis()
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{kind}: {CONCEPT_METRICS[key]} against red share", fontsize=9)
+        axes[0, col].legend(fontsize=7)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from train.t2i.study.cases import adherence_cases, attribute_cases, concept_cases, image_seed, object_cases
 from train.t2i.study.cells import Method, run_cell
+from train.t2i.study.concept import concept_cells, concept_table
 from train.t2i.study.sizes import STUDY_SIZES, StudySize
 
 REMOVAL_METHODS = (
@@ -32,6 +33,7 @@ REMOVAL_METHODS = (
     Method("dng", {"mode": "dng"}),
     Method("sld", {"mode": "sld"}),
     Method("perp_neg", {"mode": "perp_neg"}),
+    Method("adaptive", {"mode": "adaptive"}),
 )
 GENERIC_NEGATIVE = "a dotted shape on a cloudy background"  # fixed, prompt-independent (section c)
 
@@ -85,6 +87,9 @@ def run_study(study: Study) -> dict:
                   for kind, cases in (("object", objects), ("attribute", attributes))}
     cells["b_grid"] = window_cells(study, objects[: size.grid_cases])
     cells["c"] = dnp_cells(study, adherence_cases(size.adherence_cases, size.seed))
+    concepts = concept_cases(size.concept_cases, size.seed)
+    cells["d"] = concept_cells(study, concepts)
+    cells["cases"]["concept"] = concepts
     return cells
 
 
@@ -122,7 +127,7 @@ def load_study(model: Path, detector_dir: Path | None, size: StudySize, out: Pat
     return Study(pipe, detector, size, cfg, out, digest[:16])
 
 
-__all__ = ["STUDY_SIZES", "Study", "concept_cases", "load_study", "run_study"]
+__all__ = ["STUDY_SIZES", "Study", "load_study", "run_study"]
 
 
 def report_study(study: Study, cells: dict, report: Path) -> dict:
@@ -143,6 +148,8 @@ def report_study(study: Study, cells: dict, report: Path) -> dict:
     R.sweep_figure(results["b_sweep"], report / "window_start.png")
     results["c"] = A.dnp_table(study, cells["c"])
     results["c"]["captions"] = cells["c"]["captions"][:16]
+    results["d"] = concept_table(study, cells["cases"]["concept"], cells["d"])
+    R.concept_figure(results["d"], report / "concept.png")
     R.write_json(report / "results.json", results)
     lines = [f"# Negative prompts on the shapes testbed: the papers' claims, measured ({size.name} size)", "",
              f"Model {study.model_id}, DDIM {study.steps} steps, CFG {study.cfg:g}; {size.seeds} seeds per prompt; "
@@ -160,6 +167,10 @@ def report_study(study: Study, cells: dict, report: Path) -> dict:
         lines.append(f"| {R.METHOD_LABELS[name]} | {R.pct(row['exact_match'])} | {R.pct(row['object_adherence'])} | "
                      f"{row['fid_to_prompt_renders']:.2f} |")
     lines += ["", f"DNP - CFG exact match (paired): {R.num(results['c']['dnp_minus_cfg_exact'])}; generic - CFG: "
-                  f"{R.num(results['c']['generic_minus_cfg_exact'])}.", ""]
+                  f"{R.num(results['c']['generic_minus_cfg_exact'])}.", "",
+              "## d. DNG on prompts: keeping red out", ""]
+    for kind, res in results["d"].items():
+        lines += R.concept_markdown(kind, res)
+    lines += ["![red share against preservation](concept.png)", ""]
     (report / "summary.md").write_text("\n".join(lines) + "\n")
     return results
