@@ -22,8 +22,8 @@ Two families:
     catastrophic cancellation, accumulated in float64. The transition variance is an explicit option:
     ``"beta"`` (paper, Algorithm 2: sigma_t^2 = 1 - alpha_t = beta_t, the variance the authors' DDPM sampler
     injects), ``"beta_tilde"`` (the authors' code), ``"sampler"`` (the noise the k-diffusion ancestral step
-    injects with its ``eta``; equals beta_tilde at eta = 1). Where the variance vanishes (the last step,
-    sigma_next = 0) beta_t is used, as the authors' code does.
+    injects with its ``eta``; equals beta_tilde at eta = 1). A last step to sigma 0 injects no noise and is
+    not scored (the authors' code scores it with beta_t, which drives p to p_min).
 
 ``FlowTracker`` — for deterministic samplers (DDIM eta=0, Euler, Heun, DPM++ 2M, UniPC, ...)
     A deterministic sampler injects no noise, so the transition likelihood has nothing to observe. Instead
@@ -71,8 +71,7 @@ DIVERGENCES = ("moment", "hutchinson", "exact", "gated")
 
 
 def state_device(device) -> torch.device:
-    """Where a tracker keeps its float64 state: the predictions' device, but the CPU for Apple's MPS, which has
-    no float64."""
+    """Where a tracker keeps its float64 state: the predictions' device (the CPU for MPS, which lacks float64)."""
     device = torch.device(device if device is not None else "cpu")
     return torch.device("cpu") if device.type == "mps" else device
 
@@ -193,10 +192,10 @@ class TransitionTracker(_Tracker):
                       _flat64(denoised_neg, device))
 
     def finish(self, x: torch.Tensor, sigma_final=0.0) -> None:
-        self._update_to(x, sigma_final)
+        self._update_to(x, sigma_final, skip_noise_free=True)  # a noise-free step has no likelihood
         self._prev = None
 
-    def _update_to(self, x: torch.Tensor, sigma) -> None:
+    def _update_to(self, x: torch.Tensor, sigma, skip_noise_free: bool = False) -> None:
         if self._prev is None:
             return
         x_prev, s, d_ref, d_neg = self._prev
@@ -214,7 +213,8 @@ class TransitionTracker(_Tracker):
         var_ve = torch.where(var_ve > 0, var_ve, beta_ve)
         var_vp = var_ve / (1 + s_next**2)
         evidence = -self.config.temperature * dist_diff / (2 * var_ve)
-        self._accumulate(evidence + self.config.offset / (2 * var_vp))
+        update = evidence + self.config.offset / (2 * var_vp)  # no evidence from a noise-free last step:
+        self._accumulate(torch.where(s_next > 0, update, 0.0) if skip_noise_free else update)
 
 
 Divergence = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

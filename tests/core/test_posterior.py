@@ -69,6 +69,24 @@ def test_transition_tracker_reproduces_algorithm_2_in_vp_variables(variance, t):
     torch.testing.assert_close(tr.log_p, expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde", "sampler"])
+def test_a_noise_free_last_step_is_not_scored_but_a_noisy_one_is(variance):
+    """The last step to sigma 0 injects no noise (no transition likelihood); one that ends above 0 is scored as
+    every other step (issue 18: scoring it with beta drove p to p_min)."""
+    g = torch.Generator().manual_seed(3)
+    x, x_next, d_ref = (torch.randn(2, 6, generator=g, dtype=torch.float64) for _ in range(3))
+    d_neg = d_ref + 0.5
+    cfg = PosteriorConfig(prior=0.3)
+    scored = []
+    for sigma_final in (0.0, 0.05):
+        tr = TransitionTracker(cfg, 2, variance=variance)
+        tr.observe(x, 0.2, d_ref, d_neg)
+        tr.finish(x_next, sigma_final)
+        scored.append(tr.log_p)
+    torch.testing.assert_close(scored[0], torch.full((2,), math.log(0.3), dtype=torch.float64))
+    assert (scored[1] != math.log(0.3)).all()
+
+
 def test_trackers_keep_independent_state_per_image():
     mix = three_modes_1d()
     forget = mix.to_forget()
