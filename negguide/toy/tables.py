@@ -1,4 +1,4 @@
-"""The README's posterior-tracking tables, written from a toy run's ``summary.json``.
+"""docs/dng-tracking.md's posterior-tracking tables, written from a toy run's ``summary.json``.
 
     python -m negguide.toy.tables out/toy/summary.json
 """

@@ -1,5 +1,5 @@
-"""The 1-D posterior-tracking study and its README table: found and false alarms for every tracker, DDPM with
-both transition variances (the one it injects, beta, and the authors' code's beta_tilde)."""
+"""The 1-D posterior-tracking study and its table in docs/dng-tracking.md: found and false alarms for every tracker,
+DDPM with both transition variances (the one it injects, beta, and the authors' code's beta_tilde)."""
 
 import re
 
