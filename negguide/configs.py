@@ -202,8 +202,8 @@ class DNGConfig:
     def resolved_tracker(self, sampler: SamplerInfo) -> str:
         """``auto``: the transition likelihood where the sampler injects noise, else the gated flow tracker with
         deflated probes: on the toy's 64-D/256-D mixtures as accurate on average as one probe pair at every step
-        (0.011) at under a third of its probe rows, with 1% false alarms where the pair has none (README, "DNG
-        posterior trackers")."""
+        (0.011) at under a third of its probe rows, with 1% false alarms where the pair has none
+        (docs/dng-tracking.md)."""
         if self.tracker != "auto":
             return self.tracker
         return "transition" if sampler.injects_noise else "flow-gated"

@@ -166,8 +166,8 @@ def _flow(tracker: str, pairs: int = 1, start: str = "prior", directions: str = 
     return {"tracker": tracker, "probe_pairs": pairs, "flow_start": start, "probe_directions": directions}
 
 
-# The trackers of the studies, by the name the summary and the README's tables give them, in the core's own settings
-# (DNGConfig's vocabulary, built by negguide.trackers.make_tracker). "flow-exact": the flow tracker with the
+# The trackers of the studies, by the name the summary and docs/dng-tracking.md's tables give them, in the core's own
+# settings (DNGConfig's vocabulary, built by negguide.trackers.make_tracker). "flow-exact": the flow tracker with the
 # mixture's exact divergence, an oracle no DNGConfig names.
 STUDY_TRACKERS = {
     "transition-beta": {"tracker": "transition", "variance": "beta"},

@@ -1,4 +1,4 @@
-"""The README's posterior-tracking tables, written from a toy run's ``summary.json``.
+"""docs/dng-tracking.md's posterior-tracking tables, written from a toy run's ``summary.json``.
 
     python -m negguide.toy.tables out/toy/summary.json
 """
@@ -60,8 +60,10 @@ def per_tracker(summary: dict) -> str:
 
 def per_configuration(summary: dict, trackers=("flow-hutchinson-1+evidence", "flow-gated-1+evidence",
                                                AUTO_DETERMINISTIC)) -> str:
-    """Per mixture, dimension, sampler and step count, over the seeds: mean (worst) end error and probe rows."""
+    """Per mixture, dimension, sampler and step count, over the seeds: mean (worst) end error and probe rows. A
+    tracker the run did not include (the default size runs fewer than ``--full``) gets no column."""
     rows = summary["high_dimensional_tracking"]
+    trackers = tuple(t for t in trackers if any(r["tracker"] == t for r in rows))
     keys = list(dict.fromkeys((r["mixture"], r["dim"], r["sampler"], r["steps"]) for r in rows
                               if r["tracker"] in trackers))
     lines = ["| mixture | dim | sampler | steps | " + " | ".join(NAMES.get(t, t) for t in trackers) + " |",

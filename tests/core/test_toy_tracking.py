@@ -1,5 +1,5 @@
-"""The 1-D posterior-tracking study and its README table: found and false alarms for every tracker, DDPM with
-both transition variances (the one it injects, beta, and the authors' code's beta_tilde)."""
+"""The 1-D posterior-tracking study and its table in docs/dng-tracking.md: found and false alarms for every tracker,
+DDPM with both transition variances (the one it injects, beta, and the authors' code's beta_tilde)."""
 
 import re
 
@@ -8,7 +8,7 @@ import pytest
 from negguide.toy import experiments as E
 from negguide.toy import tables
 from negguide.toy.mixture import three_modes_1d
-from negguide.toy.study import TRACKING_1D, tracking_by_tracker, tracking_study
+from negguide.toy.study import AUTO_DETERMINISTIC, TRACKING_1D, tracking_by_tracker, tracking_study
 
 CELL = re.compile(r"^\d\.\d{3} / \d\.\d{3} \((\d+|-)% / \d+\.\d%\)$")
 
@@ -59,3 +59,12 @@ def test_beta_tilde_on_ddpm_injecting_beta_raises_false_alarms():
     assert alarms["transition-beta"] <= 0.01
     assert alarms["transition-beta_tilde"] >= 0.03
 
+
+
+def test_per_configuration_table_leaves_out_trackers_the_run_did_not_include():
+    """The default-size toy run tracks fewer trackers than --full: the table has columns for the ones it ran."""
+    row = {"mixture": "isotropic", "dim": 64, "sampler": "ddim", "steps": 20, "mean_abs_error_final": 0.01,
+           "average_probe_rows": 0.5}
+    table = tables.per_configuration({"high_dimensional_tracking": [{**row, "tracker": AUTO_DETERMINISTIC}]})
+    header, _, line = table.splitlines()
+    assert header.count("|") == 6 and line == "| isotropic | 64 | ddim | 20 | 0.010 (0.010), 0.50 rows |"
