@@ -1,6 +1,8 @@
 """Class-removal inputs refused before any work, with one line each (issue 22): image shapes that do not agree,
 an empty method list, a data folder that is a file; and the `tiny` preset's names."""
 
+from pathlib import Path
+
 import pytest
 from removal_fixtures import study_dirs
 
@@ -42,3 +44,22 @@ def test_the_tiny_preset_by_its_short_name():
     assert removal_preset("tiny", "mnist", "cpu") == REMOVAL_PRESETS["mnist-tiny"]
     tiny = REMOVAL_PRESETS["mnist-tiny"]
     assert tiny.fid_networks == ("classifier",) and tiny.samples <= 128 and tiny.decisive_samples is None
+
+
+@pytest.mark.parametrize("extra, folder", [(["--preset", "tiny"], "removal-mnist-0-tiny"),
+                                           (["--training", "cpu"], "removal-mnist-0")])
+def test_tiny_models_default_to_their_own_folder(tmp_path, monkeypatch, extra, folder):
+    """A later full-size run must not resume from the tiny study's models."""
+    import train.removal.reproduce as reproduce
+
+    seen = []
+
+    def stop(dataset, remove, runs, *args):
+        seen.append(runs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(reproduce, "train_models", stop)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["reproduce-removal", "--dataset", "mnist", "--remove", "0", "--cpu", *extra])
+    assert seen == [Path("runs") / folder]

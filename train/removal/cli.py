@@ -131,7 +131,8 @@ def add_removal_commands(sub) -> None:
                               "Trained models are reused; unfinished ones resume exactly. See docs/removal.md.")
     a.add_argument("--dataset", required=True, help="mnist (cifar10: its DDPMs need a GPU)")
     a.add_argument("--remove", type=int, required=True, help="the class K to remove")
-    a.add_argument("--runs", help="folder of the study's models and sweep (default runs/removal-<dataset>-<K>)")
+    a.add_argument("--runs", help="folder of the study's models and sweep (default runs/removal-<dataset>-<K>, "
+                                  "with -tiny appended for tiny training)")
     a.add_argument("--report", help="folder for points.csv/json, the plots and summary.md (default: <runs>/report)")
     a.add_argument("--training", choices=("tiny", "cpu", "gpu"),
                    help="training sizes (default: tiny with --preset tiny, else gpu when one is present, else cpu); "

@@ -1,8 +1,8 @@
 """`python -m train reproduce-removal`: every model of the study, then the sweep and the report, in one command.
 
 Per dataset and removed class K it trains (or reuses) four models in ``--runs`` (default
-``runs/removal-<dataset>-<K>``): the classifier, the all-class DDPM, the class-K-only DDPM (the "to-forget" model)
-and the class-K-dropped DDPM (the retrained oracle). A finished model is reused; an unfinished one (a crash, a
+``runs/removal-<dataset>-<K>``, ``-tiny`` appended for tiny training): the classifier, the all-class DDPM, the
+class-K-only DDPM (the "to-forget" model) and the class-K-dropped DDPM (the retrained oracle). A finished model is reused; an unfinished one (a crash, a
 Ctrl-C, a time budget) resumes exactly from its newest checkpoint; then ``removal`` runs (resuming its points).
 Each model is trained by the training functions themselves, as the `python -m train ...` command printed before
 it would train it.
@@ -145,11 +145,12 @@ def train_models(dataset: str, removed: int, runs: Path, plan: TrainingPlan, cpu
 def reproduce_removal(args) -> Path:
     check_dataset(args.dataset)
     check_class(args.dataset, args.remove, "--remove")
-    runs = Path(args.runs or f"runs/removal-{args.dataset}-{args.remove}")
-    if runs.exists() and not runs.is_dir():
-        raise UsageError(f"--runs {runs} is a file, not a folder")
     tiny = args.preset in ("tiny", f"{args.dataset}-tiny")
     training = args.training or ("tiny" if tiny else "gpu" if pick_device(args.cpu).type == "cuda" else "cpu")
+    # tiny models get their own folder: a later full-size run must not resume from them
+    runs = Path(args.runs or f"runs/removal-{args.dataset}-{args.remove}{'-tiny' if training == 'tiny' else ''}")
+    if runs.exists() and not runs.is_dir():
+        raise UsageError(f"--runs {runs} is a file, not a folder")
     plan = training_plan(args.dataset, training)
     runs.mkdir(parents=True, exist_ok=True)
     if args.download:  # once, into --data-dir (default ./data): every training and the sweep then read it there
