@@ -2,10 +2,10 @@
 
 Per dataset and removed class K it trains (or reuses) four models in ``--runs`` (default
 ``runs/removal-<dataset>-<K>``, ``-tiny`` appended for tiny training): the classifier, the all-class DDPM, the
-class-K-only DDPM (the "to-forget" model) and the class-K-dropped DDPM (the retrained oracle). A finished model is reused; an unfinished one (a crash, a
-Ctrl-C, a time budget) resumes exactly from its newest checkpoint; then ``removal`` runs (resuming its points).
-Each model is trained by the training functions themselves, as the `python -m train ...` command printed before
-it would train it.
+class-K-only DDPM (the "to-forget" model) and the class-K-dropped DDPM (the retrained oracle). A finished model
+is reused; an unfinished one (a crash, a Ctrl-C, a time budget) resumes exactly from its newest checkpoint; then
+``removal`` runs (resuming its points). Each model is trained by the training functions themselves, as the
+`python -m train ...` command printed before it would train it.
 """
 
 from __future__ import annotations
