@@ -64,6 +64,7 @@ import torch
 
 from . import configs as C
 from .configs import PosteriorConfig, ProbeGate
+from .probe_cycle import branch_entries
 from .probe_gate import GatedProbes
 from .probes import ProbeDirections, ProbeRequest
 
@@ -258,8 +259,8 @@ class FlowTracker(_Tracker):
         self.name = f"flow-{divergence}" + (f"-{probe_pairs}" if probing else "")
         device = self.log_p.device
         self.probes = ProbeDirections(directions, probe_pairs, batch_size, generator, device) if probing else None
-        self.gate = (GatedProbes(gate or ProbeGate(), batch_size, device, config.prior) if divergence == "gated"
-                     else None)
+        self.gate = (GatedProbes(gate or ProbeGate(), batch_size, device, config.prior, probe_pairs)
+                     if divergence == "gated" else None)
         self._prev = None  # (x, sigma, g, h_fixed, h_odds, h_within) at the previous evaluation; h(p) below
         self._request: ProbeRequest | None = None  # the current step's probe request
         # The concept's posterior under the two models itself (temperature 1, no offset, no p_min / p_max): what
@@ -275,14 +276,16 @@ class FlowTracker(_Tracker):
         self._request = None
         images = None
         if self.gate is not None:
-            images = self.gate.open(self.log_p_bayes, step).nonzero().reshape(-1).cpu()  # row layout: on the host
+            s_all = _sigma_vec(sigma, x.shape[0], self.log_p.device)
+            images = self.gate.open(self.log_p_bayes, step, s_all, x[0].numel()).nonzero().reshape(-1).cpu()
             if images.numel() == 0:
                 return None
             if images.numel() == x.shape[0]:
                 images = None
         idx = range(x.shape[0]) if images is None else images.tolist()
         n = len(idx)
-        v = self.probes.draw(idx, x.shape[1:], self._prev[2] if self._prev is not None else None)
+        v = (self.gate.diagonal.directions(idx, x.shape[1:]) if self.gate is not None and self.gate.diagonal else
+             self.probes.draw(idx, x.shape[1:], self._prev[2] if self._prev is not None else None))
         v = v.to(x.device, x.dtype)
         x_sub = x if images is None else x[images.to(x.device)]
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
@@ -342,7 +345,7 @@ class FlowTracker(_Tracker):
             h_within = self.gate.held(s) / s
             if request is not None:
                 idx = torch.arange(x.shape[0], device=device) if request.images is None else request.images.to(device)
-                self._probe(idx, s, delta, cross, probe_predictions, h_fixed)
+                self._probe(idx, s, delta, d_ref, cross, probe_predictions, h_fixed)
                 h_odds, h_within = h_odds.clone(), h_within.clone()
                 h_odds[idx], h_within[idx] = 0.0, 0.0
         self.observed_steps += 1
@@ -351,15 +354,17 @@ class FlowTracker(_Tracker):
             self._integrate(self._prev, current)
         self._prev = current
 
-    def _probe(self, idx, s, delta, cross, probe_predictions, h_fixed) -> None:
+    def _probe(self, idx, s, delta, d_ref, cross, probe_predictions, h_fixed) -> None:
         """The probing images' divergence: the within-class part per unit (1 - p) from this probe, averaged with
         the previous ones by the gate (see :class:`~negguide.configs.ProbeGate`), written into ``h_fixed``."""
         log_p = self.log_p_bayes[idx]
         p, odds = log_p.exp(), odds_of(log_p)
         s_i, d_i = s[idx], delta[idx]
-        div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if self.gate.settings.control_variate else None)
+        div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if self.gate.control_variate else None)
         between = odds * (d_i * d_i).sum(1) / s_i**2
-        within = self.gate.average(idx, s_i, p, (div + between) / (1 - p))
+        scale = (None if self.gate.diagonal is None else  # the branches' Jacobian entries along the probed axis
+                 branch_entries(probe_predictions, d_ref[idx], d_i, self.fd_scale * s_i).abs().amax(0))
+        within = self.gate.average(idx, s_i, p, (div + between) / (1 - p), scale)
         h_fixed[idx] = cross[idx] + ((1 - p) * within - between) / s_i
 
     def _h(self, h_fixed, h_odds, h_within, log_p):
