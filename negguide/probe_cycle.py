@@ -19,7 +19,7 @@ import math
 import torch
 
 CYCLED_MAX_DIM = 4  # above it, deflated random probes (every step an unbiased estimate of the whole trace) win
-FAR_FIELD = 0.1  # a branch's Jacobian entry below it: sigma^2 >> the data's variance along the axis (see _far)
+FAR_FIELD = 0.2  # a branch's Jacobian entry below it: sigma^2 >> the data's variance along the axis (see _far)
 
 
 class CycledDiagonal:
