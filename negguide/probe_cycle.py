@@ -20,6 +20,9 @@ import torch
 
 CYCLED_MAX_DIM = 4  # above it, deflated random probes (every step an unbiased estimate of the whole trace) win
 FAR_FIELD = 0.2  # a branch's Jacobian entry below it: sigma^2 >> the data's variance along the axis (see _far)
+# An entry is exact but ages: held for this share of the gate's hold_efolds (whose 1 e-fold was chosen for averaging
+# noisy random probes, where holding longer pays; here it only adds lag: 0.5 halved the 1-D and 2-D tuning misses).
+HOLD_SHARE = 0.5
 
 
 class CycledDiagonal:

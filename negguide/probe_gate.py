@@ -8,7 +8,7 @@ import math
 import torch
 
 from .configs import ProbeGate
-from .probe_cycle import CYCLED_MAX_DIM, CycledDiagonal
+from .probe_cycle import CYCLED_MAX_DIM, HOLD_SHARE, CycledDiagonal
 
 
 class GatedProbes:
@@ -29,7 +29,7 @@ class GatedProbes:
         within-class part can be what moves the posterior, and an image that never measured it never moves."""
         gate = self.settings
         if self.diagonal is None and dim <= CYCLED_MAX_DIM and self.pairs == 1:
-            self.diagonal = CycledDiagonal(log_p.shape[0], dim, log_p.device, gate.hold_efolds)
+            self.diagonal = CycledDiagonal(log_p.shape[0], dim, log_p.device, gate.hold_efolds * HOLD_SHARE)
         on_schedule = step is None or step % gate.every == 0
         p = log_p.exp()
         moved = (log_p - math.log(self.prior)).abs() >= gate.min_move
