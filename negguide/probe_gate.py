@@ -8,7 +8,7 @@ import math
 import torch
 
 from .configs import ProbeGate
-from .probe_cycle import CYCLED_MAX_DIM, HOLD_SHARE, CycledDiagonal
+from .probe_cycle import CYCLED_MAX_DIM, HOLD_SHARE, CycledDiagonal, branch_entries
 
 
 class GatedProbes:
@@ -45,13 +45,13 @@ class GatedProbes:
         return self.settings.control_variate or self.diagonal is not None
 
     def average(self, idx, sigma: torch.Tensor, p: torch.Tensor, within: torch.Tensor,
-                scale: torch.Tensor | None = None) -> torch.Tensor:
+                fd=None) -> torch.Tensor:
         """A probe's within-class part per unit (1 - p) of the images ``idx`` (at noise ``sigma``, posterior ``p``),
         averaged with each image's previous one carried to this noise level, however old; held for later steps
-        (``scale``: the diagonal's larger branch Jacobian entry, see :meth:`CycledDiagonal.store`)."""
+        (``fd``: ``branch_entries``'s arguments, for the low-dimensional diagonal, :mod:`negguide.probe_cycle`)."""
         gate = self.settings
         if self.diagonal is not None:  # exact entries: nothing to average
-            self.diagonal.store(idx, sigma, within, scale)
+            self.diagonal.store(idx, sigma, within, branch_entries(*fd).abs().amax(0))
             return self.diagonal.trace(self._full(idx, sigma))[idx]
         if gate.smoothing > 0:
             held_sigma = self._held_sigma[idx]
