@@ -2,10 +2,10 @@
 
 In ``d`` dimensions a random probe ``v^T J v`` spreads as ``2 sum_{i != j} J_ij^2``: in 2-D, where two classes of two
 modes each make ``J`` mostly off-diagonal, one probe pair's estimate of ``tr J`` spread several times the trace itself
-(the toy's four-mode 2-D mixtures: 64-95% of the forbidden samples found). The exact trace costs ``d`` probe pairs,
-``2 d`` rows. Here a probe pair along a coordinate axis ``e_k`` measures one entry, ``J_kk``, exactly; each image keeps
-its latest entry per axis, carried to the current noise level like the gate's held estimate, and the trace is their
-sum. No spread at all, a lag of at most ``d - 1`` probes instead: for ``d <= CYCLED_MAX_DIM`` the better trade.
+(the toy's four-mode 2-D mixture, such a probe at every step: 78-87% of the forbidden samples found). The exact trace
+costs ``d`` probe pairs, ``2 d`` rows. Here a probe pair along a coordinate axis ``e_k`` measures one entry, ``J_kk``,
+exactly; each image keeps its latest entry per axis, carried to the current noise level like the gate's held
+estimate, and the trace is their sum. No spread at all, a lag of at most ``d - 1`` probes instead: for ``d <= CYCLED_MAX_DIM`` the better trade.
 
 What is kept per axis is the within-class part per unit ``(1 - p)`` (see :class:`~negguide.configs.ProbeGate`),
 ``(J_kk + odds Delta_k^2 / sigma^2) / (1 - p)``: a probe with the control variate along a unit ``e_k`` gives exactly
@@ -21,7 +21,8 @@ import torch
 CYCLED_MAX_DIM = 4  # above it, deflated random probes (every step an unbiased estimate of the whole trace) win
 FAR_FIELD = 0.2  # a branch's Jacobian entry below it: sigma^2 >> the data's variance along the axis (see _far)
 # An entry is exact but ages: held for this share of the gate's hold_efolds (whose 1 e-fold was chosen for averaging
-# noisy random probes, where holding longer pays; here it only adds lag: 0.5 halved the 1-D and 2-D tuning misses).
+# noisy random probes, where holding longer pays; here it only adds lag: 0.5 took the tuning configurations' mean end
+# error from 0.030 to 0.018, the 1-D misses from 4-5% to 0-3%).
 HOLD_SHARE = 0.5
 
 

@@ -13,7 +13,8 @@ from .probe_cycle import CYCLED_MAX_DIM, HOLD_SHARE, CycledDiagonal, branch_entr
 
 class GatedProbes:
     """Per-image gate state for a batch (float64 on ``device``); ``prior``: the posterior's prior p0 (an image
-    whose posterior has not moved from it does not probe)."""
+    whose posterior has not moved from it does not probe, but in low dimension: :meth:`open`); ``pairs``: the probe
+    pairs per probing image (the low-dimensional diagonal takes one)."""
 
     def __init__(self, settings: ProbeGate, batch_size: int, device: torch.device, prior: float, pairs: int = 1):
         self.settings, self.prior, self.pairs = settings, prior, pairs
@@ -44,8 +45,7 @@ class GatedProbes:
         within-class entry)."""
         return self.settings.control_variate or self.diagonal is not None
 
-    def average(self, idx, sigma: torch.Tensor, p: torch.Tensor, within: torch.Tensor,
-                fd=None) -> torch.Tensor:
+    def average(self, idx, sigma: torch.Tensor, p: torch.Tensor, within: torch.Tensor, fd=None) -> torch.Tensor:
         """A probe's within-class part per unit (1 - p) of the images ``idx`` (at noise ``sigma``, posterior ``p``),
         averaged with each image's previous one carried to this noise level, however old; held for later steps
         (``fd``: ``branch_entries``'s arguments, for the low-dimensional diagonal, :mod:`negguide.probe_cycle`)."""
