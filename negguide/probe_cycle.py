@@ -5,7 +5,8 @@ modes each make ``J`` mostly off-diagonal, one probe pair's estimate of ``tr J``
 (the toy's four-mode 2-D mixture, such a probe at every step: 78-87% of the forbidden samples found). The exact trace
 costs ``d`` probe pairs, ``2 d`` rows. Here a probe pair along a coordinate axis ``e_k`` measures one entry, ``J_kk``,
 exactly; each image keeps its latest entry per axis, carried to the current noise level like the gate's held
-estimate, and the trace is their sum. No spread at all, a lag of at most ``d - 1`` probes instead: for ``d <= CYCLED_MAX_DIM`` the better trade.
+estimate, and the trace is their sum. No spread at all, a lag of at most ``d - 1`` probes instead: for
+``d <= CYCLED_MAX_DIM`` the better trade.
 
 What is kept per axis is the within-class part per unit ``(1 - p)`` (see :class:`~negguide.configs.ProbeGate`),
 ``(J_kk + odds Delta_k^2 / sigma^2) / (1 - p)``: a probe with the control variate along a unit ``e_k`` gives exactly
