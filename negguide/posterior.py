@@ -39,8 +39,8 @@ Two families:
     * ``"exact"``: a callable supplied by the caller (Gaussian mixtures; ground truth);
     * ``"hutchinson"``: ``K`` random probes with a forward finite difference, ``2K`` probe rows per image and
       step (both branches at ``x + eps v``), in the directions of :mod:`negguide.probes`;
-    * ``"gated"``: the same probes, only where and when :class:`~negguide.probe_gate.GatedProbes` opens, the
-      held within-class part or the moment closure elsewhere;
+    * ``"gated"``: the same probes (with one pair in <= 4-D: along axes, :mod:`negguide.probe_cycle`), only where
+      and when :class:`~negguide.probe_gate.GatedProbes` opens, the held within-class part or the closure elsewhere;
     * ``"moment"``: no extra rows. Tweedie's second moment gives ``div D = tr Cov[x0|x] / sigma^2``; the law of
       total covariance splits ``tr Cov_ref - tr Cov_neg`` into a between-class part that the two predictions
       determine, ``p / (1 - p) |D_neg - D_ref|^2``, and a within-class part that they do not; ``"moment"``
@@ -258,8 +258,8 @@ class FlowTracker(_Tracker):
         self.name = f"flow-{divergence}" + (f"-{probe_pairs}" if probing else "")
         device = self.log_p.device
         self.probes = ProbeDirections(directions, probe_pairs, batch_size, generator, device) if probing else None
-        self.gate = (GatedProbes(gate or ProbeGate(), batch_size, device, config.prior) if divergence == "gated"
-                     else None)
+        self.gate = (GatedProbes(gate or ProbeGate(), batch_size, device, config.prior, probe_pairs)
+                     if divergence == "gated" else None)
         self._prev = None  # (x, sigma, g, h_fixed, h_odds, h_within) at the previous evaluation; h(p) below
         self._request: ProbeRequest | None = None  # the current step's probe request
         # The concept's posterior under the two models itself (temperature 1, no offset, no p_min / p_max): what
@@ -273,22 +273,23 @@ class FlowTracker(_Tracker):
         if self.probes is None:
             return None
         self._request = None
+        s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
         images = None
         if self.gate is not None:
-            images = self.gate.open(self.log_p_bayes, step).nonzero().reshape(-1).cpu()  # row layout: on the host
+            images = self.gate.open(self.log_p_bayes, step, s, x[0].numel()).nonzero().reshape(-1).cpu()  # on the host
             if images.numel() == 0:
                 return None
             if images.numel() == x.shape[0]:
                 images = None
         idx = range(x.shape[0]) if images is None else images.tolist()
-        n = len(idx)
-        v = self.probes.draw(idx, x.shape[1:], self._prev[2] if self._prev is not None else None)
+        diagonal = self.gate.diagonal if self.gate is not None else None  # low dimension: coordinate axes
+        v = diagonal.directions(idx, x.shape[1:]) if diagonal is not None else self.probes.draw(
+            idx, x.shape[1:], self._prev[2] if self._prev is not None else None)
         v = v.to(x.device, x.dtype)
         x_sub = x if images is None else x[images.to(x.device)]
-        s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
         s = (s if images is None else s[images.to(s.device)]).to(x.dtype).to(x.device)
         s = s.reshape(1, -1, *([1] * (x.ndim - 1)))
-        self.probe_rows += 2 * self.probe_pairs * n
+        self.probe_rows += 2 * self.probe_pairs * len(idx)
         self._request = ProbeRequest(images, v, x_sub.unsqueeze(0) + self.fd_scale * s * v)
         return self._request
 
@@ -342,7 +343,7 @@ class FlowTracker(_Tracker):
             h_within = self.gate.held(s) / s
             if request is not None:
                 idx = torch.arange(x.shape[0], device=device) if request.images is None else request.images.to(device)
-                self._probe(idx, s, delta, cross, probe_predictions, h_fixed)
+                self._probe(idx, s, delta, d_ref, cross, probe_predictions, h_fixed)
                 h_odds, h_within = h_odds.clone(), h_within.clone()
                 h_odds[idx], h_within[idx] = 0.0, 0.0
         self.observed_steps += 1
@@ -351,15 +352,14 @@ class FlowTracker(_Tracker):
             self._integrate(self._prev, current)
         self._prev = current
 
-    def _probe(self, idx, s, delta, cross, probe_predictions, h_fixed) -> None:
+    def _probe(self, idx, s, delta, d_ref, cross, probe_predictions, h_fixed) -> None:
         """The probing images' divergence: the within-class part per unit (1 - p) from this probe, averaged with
         the previous ones by the gate (see :class:`~negguide.configs.ProbeGate`), written into ``h_fixed``."""
-        log_p = self.log_p_bayes[idx]
-        p, odds = log_p.exp(), odds_of(log_p)
-        s_i, d_i = s[idx], delta[idx]
-        div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if self.gate.settings.control_variate else None)
+        p, odds, s_i, d_i = self.log_p_bayes[idx].exp(), odds_of(self.log_p_bayes[idx]), s[idx], delta[idx]
+        div = self._hutchinson(idx, s_i, d_i, probe_predictions, odds if self.gate.control_variate else None)
         between = odds * (d_i * d_i).sum(1) / s_i**2
-        within = self.gate.average(idx, s_i, p, (div + between) / (1 - p))
+        fd = (probe_predictions, d_ref[idx], d_i, self.fd_scale * s_i)  # the diagonal's branch entries (low dim)
+        within = self.gate.average(idx, s_i, p, (div + between) / (1 - p), fd)
         h_fixed[idx] = cross[idx] + ((1 - p) * within - between) / s_i
 
     def _h(self, h_fixed, h_odds, h_within, log_p):

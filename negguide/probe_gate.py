@@ -8,32 +8,51 @@ import math
 import torch
 
 from .configs import ProbeGate
+from .probe_cycle import CYCLED_MAX_DIM, HOLD_SHARE, CycledDiagonal, branch_entries
 
 
 class GatedProbes:
     """Per-image gate state for a batch (float64 on ``device``); ``prior``: the posterior's prior p0 (an image
-    whose posterior has not moved from it does not probe)."""
+    whose posterior has not moved from it does not probe, but in low dimension: :meth:`open`); ``pairs``: the probe
+    pairs per probing image (the low-dimensional diagonal takes one)."""
 
-    def __init__(self, settings: ProbeGate, batch_size: int, device: torch.device, prior: float):
-        self.settings, self.prior = settings, prior
+    def __init__(self, settings: ProbeGate, batch_size: int, device: torch.device, prior: float, pairs: int = 1):
+        self.settings, self.prior, self.pairs = settings, prior, pairs
+        self.diagonal: CycledDiagonal | None = None  # low dimension, one pair: see negguide.probe_cycle
         self._held = torch.zeros(batch_size, dtype=torch.float64, device=device)  # within-class part per (1 - p)
         self._held_sigma = torch.zeros(batch_size, dtype=torch.float64, device=device)  # 0: nothing held
         self._held_p = torch.zeros(batch_size, dtype=torch.float64, device=device)  # p at the held probe
 
-    def open(self, log_p: torch.Tensor, step: int | None) -> torch.Tensor:
-        """Which images probe at ``step``: on the schedule, undecided and moved from the prior (``log_p``: the
-        concept's Bayes posterior)."""
+    def open(self, log_p: torch.Tensor, step: int | None, sigma: torch.Tensor, dim: int) -> torch.Tensor:
+        """Which images probe at ``step`` (noise ``sigma``, ``dim`` numbers per image): on the schedule, undecided
+        and moved from the prior (``log_p``: the concept's Bayes posterior); in low dimension also an undecided
+        image whose diagonal (:mod:`negguide.probe_cycle`) lacks a fresh entry, moved or not: there the
+        within-class part can be what moves the posterior, and an image that never measured it never moves."""
         gate = self.settings
+        if self.diagonal is None and dim <= CYCLED_MAX_DIM and self.pairs == 1:
+            self.diagonal = CycledDiagonal(log_p.shape[0], dim, log_p.device, gate.hold_efolds * HOLD_SHARE)
         on_schedule = step is None or step % gate.every == 0
         p = log_p.exp()
         moved = (log_p - math.log(self.prior)).abs() >= gate.min_move
+        if self.diagonal is not None:
+            moved = moved | self.diagonal.stale(sigma)
         undecided = (p >= gate.p_low) & (p <= gate.p_high)
         return undecided & moved & on_schedule
 
-    def average(self, idx, sigma: torch.Tensor, p: torch.Tensor, within: torch.Tensor) -> torch.Tensor:
+    @property
+    def control_variate(self) -> bool:
+        """Whether probes take the control variate: always along the diagonal's axes (it makes an axis's probe its
+        within-class entry)."""
+        return self.settings.control_variate or self.diagonal is not None
+
+    def average(self, idx, sigma: torch.Tensor, p: torch.Tensor, within: torch.Tensor, fd=None) -> torch.Tensor:
         """A probe's within-class part per unit (1 - p) of the images ``idx`` (at noise ``sigma``, posterior ``p``),
-        averaged with each image's previous one carried to this noise level, however old; held for later steps."""
+        averaged with each image's previous one carried to this noise level, however old; held for later steps
+        (``fd``: ``branch_entries``'s arguments, for the low-dimensional diagonal, :mod:`negguide.probe_cycle`)."""
         gate = self.settings
+        if self.diagonal is not None:  # exact entries: nothing to average
+            self.diagonal.store(idx, sigma, within, branch_entries(*fd).abs().amax(0))
+            return self.diagonal.trace(self._full(idx, sigma))[idx]
         if gate.smoothing > 0:
             held_sigma = self._held_sigma[idx]
             previous = self._held[idx] * held_sigma / sigma
@@ -47,10 +66,18 @@ class GatedProbes:
     def held(self, sigma: torch.Tensor) -> torch.Tensor:
         """The held within-class divergence per unit (1 - p) at noise ``sigma``, zero where none is held or it has
         aged beyond ``hold_efolds`` e-folds of sigma."""
+        if self.diagonal is not None:
+            return self.diagonal.trace(sigma)
         held = self._held_sigma > 0
         fresh = held & (sigma >= self._held_sigma * math.exp(-self.settings.hold_efolds))
         scaled = self._held * self._held_sigma / sigma.clamp(min=torch.finfo(torch.float64).tiny)
         return torch.where(fresh, scaled, torch.zeros_like(scaled))
+
+    def _full(self, idx, sigma_sub: torch.Tensor) -> torch.Tensor:
+        """A batch-sized noise vector with ``sigma_sub`` at the images ``idx`` (the rest: unused)."""
+        full = torch.ones_like(self._held)
+        full[idx] = sigma_sub
+        return full
 
     def between_odds(self, p: torch.Tensor, odds: torch.Tensor) -> torch.Tensor:
         """The odds the moment closure's between-class term takes: none above ``p_high`` (decided at the top)."""

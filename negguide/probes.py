@@ -42,7 +42,7 @@ class ProbeDirections:
 
     def remember(self, idx, response: torch.Tensor) -> None:
         """The probe response of the images ``idx`` (``[n, dim]``), for the next deflation."""
-        if self.kind == "deflated":
+        if self._response is not None:  # deflated, and drawn here (not along negguide.probe_cycle's axes)
             self._response[idx] = response
 
     def random_signs(self, idx, shape) -> torch.Tensor:

@@ -187,6 +187,7 @@ STUDY_TRACKERS = {
     "flow-exact+evidence": {"flow_start": "evidence"},
 }
 EXACT_DIVERGENCE = ("flow-exact", "flow-exact+evidence")
+AUTO_DETERMINISTIC = "flow-gated-1+evidence+deflated"  # what DNGConfig(tracker="auto") runs on deterministic samplers
 
 
 def make_tracker(name: str, config: PosteriorConfig, n: int, mix: GaussianMixture, seed: int,
@@ -248,6 +249,7 @@ def track_posterior(mix: GaussianMixture, sampler: str, steps: int, tracker_name
         "mean_abs_error_time": float(err.mean()),
         "forbidden_found": float((tracked[-1][ends_forbidden] > 0.5).double().mean()) if ends_forbidden.any()
         else float("nan"),
+        "forbidden_samples": int(ends_forbidden.sum()),  # the found share's denominator (for its interval)
         "false_alarms": float((tracked[-1][~ends_forbidden] > 0.5).double().mean()),
         "curves": {
             "sigma": torch.cat([sigmas[:-1], sigmas[-1:]]).tolist(),

@@ -125,6 +125,28 @@ def three_modes_2d() -> GaussianMixture:
     )
 
 
+def four_modes_2d() -> GaussianMixture:
+    """Four modes of unequal spread (variances 0.03 to 0.25), two of them forbidden, on opposite corners: the two
+    classes' means nearly coincide, so at large sigma the evidence is in their different spreads (the within-class
+    part of the divergence), which the moment closure drops."""
+    return GaussianMixture(
+        weights=torch.full((4,), 0.25, dtype=torch.float64),
+        means=torch.tensor([[-1.5, 1.0], [1.5, 1.0], [-1.2, -1.4], [1.3, -1.2]], dtype=torch.float64),
+        variances=torch.tensor([0.03, 0.2, 0.25, 0.04], dtype=torch.float64),
+        forbidden=torch.tensor([False, True, True, False]),
+    )
+
+
+def low_dimensional_like(dim: int = 2, modes: int = 4, forbidden: int = 2, seed: int = 0) -> GaussianMixture:
+    """``modes`` equally likely isotropic modes in ``dim`` dimensions, the first ``forbidden`` of them the concept:
+    random means of scale 1.5 per coordinate, variances log-uniform over a 10x range around 0.1."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(modes, dim, dtype=torch.float64, generator=g) * 1.5
+    variances = 0.1 * torch.exp(math.log(10.0) * (torch.rand(modes, dtype=torch.float64, generator=g) - 0.5))
+    concept = torch.arange(modes) < forbidden
+    return GaussianMixture(torch.full((modes,), 1 / modes, dtype=torch.float64), means, variances, concept)
+
+
 def latent_like(dim: int = 64, classes: int = 10, seed: int = 0) -> GaussianMixture:
     """A high-dimensional stand-in for a latent: ``classes`` equally likely Gaussian classes, class 0
     forbidden, random means of unit scale per coordinate and unequal within-class spreads."""

@@ -6,6 +6,15 @@ import time
 
 from ..configs import PosteriorConfig
 from . import experiments as E
+from .experiments import AUTO_DETERMINISTIC
+from .low_dimensional import (
+    LOW_D_MIXTURES,
+    LOW_D_SEEDS,
+    LOW_D_STEPS,
+    LOW_D_TUNING_SEEDS,
+    low_dimensional_runs,
+    low_dimensional_study,
+)
 from .mixture import anisotropic_latent_like, latent_like, three_modes_1d, three_modes_2d
 from .progress import Progress
 
@@ -21,7 +30,6 @@ DETERMINISTIC_TRACKERS = ("transition-beta_tilde", "flow-moment", "flow-hutchins
 STOCHASTIC_TRACKER = {"ddpm": "transition-beta", "euler_a": "transition-sampler"}  # the variance it injects
 # DDPM also gets beta_tilde, the DNG authors' code's variance, though the sampler injects beta (-> false alarms)
 STOCHASTIC_EXTRA_TRACKERS = {"ddpm": ("transition-beta_tilde",)}
-AUTO_DETERMINISTIC = "flow-gated-1+evidence+deflated"  # what DNGConfig(tracker="auto") runs on deterministic samplers
 HIGH_D_TRACKERS = ("transition-beta_tilde", "flow-moment", "flow-hutchinson-1", "flow-hutchinson-1+evidence",
                    "flow-hutchinson-1+evidence+deflated", "flow-hutchinson-2", "flow-gated-1+evidence",
                    AUTO_DETERMINISTIC, "flow-exact+evidence")
@@ -175,12 +183,13 @@ def tracker_table(rows: list[dict]) -> list[dict]:
 def run_study(full: bool = False, seed: int = 0, log=print) -> tuple[dict, dict]:
     """Returns (summary for JSON, arrays for plots)."""
     sizes = ({"removal_1d": 100_000, "steps_1d": 1000, "removal_2d": 20_000, "steps_2d": 1000, "tracking": 20_000,
-              "high_d": 300}
+              "high_d": 300, "low_d": 20_000}
              if full else
              {"removal_1d": 2_000, "steps_1d": 100, "removal_2d": 1_000, "steps_2d": 100, "tracking": 1_000,
-              "high_d": 300})
+              "high_d": 300, "low_d": 1_000})
     high_d_seeds, high_d_steps = ((1, 2, 3, 4), (20, 50)) if full else ((1,), (20,))
     high_d_dims, high_d_trackers = ((64, 256), HIGH_D_TRACKERS) if full else ((64,), HIGH_D_DEFAULT_TRACKERS)
+    low_d_seeds, low_d_steps = (LOW_D_SEEDS, LOW_D_STEPS) if full else (LOW_D_SEEDS[:1], LOW_D_STEPS[-1:])
     t0 = time.time()
     mix1, mix2 = three_modes_1d(), three_modes_2d()
     progress = Progress(log)
@@ -189,8 +198,10 @@ def run_study(full: bool = False, seed: int = 0, log=print) -> tuple[dict, dict]
     progress.plan(tracking_weight(sizes["tracking"]))
     progress.plan(sum(sizes["high_d"] * steps * dim for _, dim, _, steps, _, _ in
                       high_dimensional_runs(high_d_seeds, high_d_dims, high_d_steps, high_d_trackers)))
+    progress.plan(sum(sizes["low_d"] * steps * LOW_D_MIXTURES[name](seed).dim
+                      for name, seed, steps, _, _ in low_dimensional_runs(low_d_seeds, low_d_steps)))
     log(f"[toy] {'full' if full else 'default'} size: class removal on 1-D and 2-D mixtures, posterior tracking "
-        "in 1-D and 64/256-D (progress below, the estimate settles after the first minutes)")
+        "in 1-D, 1-3-D multi-mode and 64/256-D (progress below, the estimate settles after the first minutes)")
     removal = removal_study(mix1, sizes["removal_1d"], sizes["steps_1d"], seed, mix1.prior_forbidden, progress,
                             "class removal 1-D")
     removal_2d = removal_study(mix2, sizes["removal_2d"], sizes["steps_2d"], seed, mix2.prior_forbidden, progress,
@@ -198,6 +209,7 @@ def run_study(full: bool = False, seed: int = 0, log=print) -> tuple[dict, dict]
     tracking = tracking_study(sizes["tracking"], seed, progress)
     high_d = high_dimensional_study(sizes["high_d"], high_d_seeds, high_d_dims, high_d_steps, high_d_trackers,
                                     progress)
+    low_d = low_dimensional_study(sizes["low_d"], low_d_seeds, low_d_steps, progress=progress)
 
     def strip(study):
         return {"methods": study["methods"], "sweeps": study["sweeps"]}
@@ -219,6 +231,10 @@ def run_study(full: bool = False, seed: int = 0, log=print) -> tuple[dict, dict]
                                       "tuning_seed": TUNING_SEED, "classes": 10, "forbidden": "class 0",
                                       "mixtures": list(HIGH_D_MIXTURES), "dims": list(high_d_dims),
                                       "steps": list(high_d_steps), "trackers": list(high_d_trackers)},
+        "low_dimensional_tracking": low_d,
+        "low_dimensional_settings": {"samples": sizes["low_d"], "seeds": list(low_d_seeds),
+                                     "tuning_seeds": list(LOW_D_TUNING_SEEDS), "mixtures": list(LOW_D_MIXTURES),
+                                     "steps": list(low_d_steps)},
         "seconds": round(time.time() - t0, 1),
     }
     arrays = {"mix1": mix1, "removal": removal, "mix2": mix2, "removal_2d": removal_2d, "tracking": tracking,

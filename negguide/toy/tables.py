@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
+from .low_dimensional import LOW_D_TRACKERS
 from .study import AUTO_DETERMINISTIC, DETERMINISTIC_TRACKERS, STOCHASTIC_TRACKER
 
 NAMES = {"transition-beta": "transition (the sampler's own)",
@@ -79,6 +81,38 @@ def per_configuration(summary: dict, trackers=("flow-hutchinson-1+evidence", "fl
     return "\n".join(lines)
 
 
+def wilson(found: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a binomial share ``found / total``."""
+    if total == 0:
+        return float("nan"), float("nan")
+    share, z2 = found / total, z * z / total
+    centre = (share + z2 / 2) / (1 + z2)
+    half = z * math.sqrt(share * (1 - share) / total + z2 / (4 * total)) / (1 + z2)
+    return centre - half, centre + half
+
+
+def low_dimensional(summary: dict, trackers=LOW_D_TRACKERS) -> str:
+    """Per mixture, sampler and step count, pooled over the seeds: forbidden samples found (of how many, 95% Wilson
+    interval), end error mean (worst seed) and probe rows per image and step."""
+    rows = summary["low_dimensional_tracking"]
+    keys = list(dict.fromkeys((r["mixture"], r["dim"], r["sampler"], r["steps"]) for r in rows))
+    lines = ["| mixture | dim | sampler | steps | " + " | ".join(NAMES.get(t, t) for t in trackers) + " |",
+             "|---|---|---|---|" + "---|" * len(trackers)]
+    for key in keys:
+        cells = []
+        for t in trackers:
+            mine = [r for r in rows if (r["mixture"], r["dim"], r["sampler"], r["steps"]) == key and r["tracker"] == t]
+            total = sum(r["forbidden_samples"] for r in mine)
+            found = sum(round(r["forbidden_found"] * r["forbidden_samples"]) for r in mine if r["forbidden_samples"])
+            low, high = wilson(found, total)
+            errors = [r["mean_abs_error_final"] for r in mine]
+            rows_spent = sum(r["average_probe_rows"] for r in mine) / len(mine)
+            cells.append(f"{100 * found / max(1, total):.1f}% of {total} [{100 * low:.1f}-{100 * high:.1f}], "
+                         f"{sum(errors) / len(errors):.3f} ({max(errors):.3f}), {rows_spent:.2f} rows")
+        lines.append("| " + " | ".join(str(k) for k in key) + " | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -92,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds = summary["high_dimensional_settings"]["seeds"]
     print(f"1-D mixture:\n\n{one_dimensional(summary)}\n\nhigh-dimensional mixtures, seeds {seeds}:\n\n"
           f"{per_tracker(summary)}\n\n{per_configuration(summary)}")
+    if "low_dimensional_tracking" in summary:
+        seeds = summary["low_dimensional_settings"]["seeds"]
+        print(f"\nlow-dimensional multi-mode mixtures, seeds {seeds}:\n\n{low_dimensional(summary)}")
     return 0
 
 

@@ -269,10 +269,10 @@ def test_the_evidence_start_removes_the_start_error_that_grew_with_the_steps(ste
 
 def test_gated_tracker_refuses_probe_predictions_it_did_not_ask_for():
     tracker = FlowTracker(PosteriorConfig(prior=0.1), 2, divergence="gated")
-    x = torch.zeros(2, 4, dtype=torch.float64)
+    x = torch.zeros(2, 8, dtype=torch.float64)  # above CYCLED_MAX_DIM (in <= 4-D an image probes its axes at once)
     assert tracker.probe_points(x, 5.0, 0) is None  # at the prior: nothing moved yet
     with pytest.raises(ValueError, match="exactly its request"):
-        tracker.observe(x, 5.0, x, x + 0.1, probe_predictions=(torch.ones(1, 2, 4), x[None], x[None]))
+        tracker.observe(x, 5.0, x, x + 0.1, probe_predictions=(torch.ones(1, 2, 8), x[None], x[None]))
 
 
 def _probe_once(tracker, x, sigma, d_ref, d_neg):

@@ -1,0 +1,108 @@
+"""The gated tracker in low dimension (negguide.probe_cycle): probes along coordinate axes, the low-dimensional
+multi-mode study, and its table."""
+
+import pytest
+import torch
+
+from negguide.configs import PosteriorConfig
+from negguide.posterior import FlowTracker
+from negguide.probe_cycle import CYCLED_MAX_DIM, CycledDiagonal, branch_entries
+from negguide.toy import experiments as E
+from negguide.toy import tables
+from negguide.toy.low_dimensional import LOW_D_SEEDS, LOW_D_TUNING_SEEDS, low_dimensional_study
+from negguide.toy.mixture import four_modes_2d, low_dimensional_like
+
+AUTO = E.AUTO_DETERMINISTIC
+
+
+@pytest.mark.parametrize("name, make, sampler", [
+    ("random 1-D", lambda seed: low_dimensional_like(1, 4, 2, seed), "euler"),
+    ("random 2-D", lambda seed: low_dimensional_like(2, 4, 2, seed), "euler"),
+    ("random 2-D", lambda seed: low_dimensional_like(2, 4, 2, seed), "dpmpp_2m"),
+    ("random 3-D", lambda seed: low_dimensional_like(3, 6, 3, seed), "dpmpp_2m"),
+])
+def test_gated_tracker_meets_the_low_dimensional_targets(name, make, sampler):
+    """20 steps, report seed 6 (never tuned on), 1500 trajectories: the targets of issue 20, item 7 (found >= 97%,
+    end error <= 0.03, <= 1 probe row per image and step). Before the axis probes the gate found 67-88% on these
+    configurations, end error 0.08-0.21 (docs/dng-tracking.md, 20k trajectories on each of seeds 6-9)."""
+    seed = LOW_D_SEEDS[0]
+    r = E.track_posterior(make(seed), sampler, 20, AUTO, 1500, seed=seed)
+    assert r["forbidden_found"] >= 0.97, name
+    assert r["mean_abs_error_final"] <= 0.03, name
+    assert r["average_probe_rows"] <= 1.0, name
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "euler", "dpmpp_2m"])
+def test_gated_tracker_on_the_four_mode_2d_mixture(sampler):
+    """The issue's configuration, 20 steps, report seed 6: found >= 97% (before: 74-82%), but the end error stays
+    above 0.03 on Euler and DPM++ 2M (0.033-0.038 at 20k trajectories, from the one-step lag of the diagonal's
+    other axis) and DDIM spends 1.09 rows: bounds that catch a regression, not the targets."""
+    seed = LOW_D_SEEDS[0]
+    r = E.track_posterior(four_modes_2d(), sampler, 20, AUTO, 1500, seed=seed)
+    assert r["forbidden_found"] >= 0.97
+    assert r["mean_abs_error_final"] <= 0.045
+    assert r["average_probe_rows"] <= 1.1
+
+
+def test_report_seeds_are_not_tuning_seeds():
+    assert not set(LOW_D_SEEDS) & set(LOW_D_TUNING_SEEDS)
+
+
+def test_an_axis_probe_measures_each_branch_entry_and_the_diagonal_sums_them():
+    """Linear branches ``D_ref = B x``, ``D_neg = A x`` with a large off-diagonal part (the 2-D case where one
+    random-sign probe spreads several times the trace): each axis probe reads ``B_kk`` and ``A_kk`` exactly, and
+    after both axes the diagonal holds the whole trace, with no spread."""
+    a = torch.tensor([[0.3, 1.6], [1.6, -0.1]], dtype=torch.float64)
+    b = torch.tensor([[0.5, -0.4], [-0.4, 0.2]], dtype=torch.float64)
+    x = torch.tensor([[0.7, -1.1]], dtype=torch.float64)
+    sigma, diagonal = torch.tensor([2.0], dtype=torch.float64), CycledDiagonal(1, 2, torch.device("cpu"), 1.0)
+    for axis in range(2):
+        v = diagonal.directions([0], (2,))
+        assert v[0, 0].tolist() == [1.0 * (axis == 0), 1.0 * (axis == 1)]  # a never-measured axis first
+        points = x + 0.01 * sigma * v
+        entries = branch_entries((v, points @ b.T, points @ a.T), x @ b.T, x @ (a - b).T, 0.01 * sigma)
+        torch.testing.assert_close(entries[:, 0], torch.stack([b[axis, axis], a[axis, axis]]))
+        diagonal.store([0], sigma, entries[1] - entries[0], entries.abs().amax(0))
+    torch.testing.assert_close(diagonal.trace(sigma), (a - b).trace().reshape(1))
+    assert not diagonal.stale(sigma).any()
+
+
+def test_low_dimensional_probes_of_an_image_in_a_batch_equal_its_single_run():
+    """The axis an image probes and the entries it keeps are its own: a batch changes nothing."""
+    mix = four_modes_2d()
+    cfg = PosteriorConfig(prior=mix.prior_forbidden, p_min=1e-12, p_max=1 - 1e-9)
+    sigmas = E.sigmas_for("euler", 12)
+    x0 = E.initial_state(mix, float(sigmas[0]), 3, torch.Generator().manual_seed(4))
+    forget = mix.to_forget()
+
+    def run(images):
+        tracker = FlowTracker(cfg, len(images), divergence="gated", directions="deflated", start="evidence",
+                              generator=[torch.Generator().manual_seed(10 + i) for i in images])
+        x = x0[images]
+        for step in range(len(sigmas) - 1):
+            s, s_next = float(sigmas[step]), float(sigmas[step + 1])
+            request, at = tracker.probe_points(x, s, step), None
+            if request is not None:
+                flat = request.points.reshape(-1, 2)
+                at = (request.directions, mix.denoise(flat, s).reshape(request.points.shape),
+                      forget.denoise(flat, s).reshape(request.points.shape))
+            tracker.observe(x, s, mix.denoise(x, s), forget.denoise(x, s), probe_predictions=at)
+            x = x + (s_next - s) * (x - mix.denoise(x, s)) / s
+        tracker.finish(x)
+        assert tracker.gate.diagonal is not None and 2 <= CYCLED_MAX_DIM
+        return tracker
+
+    batch = run([0, 1, 2])
+    assert 0 < batch.average_probe_rows() < 2
+    for i in range(3):
+        torch.testing.assert_close(batch.log_p[i:i + 1], run([i]).log_p, rtol=1e-9, atol=1e-9)
+
+
+def test_the_low_dimensional_table_gives_found_with_its_interval():
+    rows = low_dimensional_study(40, seeds=(LOW_D_SEEDS[0],), steps_list=(10,), trackers=(AUTO,))
+    assert {r["mixture"] for r in rows} >= {"four-mode 2-D", "random 2-D, 4 modes", "random 3-D, 6 modes"}
+    table = tables.low_dimensional({"low_dimensional_tracking": rows}, trackers=(AUTO,))
+    assert table.count("\n") == 1 + len(rows)
+    low, high = tables.wilson(97, 100)
+    assert 0.91 < low < 0.97 < high < 0.995
+    assert tables.wilson(0, 0) != tables.wilson(0, 0)  # nan: no forbidden sample, no interval
