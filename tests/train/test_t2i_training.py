@@ -47,6 +47,19 @@ def test_the_command_assembles_a_hashed_pipeline_folder_with_the_detector(straig
     assert index["_class_name"] == "StableDiffusionPipeline" and index["safety_checker"] == [None, None]
 
 
+def test_the_shipped_detector_is_the_one_adapted_to_decoded_images(straight):
+    from safetensors.torch import load_file
+
+    shipped = load_file(straight / "model" / "detector" / "model.safetensors")
+    adapted = load_file(straight / "detector-decoded" / "final" / "model.safetensors")
+    rendered_only = load_file(straight / "detector" / "final" / "model.safetensors")
+    assert all(torch.equal(shipped[k], adapted[k].half() if adapted[k].is_floating_point() else adapted[k])
+               for k in adapted)
+    assert any(not torch.equal(adapted[k], rendered_only[k]) for k in adapted)  # the fine-tuning moved it
+    config = json.loads((straight / "detector-decoded" / "config.json").read_text())
+    assert {"init", "vae", "decoded_share"} <= set(config)  # a resume cannot mix parts
+
+
 def test_a_rerun_reuses_finished_stages(straight, capsys):
     before = (straight / "model" / "sha256.json").read_text()
     assert main([*TINY, "--output-dir", str(straight)]) == 0
@@ -76,13 +89,13 @@ def test_ctrl_c_stops_with_a_checkpoint_and_the_same_command_continues(straight,
     real = train.t2i.stage.step_generator
     steps = {"n": 0}
 
-    def ctrl_c_at_the_tenth_step(*args, **kwargs):
+    def ctrl_c_at_the_second_diffusion_step(*args, **kwargs):
         steps["n"] += 1
-        if steps["n"] == 10:  # the second diffusion step
+        if steps["n"] == 12:  # detector 4, vae 4, detector-decoded 2 steps, then the second diffusion step
             signal.raise_signal(signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train.t2i.stage, "step_generator", ctrl_c_at_the_tenth_step)
+    monkeypatch.setattr(train.t2i.stage, "step_generator", ctrl_c_at_the_second_diffusion_step)
     out = tmp_path / "ctrl-c"
     assert main([*TINY, "--output-dir", str(out)]) == 130
     err = capsys.readouterr().err
@@ -95,7 +108,8 @@ def test_ctrl_c_stops_with_a_checkpoint_and_the_same_command_continues(straight,
 
 @pytest.mark.parametrize("argv, message", [
     (["--stages", "vae,colour"], "--stages: colour"),
-    (["--stages", "diffusion"], "the diffusion stage needs the VAE"),
+    (["--stages", "diffusion"], "the diffusion stage needs the vae stage"),
+    (["--stages", "detector-decoded"], "the detector-decoded stage needs the detector stage"),
     (["--diffusion-steps", "0"], "diffusion: steps must be >= 1"),
     (["--threads", "0"], "--threads must be >= 1"),
 ])

@@ -1,9 +1,10 @@
-"""`python -m train t2i`: train the text-to-image testbed (detector, VAE, diffusion) and assemble its folder.
+"""`python -m train t2i`: train the text-to-image testbed (detector, VAE, the detector adapted to decoded images,
+diffusion) and assemble its folder.
 
 Each stage trains in its own folder under --output-dir and resumes exactly from its newest checkpoint when the
 same command runs again (after Ctrl-C, a crash or a spent --time-budget); a finished stage is reused. When all
-three are done, `<output-dir>/model/` holds the complete StableDiffusionPipeline folder with the detector in
-`detector/` and `sha256.json` over every file: what `models/shapes-t2i/` ships.
+four are done, `<output-dir>/model/` holds the complete StableDiffusionPipeline folder with the adapted detector
+in `detector/` and `sha256.json` over every file: what `models/shapes-t2i/` ships.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ EPILOG = """examples:
   python -m train t2i-eval --model runs/t2i-cpu/model   # the quality bar of a trained (or the shipped) model
 See docs/t2i/testbed.md."""
 
-STAGES = ("detector", "vae", "diffusion")
+STAGES = ("detector", "vae", "detector-decoded", "diffusion")
 
 
 def add_t2i_commands(sub) -> None:
     from train.t2i.presets import T2I_PRESETS
 
-    t = sub.add_parser("t2i", help="train the shapes text-to-image testbed (detector, VAE, diffusion) and "
-                                   "assemble its StableDiffusionPipeline folder",
+    t = sub.add_parser("t2i", help="train the shapes text-to-image testbed (detector, VAE, detector on decoded "
+                                   "images, diffusion) and assemble its StableDiffusionPipeline folder",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--preset", choices=sorted(T2I_PRESETS), help="default: gpu on a GPU, cpu elsewhere")
     t.add_argument("--output-dir", help="run folder (default: runs/t2i-<preset>)")
@@ -156,7 +157,7 @@ def train_t2i(args) -> int:
         tmp = model.with_name("model.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(out / "diffusion" / "final", tmp)
-        shutil.copytree(out / "detector" / "final", tmp / "detector")
+        shutil.copytree(out / "detector-decoded" / "final", tmp / "detector")
         store_half(tmp)
         record_hashes(tmp)
         shutil.rmtree(model, ignore_errors=True)
@@ -183,16 +184,22 @@ def store_half(folder: Path) -> None:
 def _run(name: str, preset, out: Path, control, accelerator) -> bool:
     from train.errors import UsageError
     from train.t2i.detector import DetectorStage
+    from train.t2i.detector_decoded import DecodedDetectorStage
     from train.t2i.diffusion import DiffusionStage
     from train.t2i.stage import run_stage, stage_finished
     from train.t2i.vae import VAEStage
 
-    if name == "diffusion" and not stage_finished(out / "vae"):
-        raise UsageError(f"the diffusion stage needs the VAE: run --stages vae first ({out / 'vae'} is unfinished)")
+    needs = {"diffusion": ("vae",), "detector-decoded": ("detector", "vae")}.get(name, ())
+    for part in needs:
+        if not stage_finished(out / part):
+            raise UsageError(f"the {name} stage needs the {part} stage: run --stages {part} first "
+                             f"({out / part} is unfinished)")
     if name == "detector":
         stage = DetectorStage(preset, accelerator.device)
     elif name == "vae":
         stage = VAEStage(preset, accelerator.device)
+    elif name == "detector-decoded":
+        stage = DecodedDetectorStage(preset, accelerator.device, out / "detector" / "final", out / "vae" / "final")
     else:
         stage = DiffusionStage(preset, accelerator.device, out / "vae" / "final", out / "tokenizer")
     return run_stage(stage, out / name, control, accelerator)

@@ -80,6 +80,7 @@ class T2IPreset:
     text: dict[str, Any]
     unet: dict[str, Any]
     diffusion: StageSchedule
+    detector_decoded: StageSchedule  # the detector fine-tuned on decoded images (train/t2i/detector_decoded.py)
     ema_decay: float = 0.999
     cfg_dropout: float = 0.15  # share of captions replaced by "" (classifier-free guidance training)
     snr_gamma: float = 5.0  # min-SNR loss weighting (Hang et al. 2023); 0: plain epsilon MSE
@@ -90,7 +91,7 @@ class T2IPreset:
 
     def validate(self) -> None:
         checks = (self.detector.checks("detector") + self.vae_schedule.checks("vae")
-                  + self.diffusion.checks("diffusion"))
+                  + self.diffusion.checks("diffusion") + self.detector_decoded.checks("detector-decoded"))
         checks += [
             (0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), got {self.ema_decay}"),
             (0 <= self.cfg_dropout < 1, f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}"),
@@ -115,6 +116,7 @@ T2I_PRESETS: dict[str, T2IPreset] = {
             text=text_config(128, 3, 4),
             unet=unet_config((64, 128, 128), cross_dim=128),
             diffusion=StageSchedule(steps=12000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=500),
+            detector_decoded=StageSchedule(steps=1500, batch_size=128, lr=5e-4, warmup_steps=50, checkpoint_every=250),
         ),
         T2IPreset(
             name="gpu",
@@ -125,6 +127,7 @@ T2I_PRESETS: dict[str, T2IPreset] = {
             text=text_config(128, 3, 4),
             unet=unet_config((64, 128, 128), cross_dim=128),
             diffusion=StageSchedule(steps=15000, batch_size=256, lr=5e-4, warmup_steps=500, checkpoint_every=2000),
+            detector_decoded=StageSchedule(steps=1500, batch_size=256, lr=1e-3, warmup_steps=50, checkpoint_every=500),
         ),
         T2IPreset(
             name="tiny",
@@ -135,6 +138,7 @@ T2I_PRESETS: dict[str, T2IPreset] = {
             text=text_config(32, 1, 2),
             unet=unet_config((32, 32, 32), cross_dim=32, heads=2),
             diffusion=StageSchedule(steps=4, batch_size=4, lr=1e-3, checkpoint_every=2),
+            detector_decoded=StageSchedule(steps=2, batch_size=4, lr=1e-3, checkpoint_every=1),
         ),
     ]
 }
