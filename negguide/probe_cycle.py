@@ -72,18 +72,15 @@ class CycledDiagonal:
         self._entry[rows, axis], self._sigma[rows, axis], self._scale[rows, axis] = within, sigma, scale
 
     def trace(self, sigma: torch.Tensor) -> torch.Tensor:
-        """[B]: the within-class trace per unit ``(1 - p)`` at noise ``sigma``: every axis's latest entry carried on
-        the gate's ``sigma_then / sigma`` law (``(sigma_then / sigma)^2`` in the far field), where at least one entry
-        is fresh and every axis was measured; zero elsewhere. An aged entry still counts: its axis's own value carried
-        one probe on beats the fresh axis's value in its place (the axes' entries differ; on the four-mode mixture's
-        tuning trajectories, 20 steps, the end error went 0.022 / 0.040 / 0.034 -> 0.012 / 0.033 / 0.025 on DDIM /
-        Euler / DPM++ 2M); once none is fresh the image has stopped probing (decided) and holds nothing."""
+        """[B]: the within-class trace per unit ``(1 - p)`` at noise ``sigma``: the fresh entries carried on the
+        gate's ``sigma_then / sigma`` law (``(sigma_then / sigma)^2`` in the far field), an axis without one counted
+        at their mean; zero where none is fresh."""
         fresh = self._fresh(sigma)
         ratio = self._sigma / sigma.clamp(min=torch.finfo(torch.float64).tiny)[:, None]
         carried = self._entry * torch.where(self._far(sigma), ratio * ratio, ratio)
-        measured = self._sigma > 0
-        total = torch.where(measured, carried, torch.zeros_like(carried)).sum(dim=1)
-        return torch.where(fresh.any(dim=1) & measured.all(dim=1), total, torch.zeros_like(total))
+        count = fresh.sum(dim=1)
+        total = torch.where(fresh, carried, torch.zeros_like(carried)).sum(dim=1)
+        return torch.where(count > 0, total * self.dim / count.clamp(min=1), torch.zeros_like(total))
 
 
 def branch_entries(probe_predictions, d_ref: torch.Tensor, delta: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
