@@ -4,9 +4,8 @@ multi-mode study, and its table."""
 import pytest
 import torch
 
-from negguide.configs import PosteriorConfig
+from negguide.configs import PosteriorConfig, ProbeGate
 from negguide.posterior import FlowTracker
-from negguide.configs import ProbeGate
 from negguide.probe_cycle import CYCLED_MAX_DIM, NEAR_FIELD, CycledDiagonal, branch_entries
 from negguide.probe_gate import DECIDED, WHOLE_TRACE_FROM, GatedProbes
 from negguide.toy import experiments as E
