@@ -13,8 +13,8 @@ from .probe_cycle import CYCLED_MAX_DIM, HOLD_SHARE, CycledDiagonal, branch_entr
 # With 2-3 numbers per image (the whole-trace gate, see GatedProbes.open): an image at p >= WHOLE_TRACE_FROM probes
 # every axis, and none probes outside DECIDED. Chosen on the tuning seeds (four-mode mixture 0 and 99, random 2-D/3-D
 # mixtures 0-5, 20 steps): from p >= 0.65 on the four-mode Euler end error stayed at 0.031 (0.004 from 0.5); a band of
-# (0.01, 0.99) left DDIM at 1.04-1.05 rows, (0.15, 0.85) 0.84-0.99 rows at the same end errors, (0.2, 0.8) took random
-# 2-D's end error to 0.031.
+# (0.01, 0.99) left its DDIM at 1.04-1.05 rows, (0.15, 0.85) at 0.84-0.85 (random 2-D at most 0.99) with the same end
+# errors, (0.2, 0.8) took random 2-D's end error to 0.031.
 WHOLE_TRACE_MAX_DIM = 3
 WHOLE_TRACE_FROM = 0.5
 DECIDED = (0.15, 0.85)
