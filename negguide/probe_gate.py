@@ -36,7 +36,9 @@ class GatedProbes:
         """Which images probe at ``step`` (noise ``sigma``, ``dim`` numbers per image): on the schedule, undecided
         and moved from the prior (``log_p``: the concept's Bayes posterior); in low dimension also an undecided
         image whose diagonal (:mod:`negguide.probe_cycle`) lacks a fresh entry, moved or not: there the
-        within-class part can be what moves the posterior, and an image that never measured it never moves."""
+        within-class part can be what moves the posterior, and an image that never measured it never moves. With 2-3
+        numbers per image (the whole-trace gate, :meth:`probing`): only such stale images, and only inside
+        ``DECIDED``."""
         gate = self.settings
         if self.diagonal is None and dim <= CYCLED_MAX_DIM and self.pairs == 1:
             self.diagonal = CycledDiagonal(log_p.shape[0], dim, log_p.device, gate.hold_efolds * HOLD_SHARE,
