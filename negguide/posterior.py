@@ -276,10 +276,10 @@ class FlowTracker(_Tracker):
         s = _sigma_vec(sigma, x.shape[0], self.log_p.device)
         images = None
         if self.gate is not None:
-            images = self.gate.open(self.log_p_bayes, step, s, x[0].numel()).nonzero().reshape(-1).cpu()  # on the host
+            images = self.gate.probing(self.log_p_bayes, step, s, x[0].numel()).cpu()  # on the host
             if images.numel() == 0:
                 return None
-            if images.numel() == x.shape[0]:
+            if images.numel() == x.shape[0] and bool((images == torch.arange(x.shape[0])).all()):  # each image once
                 images = None
         idx = range(x.shape[0]) if images is None else images.tolist()
         diagonal = self.gate.diagonal if self.gate is not None else None  # low dimension: coordinate axes
