@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  python -m train t2i                                # the cpu preset: about 3 h on 2 CPU cores, resumable
+  python -m train t2i                                # the cpu preset: ~10 h of one busy CPU core, resumable
   python -m train t2i --time-budget 3600             # train for an hour; the same command continues later
-  accelerate launch -m train t2i --preset gpu        # about 15 min on one GPU
+  accelerate launch -m train t2i --preset gpu        # one or more GPUs (not timed yet)
   python -m train t2i-eval --model runs/t2i-cpu/model   # the quality bar of a trained (or the shipped) model
 See docs/t2i/testbed.md."""
 
