@@ -111,6 +111,7 @@ def test_ctrl_c_stops_with_a_checkpoint_and_the_same_command_continues(straight,
     (["--stages", "diffusion"], "the diffusion stage needs the vae stage"),
     (["--stages", "detector-decoded"], "the detector-decoded stage needs the detector stage"),
     (["--diffusion-steps", "0"], "diffusion: steps must be >= 1"),
+    (["--diffusion-lr", "0"], "diffusion: lr must be in (0, 1]"),
     (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_options_are_one_line(argv, message, tmp_path, capsys):

@@ -35,6 +35,8 @@ def add_t2i_commands(sub) -> None:
     t.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated, among {','.join(STAGES)} (default: all, in this order)")
     t.add_argument("--diffusion-steps", type=int, help="optimizer steps of the diffusion stage (default: the preset's)")
+    t.add_argument("--diffusion-lr", type=float, help="learning rate of the diffusion stage (default: the preset's; "
+                                                      "a run resumes only with the LR it started with)")
     t.add_argument("--time-budget", type=float, help="seconds for the whole command; stops with a checkpoint")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0,
                    help="also checkpoint after this many minutes (0: off)")
@@ -138,6 +140,8 @@ def train_t2i(args) -> int:
     if args.diffusion_steps is not None:
         schedule = dataclasses.replace(preset.diffusion, steps=args.diffusion_steps)
         preset = dataclasses.replace(preset, diffusion=schedule)
+    if args.diffusion_lr is not None:
+        preset = dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, lr=args.diffusion_lr))
     preset.validate()
     out = Path(args.output_dir or f"runs/t2i-{preset.name}")
     make_output_folder(out, "--output-dir")
