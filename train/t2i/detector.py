@@ -166,7 +166,10 @@ class DetectorStage(Stage):
 
     def loss(self, nets, step, g, autocast):
         scenes = sample_scenes(g, self.schedule.batch_size)  # every pair: the instrument must see them all
-        x = degrade(to_unit(render(scenes)), g).to(self.device)
+        return self.scored(nets, degrade(to_unit(render(scenes)), g).to(self.device), scenes, autocast)
+
+    def scored(self, nets, x: torch.Tensor, scenes: Scenes, autocast) -> torch.Tensor:
+        """The detector's loss on images ``x`` of ``scenes`` against their exact labels."""
         target = {k: v.to(self.device) for k, v in targets(scenes).items()}
         with autocast():
             parts = nets["detector"](x)

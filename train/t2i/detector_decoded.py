@@ -18,9 +18,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from train.t2i.detector import WEIGHTS, Detector, degrade, detector_loss, save_detector, targets
+from train.t2i.detector import WEIGHTS, Detector, DetectorStage, degrade
 from train.t2i.scenes import render, sample_scenes, to_unit
-from train.t2i.stage import Stage
 
 DECODED_SHARE = 0.5  # of every batch; the rest stays rendered
 
@@ -29,7 +28,9 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-class DecodedDetectorStage(Stage):
+class DecodedDetectorStage(DetectorStage):
+    """The detector stage's loss and export, on half-decoded batches, from the detector's final weights."""
+
     name = "detector-decoded"
     salt = 3
 
@@ -67,10 +68,4 @@ class DecodedDetectorStage(Stage):
         x = to_unit(render(scenes))
         decoded = round(DECODED_SHARE * len(x))
         x = torch.cat([self._round_trip(x[:decoded], g), degrade(x[decoded:], g).to(self.device)])
-        target = {k: v.to(self.device) for k, v in targets(scenes).items()}
-        with autocast():
-            parts = nets["detector"](x)
-        return detector_loss(parts, target)
-
-    def export(self, nets, folder: Path) -> None:
-        save_detector(nets["detector"], folder)
+        return self.scored(nets, x, scenes, autocast)
