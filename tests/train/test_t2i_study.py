@@ -8,7 +8,7 @@ import pytest
 
 from train.cli import main
 from train.t2i.captions import ObjectSpec
-from train.t2i.study.analysis import _median_interval, first_stable
+from train.t2i.study.analysis import _median_interval, firing_steps, first_stable, signal_calibration
 from train.t2i.study.cases import Case, attribute_cases, concept_cases, object_cases
 from train.t2i.study.measure import Outcome, outcome
 
@@ -30,6 +30,16 @@ def test_smoke_study_writes_its_report_and_reuses_finished_cells(tiny_t2i_run, t
         assert [len(d["points"][m]) for m in ("np", "sld", "dng")] == [4, 4, 4]
         assert all(set(row) == {"np", "sld", "dng", "dng_minus_np", "dng_minus_sld"} for row in d["matched"].values())
     assert "## d. DNG on prompts" in (report / "summary.md").read_text()
+    calibration = results["a_signals"]
+    assert set(calibration["signals"]) == {"alignment", "gap"} and calibration["chosen"] in calibration["signals"]
+    from safetensors.torch import load_file
+
+    for signal in ("alignment", "gap"):  # never-firing thresholds: the signal is measured at every step
+        recorded = load_file(tmp_path / "cells" / "cells" / f"a-object-signal-{signal}.safetensors")["signal"]
+        assert recorded.shape == (2, 10) and bool(recorded.isfinite().all())
+    adaptive = json.loads((tmp_path / "cells" / "cells" / "b-object-adaptive.json").read_text())["method"]["kwargs"]
+    chosen = calibration["signals"][calibration["chosen"]]["threshold"]
+    assert adaptive["adaptive"] == {"signal": calibration["chosen"], "threshold": chosen}
     import train.t2i.study.cells as cells
 
     def no_generation(*args, **kwargs):
@@ -93,3 +103,32 @@ def test_first_stable_and_median_interval():
     assert np.array_equal(first_stable(mask), np.array([3, 0, np.nan, 4]), equal_nan=True)
     result = _median_interval(np.array([1.0, 2.0, 3.0, np.nan]), np.array([0, 1, 2, 3]))
     assert result["median"] == 2.0 and result["n"] == 3 and result["ci95"][0] <= 2.0 <= result["ci95"][1]
+
+
+def test_firing_steps_follow_the_adaptive_rules():
+    signal = np.array([[0.1, 0.4, 0.7, 0.9], [0.2, 0.2, 0.2, 0.2], [np.nan, 0.8, 0.1, 0.1]])
+    assert firing_steps(signal, "alignment", 0.5).tolist() == [2, 4, 1]  # 4: never (the run's step count)
+    assert firing_steps(signal, "gap", 0.15).tolist() == [0, 4, 2]  # NaN (not measured) never fires
+
+
+def test_signal_calibration_prefers_a_signal_that_tracks_the_critical_step():
+    from types import SimpleNamespace
+
+    import torch
+
+    steps, seeds = 10, 2
+    critical = np.array([2, 3, 5, 6, 7, 8])  # per image, from here on the target is detected in x0
+    presence = (np.arange(steps)[None, :] >= critical[:, None]).astype(np.float32)
+    x0 = torch.tensor(np.stack([presence, np.zeros_like(presence)], axis=-1))
+    ramp = np.arange(steps)[None, :] - critical[:, None]
+    tracking = torch.tensor(np.clip(0.5 + 0.1 * ramp, -1, 1), dtype=torch.float32)  # crosses 0.5 at the critical step
+    unrelated = torch.tensor(np.tile(np.linspace(1, 0.1, steps), (len(critical), 1)), dtype=torch.float32)
+    cell = lambda **traces: SimpleNamespace(traces=traces)  # noqa: E731
+    study = SimpleNamespace(size=SimpleNamespace(seeds=seeds), steps=steps)
+    result = signal_calibration(study, cell(x0=x0), {"alignment": cell(signal=tracking), "gap": cell(signal=unrelated)})
+    assert result["with_critical_step"] == 6 and result["chosen"] == "alignment"
+    alignment = result["signals"]["alignment"]
+    assert 0.4 < alignment["threshold"] <= 0.5 and alignment["mean_abs_error"]["value"] == 0  # ties: the lowest
+    assert alignment["correlation"] == pytest.approx(1.0)
+    assert result["constant"]["mean_abs_error"]["value"] > 0 and alignment["minus_constant"]["value"] < 0
+    assert result["signals"]["gap"]["correlation"] is None  # the same start for every image

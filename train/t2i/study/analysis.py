@@ -160,3 +160,52 @@ def dnp_table(study, section: dict) -> dict:
         diff = exact[other] - exact["cfg"]
         table[f"{other}_minus_cfg_exact"] = _bootstrap_mean(diff, clusters)
     return table
+
+
+SIGNAL_THRESHOLDS = {"alignment": tuple(np.round(np.arange(-0.2, 0.951, 0.05), 2)),
+                     "gap": tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))}
+NEVER_FIRES = {"alignment": 1.0, "gap": 1e-9}  # thresholds that keep a signal measured at every step
+
+
+def firing_steps(signal: np.ndarray, name: str, threshold: float) -> np.ndarray:
+    """Per image, the first step (0-based) where the adaptive window's rule fires on the recorded signal
+    ([N, steps]); ``steps`` where it never does (the negative never starts)."""
+    fires = signal >= threshold if name == "alignment" else signal <= threshold
+    fires &= np.isfinite(signal)
+    return np.where(fires.any(axis=1), fires.argmax(axis=1), signal.shape[1]).astype(float)
+
+
+def signal_calibration(study, none_cell, signal_cells: dict) -> dict:
+    """Which start signal and threshold put each image's start at its critical step: the step from which the
+    target is detectable in the x0 estimate without a negative (section a). Per signal and threshold the mean
+    |start - critical| over images whose target becomes detectable; the best threshold per signal with its
+    interval, and the best constant start (a fixed window) as the baseline a signal has to beat."""
+    seeds = study.size.seeds
+    # both the thresholds and the constant are chosen on these images: the comparison is in-sample for both
+    critical = first_stable(none_cell.traces["x0"][..., 0].numpy() >= DETECT_THRESHOLD)
+    known = np.isfinite(critical)
+    clusters = _clusters(len(critical), seeds)[known]
+    out = {"images": int(len(critical)), "with_critical_step": int(known.sum()), "signals": {}}
+    for name, cell in signal_cells.items():
+        signal = cell.traces["signal"].numpy()
+        scores = {}
+        for threshold in SIGNAL_THRESHOLDS[name]:
+            start = firing_steps(signal, name, threshold)[known]
+            scores[float(threshold)] = float(np.mean(np.abs(start - critical[known])))
+        best = min(scores, key=scores.get)
+        start = firing_steps(signal, name, best)[known]
+        out["signals"][name] = {
+            "mean_abs_error_by_threshold": scores, "threshold": best,
+            "mean_abs_error": _bootstrap_mean(np.abs(start - critical[known]), clusters),
+            "start_minus_critical": _median_interval(start - critical[known], clusters),
+            "correlation": float(np.corrcoef(start, critical[known])[0, 1]) if np.std(start) > 0 else None,
+            "mean_signal": [float(np.nanmean(signal[:, k])) for k in range(signal.shape[1])]}
+    constants = {s: float(np.mean(np.abs(s - critical[known]))) for s in range(study.steps)}
+    best_constant = min(constants, key=constants.get)
+    constant_error = np.abs(best_constant - critical[known])
+    out["constant"] = {"start": best_constant, "mean_abs_error": _bootstrap_mean(constant_error, clusters)}
+    for name, row in out["signals"].items():  # paired: the same images' errors
+        start = firing_steps(signal_cells[name].traces["signal"].numpy(), name, row["threshold"])[known]
+        row["minus_constant"] = _bootstrap_mean(np.abs(start - critical[known]) - constant_error, clusters)
+    out["chosen"] = min(out["signals"], key=lambda n: out["signals"][n]["mean_abs_error"]["value"])
+    return out

@@ -3,8 +3,9 @@
 ``cells/<name>.safetensors`` holds the uint8 images (and the per-step traces the cell asked for),
 ``cells/<name>.json`` its settings, key and timing; the JSON is written last, so an interrupted study redoes only
 the cell it was in. Traces: ``x0`` (the detector's presence of each case's target object, and its texture, in
-the decoded x0 estimate of every step) and ``attention`` (Ban et al.'s r_t of the negative's words against the
-same words in the prompt, per step).
+the decoded x0 estimate of every step), ``attention`` (Ban et al.'s r_t of the negative's words against the
+same words in the prompt, per step) and ``signal`` (the adaptive window's start signal per image and step, NaN
+where it was not measured).
 """
 
 from __future__ import annotations
@@ -135,7 +136,18 @@ def _generate(study, method: Method, cases: list[Case], seeds: list[int], traces
         result["x0"] = torch.stack(x0_trace, dim=1)  # [B, steps, 2]: target presence, target texture
     if "attention" in traces:
         result["attention"] = torch.stack([_strength(out.attention, c, b) for b, c in enumerate(cases)])
+    if "signal" in traces:
+        result["signal"] = _signals(out.records, len(cases), study.steps)
     return from_unit(out.images * 2 - 1), result
+
+
+def _signals(records: list[dict], batch: int, steps: int) -> torch.Tensor:
+    """[B, steps] float32: the adaptive window's signal per image and step (NaN where the step measured none)."""
+    out = torch.full((batch, steps), float("nan"))
+    for record in records:
+        if "signal" in record:
+            out[:, record["step"]] = torch.tensor(record["signal"])
+    return out
 
 
 def _strength(record, case: Case, image: int) -> torch.Tensor:

@@ -210,3 +210,20 @@ def concept_figure(results: dict, path: Path) -> None:
         axes[0, col].legend(fontsize=7)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def signal_markdown(calibration: dict) -> list[str]:
+    lines = ["", f"The adaptive window's start signals against the critical step ({calibration['with_critical_step']} "
+             f"of {calibration['images']} object-case images whose target becomes detectable; steps 1-based, "
+             "thresholds and the constant chosen on these images):", "",
+             "| start rule | mean \\|start - critical\\| (steps) | minus the constant's (paired) | median start - "
+             "critical | correlation of start with critical |", "|---|---|---|---|---|"]
+    for name, row in calibration["signals"].items():
+        rule = f"{name} {'>=' if name == 'alignment' else '<='} {row['threshold']:g}"
+        corr = "n/a" if row["correlation"] is None else f"{row['correlation']:.2f}"
+        lines.append(f"| {rule} | {num(row['mean_abs_error'], 2)} | {num(row['minus_constant'], 2)} | "
+                     f"{step(row['start_minus_critical'])} | {corr} |")
+    constant = calibration["constant"]
+    lines += [f"| constant start at step {constant['start'] + 1} | {num(constant['mean_abs_error'], 2)} | 0 | | |",
+              "", f"Section b's adaptive window uses the `{calibration['chosen']}` signal at its best threshold.", ""]
+    return lines

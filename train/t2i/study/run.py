@@ -33,8 +33,7 @@ REMOVAL_METHODS = (
     Method("dng", {"mode": "dng"}),
     Method("sld", {"mode": "sld"}),
     Method("perp_neg", {"mode": "perp_neg"}),
-    Method("adaptive", {"mode": "adaptive"}),
-)
+)  # and the adaptive window with the signal and threshold the study calibrates (section a)
 GENERIC_NEGATIVE = "a dotted shape on a cloudy background"  # fixed, prompt-independent (section c)
 
 
@@ -83,7 +82,9 @@ def run_study(study: Study) -> dict:
         trace[kind] = {"none": study.cell(f"a-{kind}-none", REMOVAL_METHODS[0], chosen, traces=("x0",)),
                        "np": study.cell(f"a-{kind}-np", REMOVAL_METHODS[1], chosen, traces=("x0", "attention"))}
     cells["a"] = trace
-    cells["b"] = {kind: {m.name: study.cell(f"b-{kind}-{m.name}", m, cases) for m in REMOVAL_METHODS}
+    cells["a_signals"] = signal_cells(study, objects[: size.trace_cases])
+    methods = REMOVAL_METHODS + (adaptive_method(study, trace["object"]["none"], cells["a_signals"]),)
+    cells["b"] = {kind: {m.name: study.cell(f"b-{kind}-{m.name}", m, cases) for m in methods}
                   for kind, cases in (("object", objects), ("attribute", attributes))}
     cells["b_grid"] = window_cells(study, objects[: size.grid_cases])
     cells["c"] = dnp_cells(study, adherence_cases(size.adherence_cases, size.seed))
@@ -91,6 +92,26 @@ def run_study(study: Study) -> dict:
     cells["d"] = concept_cells(study, concepts)
     cells["cases"]["concept"] = concepts
     return cells
+
+
+def signal_cells(study: Study, cases) -> dict:
+    """The adaptive window's two start signals recorded at every step, on section a's object cases, with
+    thresholds that never fire: the images are CFG's, the records the signals' whole course."""
+    from train.t2i.study.analysis import NEVER_FIRES
+
+    return {signal: study.cell(f"a-object-signal-{signal}", Method(f"{signal} signal", {
+        "mode": "adaptive", "window": (1, study.steps), "adaptive": {"signal": signal, "threshold": threshold}}),
+        cases, traces=("signal",)) for signal, threshold in NEVER_FIRES.items()}
+
+
+def adaptive_method(study: Study, none_cell, signals: dict) -> Method:
+    """Section b's adaptive window: the signal and threshold whose starts come closest to the critical step."""
+    from train.t2i.study.analysis import signal_calibration
+
+    calibration = signal_calibration(study, none_cell, signals)
+    chosen = calibration["chosen"]
+    return Method("adaptive", {"mode": "adaptive", "adaptive": {
+        "signal": chosen, "threshold": calibration["signals"][chosen]["threshold"]}})
 
 
 def dnp_cells(study: Study, cases) -> dict:
@@ -139,6 +160,7 @@ def report_study(study: Study, cells: dict, report: Path) -> dict:
     size = study.size
     results = {"size": size.__dict__, "cfg": study.cfg, "steps": study.steps, "model": study.model_id}
     results["a"] = {kind: A.critical_steps(study, c["none"], c["np"], kind) for kind, c in cells["a"].items()}
+    results["a_signals"] = A.signal_calibration(study, cells["a"]["object"]["none"], cells["a_signals"])
     R.critical_figure(results["a"], report / "critical_step.png", study.steps)
     results["b"] = {kind: A.removal_table(study, cells["cases"][kind], section)
                     for kind, section in cells["b"].items()}
@@ -156,6 +178,7 @@ def report_study(study: Study, cells: dict, report: Path) -> dict:
              "95% intervals by bootstrap over prompts.", "", "## a. Critical step and delayed effect", ""]
     for kind, res in results["a"].items():
         lines += R.critical_markdown(kind, res)
+    lines += R.signal_markdown(results["a_signals"])
     lines += ["", "![critical step](critical_step.png)", "", "## b. Removal with preservation", ""]
     for kind in ("object", "attribute"):
         lines += R.removal_markdown(f"{kind} negatives", results["b"][kind])
