@@ -66,18 +66,26 @@ def per_configuration(summary: dict, trackers=("flow-hutchinson-1+evidence", "fl
     tracker the run did not include (the default size runs fewer than ``--full``) gets no column."""
     rows = summary["high_dimensional_tracking"]
     trackers = tuple(t for t in trackers if any(r["tracker"] == t for r in rows))
-    keys = list(dict.fromkeys((r["mixture"], r["dim"], r["sampler"], r["steps"]) for r in rows
-                              if r["tracker"] in trackers))
+
+    def cell(mine: list[dict]) -> str:
+        errors = [r["mean_abs_error_final"] for r in mine]
+        probes = sum(r["average_probe_rows"] for r in mine) / len(mine)
+        return f"{sum(errors) / len(errors):.3f} ({max(errors):.3f}), {probes:.2f} rows"
+
+    return _by_configuration(rows, trackers, cell)
+
+
+def _by_configuration(rows: list[dict], trackers, cell) -> str:
+    """A table with a row per (mixture, dim, sampler, steps) and a column per tracker; ``cell`` formats a
+    tracker's rows of one configuration (one per seed)."""
+    def key(r: dict) -> tuple:
+        return r["mixture"], r["dim"], r["sampler"], r["steps"]
+
     lines = ["| mixture | dim | sampler | steps | " + " | ".join(NAMES.get(t, t) for t in trackers) + " |",
              "|---|---|---|---|" + "---|" * len(trackers)]
-    for key in keys:
-        cells = []
-        for t in trackers:
-            mine = [r for r in rows if (r["mixture"], r["dim"], r["sampler"], r["steps"]) == key and r["tracker"] == t]
-            errors = [r["mean_abs_error_final"] for r in mine]
-            probes = sum(r["average_probe_rows"] for r in mine) / len(mine)
-            cells.append(f"{sum(errors) / len(errors):.3f} ({max(errors):.3f}), {probes:.2f} rows")
-        lines.append("| " + " | ".join(str(k) for k in key) + " | " + " | ".join(cells) + " |")
+    for k in dict.fromkeys(key(r) for r in rows if r["tracker"] in trackers):
+        cells = [cell([r for r in rows if key(r) == k and r["tracker"] == t]) for t in trackers]
+        lines.append("| " + " | ".join(str(v) for v in k) + " | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -94,23 +102,16 @@ def wilson(found: int, total: int, z: float = 1.96) -> tuple[float, float]:
 def low_dimensional(summary: dict, trackers=LOW_D_TRACKERS) -> str:
     """Per mixture, sampler and step count, pooled over the seeds: forbidden samples found (of how many, 95% Wilson
     interval), end error mean (worst seed) and probe rows per image and step."""
-    rows = summary["low_dimensional_tracking"]
-    keys = list(dict.fromkeys((r["mixture"], r["dim"], r["sampler"], r["steps"]) for r in rows))
-    lines = ["| mixture | dim | sampler | steps | " + " | ".join(NAMES.get(t, t) for t in trackers) + " |",
-             "|---|---|---|---|" + "---|" * len(trackers)]
-    for key in keys:
-        cells = []
-        for t in trackers:
-            mine = [r for r in rows if (r["mixture"], r["dim"], r["sampler"], r["steps"]) == key and r["tracker"] == t]
-            total = sum(r["forbidden_samples"] for r in mine)
-            found = sum(round(r["forbidden_found"] * r["forbidden_samples"]) for r in mine if r["forbidden_samples"])
-            low, high = wilson(found, total)
-            errors = [r["mean_abs_error_final"] for r in mine]
-            rows_spent = sum(r["average_probe_rows"] for r in mine) / len(mine)
-            cells.append(f"{100 * found / max(1, total):.1f}% of {total} [{100 * low:.1f}-{100 * high:.1f}], "
-                         f"{sum(errors) / len(errors):.3f} ({max(errors):.3f}), {rows_spent:.2f} rows")
-        lines.append("| " + " | ".join(str(k) for k in key) + " | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(mine: list[dict]) -> str:
+        total = sum(r["forbidden_samples"] for r in mine)
+        found = sum(round(r["forbidden_found"] * r["forbidden_samples"]) for r in mine if r["forbidden_samples"])
+        low, high = wilson(found, total)
+        errors = [r["mean_abs_error_final"] for r in mine]
+        rows_spent = sum(r["average_probe_rows"] for r in mine) / len(mine)
+        return (f"{100 * found / max(1, total):.1f}% of {total} [{100 * low:.1f}-{100 * high:.1f}], "
+                f"{sum(errors) / len(errors):.3f} ({max(errors):.3f}), {rows_spent:.2f} rows")
+
+    return _by_configuration(summary["low_dimensional_tracking"], trackers, cell)
 
 
 def main(argv: list[str] | None = None) -> int:

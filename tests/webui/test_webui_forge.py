@@ -17,14 +17,8 @@ from negguide_webui.settings import HR_CUSTOM, MODE_DNG, MODE_DNS, MODE_WINDOWED
 
 
 @pytest.fixture
-def webui(tiny_sd):
-    F.make_forge_model(tiny_sd)
-    w = H.WebUI(tiny_sd)
-    yield w
-    assert w.callbacks.errors == []
-    assert w.callbacks.count() == 0
-    for attr in ("forge_objects", "forge_objects_original", "forge_objects_after_applying_lora"):
-        delattr(tiny_sd, attr)
+def webui(forge):
+    return forge
 
 
 def test_windowed_on_b_rows(webui):

@@ -7,24 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from harness import a1111 as H
-from harness import forge as F
 from harness import forge_forks as FF
 from webui_helpers import run
 
 from negguide_webui.settings import MODE_DNG, NegGuideSettings
 
 BOUND = 1e-4  # the latent difference docs/webui.md gives for the harness
-
-
-@pytest.fixture
-def forge(tiny_sd):
-    F.make_forge_model(tiny_sd)
-    w = H.WebUI(tiny_sd)
-    yield w
-    assert w.callbacks.errors == [] and w.callbacks.count() == 0
-    for attr in ("forge_objects", "forge_objects_original", "forge_objects_after_applying_lora"):
-        delattr(tiny_sd, attr)
 
 
 @pytest.mark.parametrize("name", ["forge", "neo", "reforge"])

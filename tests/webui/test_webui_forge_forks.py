@@ -21,30 +21,14 @@ from negguide_webui.settings import MODE_DNG, MODE_DNS, MODE_OFF, MODE_WINDOWED,
 PROGRAMS = list(FF.PROGRAMS)
 
 
-def _forge_webui(sd):
-    F.make_forge_model(sd)
-    return H.WebUI(sd)
-
-
-def _cleanup(w):
-    assert w.callbacks.errors == []
-    assert w.callbacks.count() == 0
-    for attr in ("forge_objects", "forge_objects_original", "forge_objects_after_applying_lora"):
-        delattr(w.sd_model, attr)
+@pytest.fixture
+def webui(forge):
+    return forge
 
 
 @pytest.fixture
-def webui(tiny_sd):
-    w = _forge_webui(tiny_sd)
-    yield w
-    _cleanup(w)
-
-
-@pytest.fixture
-def webui_xl(tiny_sdxl):
-    w = _forge_webui(tiny_sdxl)
-    yield w
-    _cleanup(w)
+def webui_xl(forge_xl):
+    return forge_xl
 
 
 def _no_adapter_failure(script):
@@ -220,19 +204,15 @@ def test_dng_through_a_hires_pass_at_cfg_1(webui, name):
     ids=["off", "windowed", "dns", "dng-transition", "dng-hutchinson"],
 )
 @pytest.mark.parametrize("name", PROGRAMS)
-def test_batch_image_is_the_single_run_of_its_seed(tiny_sd64, name, settings):
+def test_batch_image_is_the_single_run_of_its_seed(forge64, name, settings):
     """In float64 (batch-size effects of float32 kernels vanish): image i of a batch == a run of its seed alone."""
-    w = _forge_webui(tiny_sd64)
-    try:
-        kw = dict(program=FF.PROGRAMS[name], steps=4, sampler_name="Euler a", prompt="a red car",
-                  negative_prompt="rust", cfg_scale=5.0)
-        both = run(w, settings, batch_size=2, seed=10, **kw)[0].latents
-        for i in range(2):
-            alone = run(w, settings, batch_size=1, seed=10 + i, **kw)[0].latents[0]
-            assert torch.allclose(both[i], alone, rtol=0, atol=1e-10), (i, (both[i] - alone).abs().max())
-        assert not torch.allclose(both[0], both[1])
-    finally:
-        _cleanup(w)
+    kw = dict(program=FF.PROGRAMS[name], steps=4, sampler_name="Euler a", prompt="a red car",
+              negative_prompt="rust", cfg_scale=5.0)
+    both = run(forge64, settings, batch_size=2, seed=10, **kw)[0].latents
+    for i in range(2):
+        alone = run(forge64, settings, batch_size=1, seed=10 + i, **kw)[0].latents[0]
+        assert torch.allclose(both[i], alone, rtol=0, atol=1e-10), (i, (both[i] - alone).abs().max())
+    assert not torch.allclose(both[0], both[1])
 
 
 def test_negative_gets_what_the_program_attached_to_its_own_cond(tiny_sd):

@@ -19,23 +19,6 @@ from negguide_webui.settings import HR_NONE, MODE_ADAPTIVE, MODE_NP_LAMBDA, MODE
 PROGRAMS = list(FF.PROGRAMS)
 
 
-@pytest.fixture
-def a1111(tiny_sd):
-    w = H.WebUI(tiny_sd)
-    yield w
-    assert w.callbacks.errors == [] and w.callbacks.count() == 0
-
-
-@pytest.fixture
-def forge(tiny_sd):
-    F.make_forge_model(tiny_sd)
-    w = H.WebUI(tiny_sd)
-    yield w
-    assert w.callbacks.errors == [] and w.callbacks.count() == 0
-    for attr in ("forge_objects", "forge_objects_original", "forge_objects_after_applying_lora"):
-        delattr(tiny_sd, attr)
-
-
 def adaptive(signal="none", threshold=0.5, **kw):
     return NegGuideSettings(mode=MODE_ADAPTIVE, adaptive_signal=signal, adaptive_threshold=threshold, **kw)
 
