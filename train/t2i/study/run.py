@@ -1,6 +1,6 @@
 """`python -m train t2i-study`: the three papers' text-to-image claims measured on the shipped testbed.
 
-Sections (docs/t2i/study.md has the results):
+Sections (docs/t2i/study.md explains them; the report, docs/t2i/study/summary.md, has the results):
   a. critical step and delayed effect (Ban et al. Sec. 4): r_t per step for noun and adjective negatives; the
      step at which the target object becomes detectable in the x0 estimate without a negative, against the step
      at which the negative prompt's effect on it starts;
