@@ -28,7 +28,7 @@ from train.t2i.tokenizer import MAX_LENGTH, load_tokenizer, save_tokenizer
 # Stable Diffusion 1.x's noise schedule and DDIM settings: the testbed behaves like SD in every scheduler.
 SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
             "prediction_type": "epsilon", "clip_sample": False, "steps_offset": 1}
-DEFAULT_CFG = 7.5  # chosen over 4 on an intermediate checkpoint (docs/t2i/testbed.md); the quality bar is measured at it
+DEFAULT_CFG = 7.5  # chosen over 4 on an intermediate checkpoint (docs/t2i/testbed.md); the quality bar uses it
 PREVIEW_PROMPTS = (
     "a red circle", "a blue square and a yellow triangle", "a green cross on a black background",
     "a purple diamond, a cyan circle and a red square", "a striped yellow square on horizontal stripes",
