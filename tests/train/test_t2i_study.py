@@ -37,6 +37,8 @@ def test_smoke_study_writes_its_report_and_reuses_finished_cells(tiny_t2i_run, t
     for signal in ("alignment", "gap"):  # never-firing thresholds: the signal is measured at every step
         recorded = load_file(tmp_path / "cells" / "cells" / f"a-object-signal-{signal}.safetensors")["signal"]
         assert recorded.shape == (2, 10) and bool(recorded.isfinite().all())
+    made = [json.loads(f.read_text()) for f in (tmp_path / "cells" / "cells").glob("*.json")]
+    assert sum(c["cases"] * c["seeds"] for c in made) == 80  # the plan the progress line counts down
     adaptive = json.loads((tmp_path / "cells" / "cells" / "b-object-adaptive.json").read_text())["method"]["kwargs"]
     chosen = calibration["signals"][calibration["chosen"]]["threshold"]
     assert adaptive["adaptive"] == {"signal": calibration["chosen"], "threshold": chosen}
@@ -132,3 +134,11 @@ def test_signal_calibration_prefers_a_signal_that_tracks_the_critical_step():
     assert alignment["correlation"] == pytest.approx(1.0)
     assert result["constant"]["mean_abs_error"]["value"] > 0 and alignment["minus_constant"]["value"] < 0
     assert result["signals"]["gap"]["correlation"] is None  # the same start for every image
+
+
+def test_the_plan_counts_every_image_of_a_size():
+    from train.t2i.study.run import grid_windows, planned_images
+    from train.t2i.study.sizes import STUDY_SIZES
+
+    assert planned_images(STUDY_SIZES["smoke"]) == 80 and planned_images(STUDY_SIZES["cpu"]) == 2848
+    assert grid_windows(STUDY_SIZES["smoke"]) == [(1, 2), (1, 10), (10, 1)]  # cut at the last step, no repeats

@@ -98,6 +98,8 @@ def study_cli(args) -> int:
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     study = load_study(model, None, STUDY_SIZES[args.size], Path(args.out), args.cfg, device)
     study.batch_size = args.batch_size
+    print(f"t2i-study {args.size}: {study.planned} images on {device} ({torch.get_num_threads()} threads), cells in "
+          f"{study.cells} (finished ones are reused), report into {args.report}", file=sys.stderr, flush=True)
     cells = run_study(study)
     report_study(study, cells, Path(args.report))
     print(f"report: {Path(args.report) / 'summary.md'}", file=sys.stderr)

@@ -81,6 +81,7 @@ def run_cell(study, name: str, method: Method, cases: list[Case], seeds: int, tr
     key = cell_key(method, cases, all_seeds, study.steps, study.cfg, study.model_id, traces)
     found = load_cell(study.cells, name, key)
     if found is not None:
+        study.progress(len(pairs), reused=True)
         return found
     started = time.perf_counter()
     images, trace_parts = [], {t: [] for t in traces}

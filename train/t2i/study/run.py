@@ -44,30 +44,54 @@ class Study:
         self.pipe, self.detector, self.size, self.cfg = pipe, detector, size, cfg
         self.steps, self.out, self.cells = size.steps, out, out / "cells"
         self.model_id, self.batch_size = model_id, batch_size
-        self.started, self.images_done = time.perf_counter(), 0
+        self.started, self.images_made, self.images_reused = time.perf_counter(), 0, 0
+        self.planned = planned_images(size)
 
-    def progress(self, images: int) -> None:
-        self.images_done += images
-        rate = self.images_done / (time.perf_counter() - self.started)
-        print(f"[t2i-study] {self.images_done} images ({rate:.2f} img/s)", file=sys.stderr, flush=True)
+    def progress(self, images: int, reused: bool = False) -> None:
+        """One line per batch made (or cell reused): images so far of the plan, the rate, the time left."""
+        if reused:
+            self.images_reused += images
+        else:
+            self.images_made += images
+        done = self.images_made + self.images_reused
+        rate = self.images_made / max(time.perf_counter() - self.started, 1e-9)
+        left = "" if not self.images_made else f", about {(self.planned - done) / rate / 60:.0f} min left"
+        print(f"[t2i-study] {done}/{self.planned} images ({self.images_reused} reused; {rate:.2f} img/s{left})",
+              file=sys.stderr, flush=True)
 
     def cell(self, name, method, cases, seeds=None, traces=(), image_seeds=None):
         return run_cell(self, name, method, cases, seeds or self.size.seeds, traces, image_seeds)
 
 
-def window_cells(study: Study, cases) -> dict[tuple[int, int], object]:
-    """NP inside steps [start, start + length) for the start/length grid (1-based steps)."""
-    out = {}
-    last = study.steps
-    for start in (s for s in study.size.grid_starts if s <= last):
-        for length in study.size.grid_lengths:
-            end = min(last, start + length - 1)
-            key = (start, end - start + 1)
-            if key in out:
-                continue
-            out[key] = study.cell(f"grid-s{start}-l{key[1]}", Method(f"window {start}-{end}", {
-                "mode": "windowed", "window": (start, end)}), cases)
+def grid_windows(size: StudySize) -> list[tuple[int, int]]:
+    """The window-start sweep's (start, length) pairs, 1-based steps, each window cut at the last step."""
+    out = []
+    for start in (s for s in size.grid_starts if s <= size.steps):
+        for length in size.grid_lengths:
+            key = (start, min(size.steps, start + length - 1) - start + 1)
+            if key not in out:
+                out.append(key)
     return out
+
+
+def window_cells(study: Study, cases) -> dict[tuple[int, int], object]:
+    """NP inside steps [start, start + length) for the start/length grid."""
+    return {(start, length): study.cell(f"grid-s{start}-l{length}", Method(
+        f"window {start}-{start + length - 1}", {"mode": "windowed", "window": (start, start + length - 1)}), cases)
+        for start, length in grid_windows(study.size)}
+
+
+def planned_images(size: StudySize) -> int:
+    """Every image the study makes at this size (the progress line's total)."""
+    from train.t2i.study.analysis import NEVER_FIRES
+    from train.t2i.study.concept import STRENGTHS
+
+    traces = size.trace_cases * (2 * 2 + len(NEVER_FIRES))  # none and np per kind, the signal cells
+    removal = (size.object_cases + size.attribute_cases) * (len(REMOVAL_METHODS) + 1)  # + the adaptive window
+    grid = size.grid_cases * len(grid_windows(size))
+    dnp = size.adherence_cases * 4  # CFG, DNS, DNP, the generic negative
+    concept = size.concept_cases * (1 + sum(len(strengths) for _, strengths in STRENGTHS.values()))
+    return size.seeds * (traces + removal + grid + dnp + concept)
 
 
 def run_study(study: Study) -> dict:
