@@ -166,7 +166,8 @@ def evaluate_cli(args) -> int:
     def progress(k):
         done[0] += k
         rate = done[0] / (time.perf_counter() - started)
-        print(f"generated {done[0]}/{len(seeds)} ({rate:.2f} img/s)", file=sys.stderr)
+        print(f"generated {done[0]}/{len(seeds)} ({rate:.2f} img/s, about {(len(seeds) - done[0]) / rate / 60:.0f} min "
+              "left)", file=sys.stderr, flush=True)
 
     images = generate(pipe, flat_prompts, seeds, args.steps, cfg, args.batch_size, progress=progress)
     specs = [parse(p) for p in prompts]
