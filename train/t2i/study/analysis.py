@@ -185,7 +185,9 @@ def signal_calibration(study, none_cell, signal_cells: dict) -> dict:
     critical = first_stable(none_cell.traces["x0"][..., 0].numpy() >= DETECT_THRESHOLD)
     known = np.isfinite(critical)
     clusters = _clusters(len(critical), seeds)[known]
-    out = {"images": int(len(critical)), "with_critical_step": int(known.sum()), "signals": {}}
+    out = {"images": int(len(critical)), "with_critical_step": int(known.sum()), "signals": {}, "chosen": None}
+    if not known.any():  # no target ever drawn: nothing to calibrate against (section b uses the core default)
+        return out
     for name, cell in signal_cells.items():
         signal = cell.traces["signal"].numpy()
         scores = {}

@@ -213,6 +213,10 @@ def concept_figure(results: dict, path: Path) -> None:
 
 
 def signal_markdown(calibration: dict) -> list[str]:
+    if calibration["chosen"] is None:
+        return ["", f"No target became detectable in the {calibration['images']} object-case images without a "
+                "negative: the start signals cannot be calibrated, section b's adaptive window uses the core's "
+                "default signal and threshold.", ""]
     lines = ["", f"The adaptive window's start signals against the critical step ({calibration['with_critical_step']} "
              f"of {calibration['images']} object-case images whose target becomes detectable; steps 1-based, "
              "thresholds and the constant chosen on these images):", "",

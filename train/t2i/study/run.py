@@ -129,11 +129,14 @@ def signal_cells(study: Study, cases) -> dict:
 
 
 def adaptive_method(study: Study, none_cell, signals: dict) -> Method:
-    """Section b's adaptive window: the signal and threshold whose starts come closest to the critical step."""
+    """Section b's adaptive window: the signal and threshold whose starts come closest to the critical step (the
+    core's default where no image's target became detectable)."""
     from train.t2i.study.analysis import signal_calibration
 
     calibration = signal_calibration(study, none_cell, signals)
     chosen = calibration["chosen"]
+    if chosen is None:
+        return Method("adaptive", {"mode": "adaptive"})  # the core's default signal and threshold
     return Method("adaptive", {"mode": "adaptive", "adaptive": {
         "signal": chosen, "threshold": calibration["signals"][chosen]["threshold"]}})
 
