@@ -36,8 +36,11 @@ def test_smoke_study_writes_its_report_and_reuses_finished_cells(tiny_t2i_run, t
     for signal in ("alignment", "gap"):  # never-firing thresholds: the signal is measured at every step
         recorded = load_file(tmp_path / "cells" / "cells" / f"a-object-signal-{signal}.safetensors")["signal"]
         assert recorded.shape == (2, 10) and bool(recorded.isfinite().all())
+    posterior = load_file(tmp_path / "cells" / "cells" / "a-object-signal-posterior.safetensors")["signal"]
+    seen = posterior[posterior.isfinite()]  # DNG's p where it observed a step: a probability, every image
+    assert bool(posterior.isfinite().any(dim=1).all()) and bool(((seen >= 0) & (seen <= 1)).all())
     made = [json.loads(f.read_text()) for f in (tmp_path / "cells" / "cells").glob("*.json")]
-    assert sum(c["cases"] * c["seeds"] for c in made) == 80  # the plan the progress line counts down
+    assert sum(c["cases"] * c["seeds"] for c in made) == 82  # the plan the progress line counts down
     adaptive = json.loads((tmp_path / "cells" / "cells" / "b-object-adaptive.json").read_text())["method"]["kwargs"]
     if calibration["chosen"] is None:  # the tiny random model drew no target: the core's default start
         assert adaptive == {"mode": "adaptive"}
@@ -113,6 +116,7 @@ def test_firing_steps_follow_the_adaptive_rules():
     signal = np.array([[0.1, 0.4, 0.7, 0.9], [0.2, 0.2, 0.2, 0.2], [np.nan, 0.8, 0.1, 0.1]])
     assert firing_steps(signal, "alignment", 0.5).tolist() == [2, 4, 1]  # 4: never (the run's step count)
     assert firing_steps(signal, "gap", 0.15).tolist() == [0, 4, 2]  # NaN (not measured) never fires
+    assert firing_steps(signal, "posterior", 0.5).tolist() == [2, 4, 1]  # DNG's p: fires at or above
 
 
 def test_signal_calibration_prefers_a_signal_that_tracks_the_critical_step():
@@ -144,5 +148,5 @@ def test_the_plan_counts_every_image_of_a_size():
     from train.t2i.study.run import grid_windows, planned_images
     from train.t2i.study.sizes import STUDY_SIZES
 
-    assert planned_images(STUDY_SIZES["smoke"]) == 80 and planned_images(STUDY_SIZES["cpu"]) == 2848
+    assert planned_images(STUDY_SIZES["smoke"]) == 82 and planned_images(STUDY_SIZES["cpu"]) == 2896
     assert grid_windows(STUDY_SIZES["smoke"]) == [(1, 2), (1, 10), (10, 1)]  # cut at the last step, no repeats

@@ -163,14 +163,18 @@ def dnp_table(study, section: dict) -> dict:
 
 
 SIGNAL_THRESHOLDS = {"alignment": tuple(np.round(np.arange(-0.2, 0.951, 0.05), 2)),
-                     "gap": tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))}
-NEVER_FIRES = {"alignment": 1.0, "gap": 1e-9}  # thresholds that keep a signal measured at every step
+                     "gap": tuple(np.round(np.arange(0.05, 0.951, 0.05), 2)),
+                     "posterior": (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.79)}
+NEVER_FIRES = {"alignment": 1.0, "gap": 1e-9}  # the adaptive mode's signals, at thresholds that never fire
+# A candidate the adaptive mode does not have: DNG's tracked posterior p of the negative (the issue's third
+# candidate), read from a DNG pass whose lambda0 is too small to move the images (lambda <= 4 lambda0).
+POSTERIOR_PROBE_LAMBDA0 = 1e-6
 
 
 def firing_steps(signal: np.ndarray, name: str, threshold: float) -> np.ndarray:
     """Per image, the first step (0-based) where the adaptive window's rule fires on the recorded signal
     ([N, steps]); ``steps`` where it never does (the negative never starts)."""
-    fires = signal >= threshold if name == "alignment" else signal <= threshold
+    fires = signal <= threshold if name == "gap" else signal >= threshold
     fires &= np.isfinite(signal)
     return np.where(fires.any(axis=1), fires.argmax(axis=1), signal.shape[1]).astype(float)
 
@@ -209,5 +213,6 @@ def signal_calibration(study, none_cell, signal_cells: dict) -> dict:
     for name, row in out["signals"].items():  # paired: the same images' errors
         start = firing_steps(signal_cells[name].traces["signal"].numpy(), name, row["threshold"])[known]
         row["minus_constant"] = _bootstrap_mean(np.abs(start - critical[known]) - constant_error, clusters)
-    out["chosen"] = min(out["signals"], key=lambda n: out["signals"][n]["mean_abs_error"]["value"])
+    built = [n for n in out["signals"] if n in NEVER_FIRES]  # the signals the adaptive mode can use
+    out["chosen"] = min(built, key=lambda n: out["signals"][n]["mean_abs_error"]["value"])
     return out

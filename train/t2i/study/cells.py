@@ -4,8 +4,8 @@
 ``cells/<name>.json`` its settings, key and timing; the JSON is written last, so an interrupted study redoes only
 the cell it was in. Traces: ``x0`` (the detector's presence of each case's target object, and its texture, in
 the decoded x0 estimate of every step), ``attention`` (Ban et al.'s r_t of the negative's words against the
-same words in the prompt, per step) and ``signal`` (the adaptive window's start signal per image and step, NaN
-where it was not measured).
+same words in the prompt, per step) and ``signal`` (per image and step the adaptive window's start signal, or in a
+``dng`` cell DNG's tracked posterior p; NaN where the step measured none).
 """
 
 from __future__ import annotations
@@ -138,16 +138,17 @@ def _generate(study, method: Method, cases: list[Case], seeds: list[int], traces
     if "attention" in traces:
         result["attention"] = torch.stack([_strength(out.attention, c, b) for b, c in enumerate(cases)])
     if "signal" in traces:
-        result["signal"] = _signals(out.records, len(cases), study.steps)
+        key = "p" if method.kwargs.get("mode") == "dng" else "signal"
+        result["signal"] = _signals(out.records, len(cases), study.steps, key)
     return from_unit(out.images * 2 - 1), result
 
 
-def _signals(records: list[dict], batch: int, steps: int) -> torch.Tensor:
-    """[B, steps] float32: the adaptive window's signal per image and step (NaN where the step measured none)."""
+def _signals(records: list[dict], batch: int, steps: int, key: str) -> torch.Tensor:
+    """[B, steps] float32: the records' per-image ``key`` at each step (NaN where the step recorded none)."""
     out = torch.full((batch, steps), float("nan"))
     for record in records:
-        if "signal" in record:
-            out[:, record["step"]] = torch.tensor(record["signal"])
+        if key in record:
+            out[:, record["step"]] = torch.tensor(record[key], dtype=torch.float32)
     return out
 
 

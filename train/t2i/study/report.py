@@ -223,11 +223,14 @@ def signal_markdown(calibration: dict) -> list[str]:
              "| start rule | mean \\|start - critical\\| (steps) | minus the constant's (paired) | median start - "
              "critical | correlation of start with critical |", "|---|---|---|---|---|"]
     for name, row in calibration["signals"].items():
-        rule = f"{name} {'>=' if name == 'alignment' else '<='} {row['threshold']:g}"
+        rule = f"{name} {'<=' if name == 'gap' else '>='} {row['threshold']:g}"
+        if name == "posterior":
+            rule = f"DNG's posterior p >= {row['threshold']:g} (not an adaptive-mode signal)"
         corr = "n/a" if row["correlation"] is None else f"{row['correlation']:.2f}"
         lines.append(f"| {rule} | {num(row['mean_abs_error'], 2)} | {num(row['minus_constant'], 2)} | "
                      f"{step(row['start_minus_critical'])} | {corr} |")
     constant = calibration["constant"]
     lines += [f"| constant start at step {constant['start'] + 1} | {num(constant['mean_abs_error'], 2)} | 0 | | |",
-              "", f"Section b's adaptive window uses the `{calibration['chosen']}` signal at its best threshold.", ""]
+              "", f"Section b's adaptive window uses the `{calibration['chosen']}` signal at its best threshold (the "
+              "best of the adaptive mode's own signals).", ""]
     return lines

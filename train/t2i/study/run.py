@@ -86,7 +86,7 @@ def planned_images(size: StudySize) -> int:
     from train.t2i.study.analysis import NEVER_FIRES
     from train.t2i.study.concept import STRENGTHS
 
-    traces = size.trace_cases * (2 * 2 + len(NEVER_FIRES))  # none and np per kind, the signal cells
+    traces = size.trace_cases * (2 * 2 + len(NEVER_FIRES) + 1)  # none and np per kind, the signal cells
     removal = (size.object_cases + size.attribute_cases) * (len(REMOVAL_METHODS) + 1)  # + the adaptive window
     grid = size.grid_cases * len(grid_windows(size))
     dnp = size.adherence_cases * 4  # CFG, DNS, DNP, the generic negative
@@ -120,12 +120,16 @@ def run_study(study: Study) -> dict:
 
 def signal_cells(study: Study, cases) -> dict:
     """The adaptive window's two start signals recorded at every step, on section a's object cases, with
-    thresholds that never fire: the images are CFG's, the records the signals' whole course."""
-    from train.t2i.study.analysis import NEVER_FIRES
+    thresholds that never fire (the images are CFG's, the records the signals' whole course), and DNG's tracked
+    posterior from a DNG pass too weak to move the images."""
+    from train.t2i.study.analysis import NEVER_FIRES, POSTERIOR_PROBE_LAMBDA0
 
-    return {signal: study.cell(f"a-object-signal-{signal}", Method(f"{signal} signal", {
+    cells = {signal: study.cell(f"a-object-signal-{signal}", Method(f"{signal} signal", {
         "mode": "adaptive", "window": (1, study.steps), "adaptive": {"signal": signal, "threshold": threshold}}),
         cases, traces=("signal",)) for signal, threshold in NEVER_FIRES.items()}
+    cells["posterior"] = study.cell("a-object-signal-posterior", Method("DNG posterior", {
+        "mode": "dng", "dng": {"lambda0": POSTERIOR_PROBE_LAMBDA0}}), cases, traces=("signal",))
+    return cells
 
 
 def adaptive_method(study: Study, none_cell, signals: dict) -> Method:
