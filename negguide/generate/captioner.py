@@ -50,13 +50,13 @@ def load_testbed_captioner(folder: str, device=None) -> Callable:
     import numpy as np
     import torch
 
-    from train.t2i.detector import detection_caption, load_detector
+    from train.t2i.detector import image_captions, load_detector
 
     detector = load_detector(folder, device or "cpu")
 
     def caption(image) -> str:
         pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
-        return detection_caption(detector.detect(pixels[None] / 127.5 - 1.0)[0])
+        return image_captions(detector, pixels[None] / 127.5 - 1.0)[0]
 
     caption.__name__ = str(folder)
     return caption

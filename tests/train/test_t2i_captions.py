@@ -125,3 +125,24 @@ def test_cluster_bootstrap_interval_covers_and_respects_clusters():
     rate = cluster_bootstrap([1, 0, 1, 1], [1, 1, 1, 1], [0, 0, 1, 1])
     assert rate.value == 0.75 and rate.low <= 0.75 <= rate.high and rate.clusters == 2
     assert cluster_bootstrap([3] * 10, [4] * 10, range(10)).low == 0.75  # no spread: the interval is the point
+
+
+def test_captions_keep_the_three_most_probable_objects():
+    import torch
+
+    from train.t2i.detector import HEADS, N_OBJ, Detector, image_captions
+    from train.t2i.scenes import OBJECTS
+
+    logits = {"presence": torch.full((1, N_OBJ), -5.0), "size": torch.zeros(1, N_OBJ, 2),
+              "texture": torch.zeros(1, N_OBJ, 3), "background": torch.zeros(1, HEADS["background"]),
+              "tone": torch.zeros(1, HEADS["tone"])}
+    logits["presence"][0, :4] = torch.tensor([1.0, 3.0, 2.0, 4.0])  # four objects found; the first least sure
+
+    class Fixed(Detector):
+        def forward(self, x):
+            return logits
+
+    detector = Fixed(width=4)
+    assert len(detector.detect(torch.zeros(1, 3, 32, 32))[0]["objects"]) == 4
+    kept = parse(image_captions(detector, torch.zeros(1, 3, 32, 32))[0])  # in the language: <= 3 objects
+    assert {(o.shape, o.colour) for o in kept.objects} == set(OBJECTS[1:4])

@@ -22,7 +22,7 @@ def pipe():
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    out = NegGuidePipeline.from_pretrained(MODEL)
+    out = NegGuidePipeline.from_pretrained(MODEL, scheduler="ddim")  # what t2i-eval measures with
     out.set_progress_bar_config(disable=True)
     yield out
     torch.set_num_threads(threads)
@@ -62,10 +62,12 @@ def test_every_mode_runs(pipe, mode):
 def test_the_usual_schedulers_run_dng(pipe, scheduler):
     from negguide.generate import NegGuidePipeline
 
-    other = NegGuidePipeline.from_pipe(pipe.pipe).set_scheduler(scheduler)
+    # a new pipeline object (a component given): set_scheduler must not change the shared fixture's scheduler
+    other = NegGuidePipeline.from_pipe(pipe.pipe, scheduler=pipe.pipe.scheduler).set_scheduler(scheduler)
     out = other("a green cross on a black background", "green", mode="dng", num_inference_steps=6,
                 generator=torch.Generator().manual_seed(3), output_type="pt")
     assert torch.isfinite(out.images).all() and out.tracker is not None
+    assert type(pipe.pipe.scheduler).__name__ == "DDIMScheduler"  # the shared fixture kept its own
 
 
 def test_window_over_every_step_is_the_plain_negative_prompt_bit_for_bit(pipe):

@@ -27,6 +27,7 @@ from train.t2i.captions import full_caption
 from train.t2i.scenes import (
     BACKGROUNDS,
     COLOURS,
+    MAX_OBJECTS,
     OBJECTS,
     SHAPES,
     SIZES,
@@ -94,14 +95,18 @@ class Detector(nn.Module):
                 "tone": out["tone"].softmax(-1)}
 
     @torch.no_grad()
-    def detect(self, images: torch.Tensor, batch_size: int = 512) -> list[dict]:
-        """What each image shows, as plain Python (see the module docstring)."""
+    def detect(self, images: torch.Tensor, batch_size: int = 512, max_objects: int | None = None) -> list[dict]:
+        """What each image shows, as plain Python (see the module docstring). ``max_objects``: keep only that many
+        of the most probable objects (a caption of the testbed's language holds at most 3)."""
         self.eval()
         device = next(self.parameters()).device
         found = []
         for start in range(0, len(images), batch_size):
             parts = self(images[start:start + batch_size].to(device, torch.float32))
             present = parts["presence"] > 0
+            if max_objects is not None:  # the objects outside each image's top max_objects logits drop out
+                kth = parts["presence"].topk(min(max_objects, N_OBJ), dim=1).values[:, -1:]
+                present &= parts["presence"] >= kth
             size, texture = parts["size"].argmax(-1), parts["texture"].argmax(-1)
             for i in range(present.shape[0]):
                 objects = [{"shape": OBJECTS[o][0], "colour": OBJECTS[o][1], "size": SIZES[int(size[i, o])],
@@ -210,8 +215,14 @@ def load_detector(folder: str | Path, device: str | torch.device = "cpu") -> Det
 
 def detection_caption(found: dict) -> str:
     """A detection as a caption of the testbed's language (every object fully, then the background): DNP's
-    caption of a diffusion-negative sample."""
+    caption of a diffusion-negative sample. Detect with ``max_objects=MAX_OBJECTS`` (:func:`image_captions`):
+    the language, and the 32-token text encoder, hold at most three objects."""
     return full_caption(found)
+
+
+def image_captions(detector: Detector, images: torch.Tensor) -> list[str]:
+    """Each image in [-1, 1] as a caption of the testbed's language (its three most probable objects at most)."""
+    return [detection_caption(f) for f in detector.detect(images, max_objects=MAX_OBJECTS)]
 
 
 def scene_detection(scenes: Scenes, i: int) -> dict:

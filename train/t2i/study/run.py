@@ -149,12 +149,12 @@ def dnp_cells(study: Study, cases) -> dict:
     """CFG alone, the DNS images, their captions as negatives (DNP), and a fixed generic negative."""
     from dataclasses import replace
 
-    from train.t2i.detector import detection_caption
+    from train.t2i.detector import image_captions
     from train.t2i.scenes import to_unit
 
     cfg_alone = study.cell("c-cfg", Method("cfg", {"mode": "off"}, negative=False), cases)
     dns = study.cell("c-dns", Method("dns", {"mode": "dns"}, negative=False), cases)
-    captions = [detection_caption(f) for f in study.detector.detect(to_unit(dns.images))]
+    captions = image_captions(study.detector, to_unit(dns.images))
     seeds = study.size.seeds
     per_image = [replace(cases[k // seeds], negative=captions[k]) for k in range(len(captions))]
     # DNP: each image's own DNS caption as its negative, from the same seed: one case per image
