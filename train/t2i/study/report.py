@@ -23,7 +23,10 @@ def pct(d: dict | None) -> str:
 def num(d: dict | None, digits: int = 3) -> str:
     if not d or d.get("value") is None or d["value"] != d["value"]:
         return "n/a"
-    return f"{d['value']:.{digits}f} [{d['ci95'][0]:.{digits}f}, {d['ci95'][1]:.{digits}f}]"
+    low, high = d["ci95"]
+    if low is None or high is None or low != low or high != high:  # too few resamples reached it for an interval
+        return f"{d['value']:.{digits}f} [no interval]"
+    return f"{d['value']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def step(d: dict) -> str:
