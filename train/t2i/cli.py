@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  python -m train t2i                                # the cpu preset: ~10 h of one busy CPU core, resumable
+  python -m train t2i                                # the cpu preset: ~9 h of one busy CPU core, resumable
   python -m train t2i --time-budget 3600             # train for an hour; the same command continues later
   accelerate launch -m train t2i --preset gpu        # one or more GPUs (not timed yet)
   python -m train t2i-eval --model runs/t2i-cpu/model   # the quality bar of a trained (or the shipped) model
@@ -66,7 +66,7 @@ def add_study_command(sub) -> None:
     s = sub.add_parser("t2i-study", help="the papers' text-to-image claims measured on the testbed (critical step, "
                                          "removal with preservation, DNS/DNP, DNG on prompts): docs/t2i/study/",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="example:\n  python -m train t2i-study                 # the cpu size: about 1.5 h on 2 "
+                       epilog="example:\n  python -m train t2i-study                 # the cpu size: 32 min on 2 busy "
                               "cores\n  python -m train t2i-study --size smoke    # seconds (CI)\nFinished cells "
                               "are reused: an interrupted study continues where it stopped.")
     s.add_argument("--model", default="models/shapes-t2i", help="testbed model folder (default: the shipped one)")

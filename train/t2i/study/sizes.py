@@ -24,7 +24,7 @@ class StudySize:
 
 STUDY_SIZES = {
     "smoke": StudySize("smoke", 2, 2, 1, 2, 2, (1, 10), (2, 30), 2, 2, steps=10),
-    # about 2,900 images: 1.5 h on 2 busy CPU cores at the shipped model's ~0.55 image/s (30 steps, 2-3 rows)
+    # 2,896 images: 32 min on 2 threads of a busy 2-core AMD EPYC (1.53 image/s; the budget is 1.5 h)
     "cpu": StudySize("cpu", 32, 24, 2, 24, 12, (1, 3, 5, 7, 9, 12, 15, 20), (2, 4, 8, 30), 48, 24),
     "gpu": StudySize("gpu", 320, 320, 4, 160, 160, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 20, 24),
                      (1, 2, 3, 4, 6, 8, 12, 16, 30), 480, 320),
