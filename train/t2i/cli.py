@@ -139,11 +139,9 @@ def train_t2i(args) -> int:
         torch.set_num_threads(args.threads)
     on_gpu = torch.cuda.is_available() and not args.cpu
     preset = t2i_preset(args.preset or ("gpu" if on_gpu else "cpu"))
-    if args.diffusion_steps is not None:
-        schedule = dataclasses.replace(preset.diffusion, steps=args.diffusion_steps)
-        preset = dataclasses.replace(preset, diffusion=schedule)
-    if args.diffusion_lr is not None:
-        preset = dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, lr=args.diffusion_lr))
+    given = {k: v for k, v in (("steps", args.diffusion_steps), ("lr", args.diffusion_lr)) if v is not None}
+    if given:
+        preset = dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, **given))
     preset.validate()
     out = Path(args.output_dir or f"runs/t2i-{preset.name}")
     make_output_folder(out, "--output-dir")

@@ -192,27 +192,25 @@ def signal_calibration(study, none_cell, signal_cells: dict) -> dict:
     out = {"images": int(len(critical)), "with_critical_step": int(known.sum()), "signals": {}, "chosen": None}
     if not known.any():  # no target ever drawn: nothing to calibrate against (section b uses the core default)
         return out
+    target = critical[known]
+    constants = {s: float(np.mean(np.abs(s - target))) for s in range(study.steps)}
+    best_constant = min(constants, key=constants.get)
+    constant_error = np.abs(best_constant - target)
+    out["constant"] = {"start": best_constant, "mean_abs_error": _bootstrap_mean(constant_error, clusters)}
     for name, cell in signal_cells.items():
         signal = cell.traces["signal"].numpy()
-        scores = {}
-        for threshold in SIGNAL_THRESHOLDS[name]:
-            start = firing_steps(signal, name, threshold)[known]
-            scores[float(threshold)] = float(np.mean(np.abs(start - critical[known])))
+        scores = {float(t): float(np.mean(np.abs(firing_steps(signal, name, t)[known] - target)))
+                  for t in SIGNAL_THRESHOLDS[name]}
         best = min(scores, key=scores.get)
         start = firing_steps(signal, name, best)[known]
+        error = np.abs(start - target)
         out["signals"][name] = {
             "mean_abs_error_by_threshold": scores, "threshold": best,
-            "mean_abs_error": _bootstrap_mean(np.abs(start - critical[known]), clusters),
-            "start_minus_critical": _median_interval(start - critical[known], clusters),
-            "correlation": float(np.corrcoef(start, critical[known])[0, 1]) if np.std(start) > 0 else None,
+            "mean_abs_error": _bootstrap_mean(error, clusters),
+            "minus_constant": _bootstrap_mean(error - constant_error, clusters),  # paired: the same images
+            "start_minus_critical": _median_interval(start - target, clusters),
+            "correlation": float(np.corrcoef(start, target)[0, 1]) if np.std(start) > 0 else None,
             "mean_signal": [float(np.nanmean(signal[:, k])) for k in range(signal.shape[1])]}
-    constants = {s: float(np.mean(np.abs(s - critical[known]))) for s in range(study.steps)}
-    best_constant = min(constants, key=constants.get)
-    constant_error = np.abs(best_constant - critical[known])
-    out["constant"] = {"start": best_constant, "mean_abs_error": _bootstrap_mean(constant_error, clusters)}
-    for name, row in out["signals"].items():  # paired: the same images' errors
-        start = firing_steps(signal_cells[name].traces["signal"].numpy(), name, row["threshold"])[known]
-        row["minus_constant"] = _bootstrap_mean(np.abs(start - critical[known]) - constant_error, clusters)
     built = [n for n in out["signals"] if n in NEVER_FIRES]  # the signals the adaptive mode can use
     out["chosen"] = min(built, key=lambda n: out["signals"][n]["mean_abs_error"]["value"])
     return out
