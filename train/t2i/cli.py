@@ -10,6 +10,7 @@ in `detector/` and `sha256.json` over every file: what `models/shapes-t2i/` ship
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -37,11 +38,20 @@ def add_t2i_commands(sub) -> None:
     t.add_argument("--diffusion-steps", type=int, help="optimizer steps of the diffusion stage (default: the preset's)")
     t.add_argument("--diffusion-lr", type=float, help="learning rate of the diffusion stage (default: the preset's; "
                                                       "a run resumes only with the LR it started with)")
+    t.add_argument("--diffusion-init", metavar="MODEL",
+                   help="start the diffusion stage from this testbed model's UNet and text encoder (same VAE, "
+                        "fresh optimizer and EMA): e.g. continue a CPU-trained model on a GPU")
+    t.add_argument("--diffusion-minutes", type=float,
+                   help="finish the diffusion stage after this many minutes of training (its LR is constant, so "
+                        "any step may end it; stage_done.json records the step)")
     t.add_argument("--time-budget", type=float, help="seconds for the whole command; stops with a checkpoint")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0,
                    help="also checkpoint after this many minutes (0: off)")
     t.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16"],
                    help="auto: bf16 autocast on a GPU and on CPUs with native bf16, else fp32")
+    t.add_argument("--data-workers", type=int,
+                   help="processes that draw the batches (scenes, renders, captions) ahead of the steps; same "
+                        "weights for any number (default: 0 on the CPU, up to 8 beside a GPU)")
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     t.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
 
@@ -137,7 +147,14 @@ def train_t2i(args) -> int:
         if args.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.diffusion_minutes is not None and args.diffusion_minutes <= 0:
+        raise UsageError(f"--diffusion-minutes must be > 0, got {args.diffusion_minutes}")
+    if args.diffusion_init and not Path(args.diffusion_init).is_dir():
+        raise UsageError(f"--diffusion-init {args.diffusion_init}: no such folder")
+    if args.data_workers is not None and args.data_workers < 0:
+        raise UsageError(f"--data-workers must be >= 0, got {args.data_workers}")
     on_gpu = torch.cuda.is_available() and not args.cpu
+    workers = args.data_workers if args.data_workers is not None else min(8, (os.cpu_count() or 1) - 2) * on_gpu
     preset = t2i_preset(args.preset or ("gpu" if on_gpu else "cpu"))
     given = {k: v for k, v in (("steps", args.diffusion_steps), ("lr", args.diffusion_lr)) if v is not None}
     if given:
@@ -149,10 +166,11 @@ def train_t2i(args) -> int:
     precision = "bf16" if trains_in_bf16(device, args.mixed_precision) else "no"
     accelerator = Accelerator(mixed_precision=precision, cpu=not on_gpu)
     print(f"t2i {preset.name}: stages {', '.join(stages)} in {out} on {accelerator.device} "
-          f"({precision if precision != 'no' else 'fp32'}, {torch.get_num_threads()} threads)", file=sys.stderr)
+          f"({precision if precision != 'no' else 'fp32'}, {torch.get_num_threads()} threads, "
+          f"{max(workers, 0)} data workers)", file=sys.stderr)
     with control:  # Ctrl-C: the step in progress ends, then a checkpoint
         for name in stages:
-            if not _run(name, preset, out, control, accelerator):
+            if not _run(name, preset, out, control, accelerator, max(workers, 0), args):
                 print(f"time budget spent during stage {name}; the same command continues from its checkpoint",
                       file=sys.stderr)
                 return 0
@@ -185,7 +203,7 @@ def store_half(folder: Path) -> None:
         save_file(half, path, metadata=metadata)
 
 
-def _run(name: str, preset, out: Path, control, accelerator) -> bool:
+def _run(name: str, preset, out: Path, control, accelerator, data_workers: int, args) -> bool:
     from train.errors import UsageError
     from train.t2i.detector import DetectorStage
     from train.t2i.detector_decoded import DecodedDetectorStage
@@ -205,8 +223,12 @@ def _run(name: str, preset, out: Path, control, accelerator) -> bool:
     elif name == "detector-decoded":
         stage = DecodedDetectorStage(preset, accelerator.device, out / "detector" / "final", out / "vae" / "final")
     else:
-        stage = DiffusionStage(preset, accelerator.device, out / "vae" / "final", out / "tokenizer")
-    return run_stage(stage, out / name, control, accelerator)
+        stage = DiffusionStage(preset, accelerator.device, out / "vae" / "final", out / "tokenizer",
+                               args.diffusion_init)
+        minutes = args.diffusion_minutes
+        return run_stage(stage, out / name, control, accelerator, data_workers=data_workers,
+                         finish_after_s=minutes * 60 if minutes else None)
+    return run_stage(stage, out / name, control, accelerator, data_workers=data_workers)
 
 
 def dispatch_t2i(args) -> int:

@@ -169,13 +169,17 @@ class DetectorStage(Stage):
     def build(self):
         return nn.ModuleDict({"detector": Detector(self.preset.detector_width)})
 
-    def loss(self, nets, step, g, autocast):
+    def data(self, g):
         scenes = sample_scenes(g, self.schedule.batch_size)  # every pair: the instrument must see them all
-        return self.scored(nets, degrade(to_unit(render(scenes)), g).to(self.device), scenes, autocast)
+        return degrade(to_unit(render(scenes)), g), targets(scenes)
 
-    def scored(self, nets, x: torch.Tensor, scenes: Scenes, autocast) -> torch.Tensor:
-        """The detector's loss on images ``x`` of ``scenes`` against their exact labels."""
-        target = {k: v.to(self.device) for k, v in targets(scenes).items()}
+    def loss(self, nets, data, g, autocast):
+        x, target = data
+        return self.scored(nets, x.to(self.device), target, autocast)
+
+    def scored(self, nets, x: torch.Tensor, target: dict[str, torch.Tensor], autocast) -> torch.Tensor:
+        """The detector's loss on images ``x`` against their exact labels (`targets` of their scenes)."""
+        target = {k: v.to(self.device) for k, v in target.items()}
         with autocast():
             parts = nets["detector"](x)
         return detector_loss(parts, target)

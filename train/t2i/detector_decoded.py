@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from train.t2i.detector import WEIGHTS, Detector, DetectorStage, degrade
+from train.t2i.detector import WEIGHTS, Detector, DetectorStage, degrade, targets
 from train.t2i.scenes import render, sample_scenes, to_unit
 
 DECODED_SHARE = 0.5  # of every batch; the rest stays rendered
@@ -63,9 +63,12 @@ class DecodedDetectorStage(DetectorStage):
         noise = torch.randn(latents.mean.shape, generator=g).to(self.device)
         return self.vae.decode(latents.mean + latents.std * noise).sample.clamp(-1, 1)
 
-    def loss(self, nets, step, g, autocast):
+    def data(self, g):
         scenes = sample_scenes(g, self.schedule.batch_size)
-        x = to_unit(render(scenes))
+        return to_unit(render(scenes)), targets(scenes)
+
+    def loss(self, nets, data, g, autocast):
+        x, target = data
         decoded = round(DECODED_SHARE * len(x))
         x = torch.cat([self._round_trip(x[:decoded], g), degrade(x[decoded:], g).to(self.device)])
-        return self.scored(nets, x, scenes, autocast)
+        return self.scored(nets, x, target, autocast)

@@ -19,6 +19,7 @@ from diffusers.models.attention_processor import AttnProcessor
 from diffusers.training_utils import compute_snr
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from train.errors import UsageError
 from train.sampling import save_grid
 from train.t2i.captions import captions_for
 from train.t2i.scenes import held_out_pairs, render, sample_scenes, to_unit
@@ -49,18 +50,61 @@ def fast_attention(unet: UNet2DConditionModel) -> None:
     unet.set_attn_processor(AttnProcessor())
 
 
+class WarmStart:
+    """A trained testbed model whose UNet and text encoder start the diffusion stage (`--diffusion-init`): e.g. a
+    CPU-trained model continued on a GPU. Its optimizer state is not in a model folder, so AdamW and the EMA start
+    afresh (the LR warm-up runs again). It must have been trained on this run's VAE and tokenizer."""
+
+    PARTS = {"unet": "unet/diffusion_pytorch_model.safetensors", "text_encoder": "text_encoder/model.safetensors"}
+
+    def __init__(self, model: Path, vae_dir: Path, tokenizer_dir: Path):
+        import hashlib
+
+        from safetensors.torch import load_file
+
+        missing = [name for name in [*self.PARTS.values(), "vae/diffusion_pytorch_model.safetensors",
+                                     "tokenizer/vocab.json"] if not (model / name).is_file()]
+        if missing:
+            raise UsageError(f"--diffusion-init {model}: not a testbed model folder (missing {', '.join(missing)})")
+        ours = load_file(vae_dir / "diffusion_pytorch_model.safetensors")
+        theirs = load_file(model / "vae" / "diffusion_pytorch_model.safetensors")
+        if ours.keys() != theirs.keys() or any(not torch.equal(ours[k].to(v.dtype), v) for k, v in theirs.items()):
+            raise UsageError(f"--diffusion-init {model}: its VAE is not this run's ({vae_dir}); its latents would "
+                             "mean something else")
+        if (model / "tokenizer" / "vocab.json").read_text() != (tokenizer_dir / "vocab.json").read_text():
+            raise UsageError(f"--diffusion-init {model}: its tokenizer's vocabulary is not this run's")
+        self.model = model
+        digest = hashlib.sha256()
+        for name in self.PARTS.values():
+            digest.update((model / name).read_bytes())
+        self.digest = digest.hexdigest()[:16]
+
+    def load_into(self, nets: torch.nn.ModuleDict) -> None:
+        """Copy the weights in (float32, whatever they were stored in); the networks must be the preset's."""
+        from safetensors.torch import load_file
+
+        for part, name in self.PARTS.items():
+            weights = {k: v.float() for k, v in load_file(self.model / name).items()}
+            try:
+                nets[part].load_state_dict(weights, strict=True)
+            except RuntimeError as err:
+                raise UsageError(f"--diffusion-init {self.model}: its {part} is not the preset's network: "
+                                 f"{str(err).splitlines()[0]}") from err
+
+
 class DiffusionStage(Stage):
     name = "diffusion"
     salt = 3
     uses_ema = True
     lr_decay = "constant"
 
-    def __init__(self, preset, device, vae_dir: Path, tokenizer_dir: Path):
+    def __init__(self, preset, device, vae_dir: Path, tokenizer_dir: Path, init_dir: Path | None = None):
         super().__init__(preset, device)
         self.vae = AutoencoderKL.from_pretrained(vae_dir).to(device).eval().requires_grad_(False)
         self.tokenizer = load_tokenizer(save_tokenizer(tokenizer_dir))
         self.noise = DDPMScheduler(**SCHEDULE)
         self.held_out = held_out_pairs(preset.held_out_fraction)
+        self.init = WarmStart(Path(init_dir), Path(vae_dir), Path(tokenizer_dir)) if init_dir else None
 
     @staticmethod
     def schedule_of(preset):
@@ -70,35 +114,41 @@ class DiffusionStage(Stage):
         p = self.preset
         return {"unet": p.unet, "text": p.text, "seed": p.seed, "cfg_dropout": p.cfg_dropout,
                 "snr_gamma": p.snr_gamma, "ema_decay": p.ema_decay, "held_out_fraction": p.held_out_fraction,
-                "schedule_noise": SCHEDULE, "vae_scaling_factor": self.vae.config.scaling_factor}
+                "schedule_noise": SCHEDULE, "vae_scaling_factor": self.vae.config.scaling_factor,
+                **({"init": self.init.digest} if self.init else {})}
 
     def build(self):
         unet = UNet2DConditionModel(**self.preset.unet)
         if self.device.type == "cpu":
             fast_attention(unet)
-        return torch.nn.ModuleDict({"unet": unet,
+        nets = torch.nn.ModuleDict({"unet": unet,
                                     "text_encoder": CLIPTextModel(text_encoder_config(self.preset, self.tokenizer))})
+        if self.init:
+            self.init.load_into(nets)
+        return nets
 
-    def token_ids(self, captions: list[str]) -> torch.Tensor:
-        return self.tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
-                              return_tensors="pt").input_ids.to(self.device)
-
-    def loss(self, nets, step, g, autocast):
+    def data(self, g):
+        """Scenes rendered, and their captions (`cfg_dropout` of them empty) as token ids."""
         n = self.schedule.batch_size
         scenes = sample_scenes(g, n, self.held_out)
         captions = captions_for(scenes, int(torch.randint(0, 2**62, (1,), generator=g)))
         dropped = (torch.rand(n, generator=g) < self.preset.cfg_dropout).tolist()
         captions = ["" if drop else c for c, drop in zip(captions, dropped, strict=True)]
-        x = to_unit(render(scenes)).to(self.device)
+        ids = self.tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
+                             return_tensors="pt").input_ids
+        return to_unit(render(scenes)), ids
+
+    def loss(self, nets, data, g, autocast):
+        x, ids = (t.to(self.device) for t in data)
         with torch.no_grad():
             posterior = self.vae.encode(x).latent_dist
             eps_latent = torch.randn(posterior.mean.shape, generator=g).to(self.device)
             latents = (posterior.mean + posterior.std * eps_latent) * self.vae.config.scaling_factor
         noise = torch.randn(latents.shape, generator=g).to(self.device)
-        t = torch.randint(0, self.noise.config.num_train_timesteps, (n,), generator=g).to(self.device)
+        t = torch.randint(0, self.noise.config.num_train_timesteps, (len(x),), generator=g).to(self.device)
         noisy = self.noise.add_noise(latents, noise, t)
         with autocast():
-            hidden = nets["text_encoder"](self.token_ids(captions))[0]
+            hidden = nets["text_encoder"](ids)[0]
             pred = nets["unet"](noisy, t, encoder_hidden_states=hidden).sample
         per_sample = (pred.float() - noise).pow(2).mean(dim=(1, 2, 3))
         if self.preset.snr_gamma > 0:

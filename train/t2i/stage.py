@@ -6,6 +6,11 @@ accelerate, bf16 autocast where native, AdamW with warm-up, an EMA of the weight
 pickle-free checkpoints every N steps and every few minutes, exact resume (a step's batch, noise and dropout
 are functions of (seed, step, rank) only: scenes are generated, not read), the command's time budget, and
 Ctrl-C stopping after the current step with a checkpoint.
+
+A step's CPU work (scenes, renders, captions: `Stage.data`) may run in loader worker processes, ahead of the
+step: on a GPU it is the bottleneck otherwise. The worker hands the step's generator over in the state it left
+it in, so `Stage.loss` draws the same numbers as when everything runs inline: the weights are bit-identical
+with and without workers.
 """
 
 from __future__ import annotations
@@ -56,7 +61,13 @@ class Stage:
         """What a checkpoint must have been trained with to be resumed."""
         raise NotImplementedError
 
-    def loss(self, nets: torch.nn.ModuleDict, step: int, g: torch.Generator, autocast) -> torch.Tensor:
+    def data(self, g: torch.Generator) -> Any:
+        """The CPU side of a step's batch (scenes, renders, captions), drawn from the step's generator `g`. It may
+        run in a loader worker process: it must not touch the device or the networks."""
+        raise NotImplementedError
+
+    def loss(self, nets: torch.nn.ModuleDict, data: Any, g: torch.Generator, autocast) -> torch.Tensor:
+        """The step's loss on `data`; `g` continues the stream that `data` was drawn from."""
         raise NotImplementedError
 
     def export(self, nets: torch.nn.ModuleDict, folder: Path) -> None:
@@ -95,14 +106,57 @@ class ema_swapped:
             self.ema.restore(self.params)
 
 
+class _StepData(torch.utils.data.Dataset):
+    """Item i: the data of step `start + i` and the state its generator was left in."""
+
+    def __init__(self, stage: Stage, start: int, rank: int):
+        self.stage, self.start, self.rank = stage, start, rank
+
+    def __len__(self) -> int:
+        return self.stage.schedule.steps - self.start
+
+    def generator(self, step: int) -> torch.Generator:
+        preset = self.stage.preset
+        return step_generator(preset.seed, step, self.rank, torch.device("cpu"), salt=self.stage.salt)
+
+    def __getitem__(self, i: int):
+        g = self.generator(self.start + i)
+        return self.stage.data(g), g.get_state()
+
+
+def _unchanged(item):
+    return item
+
+
+def step_batches(stage: Stage, start: int, rank: int, workers: int):
+    """Yields (data, generator) for the steps from `start` on; with `workers` > 0 drawn ahead in that many
+    forked processes (fork: the stage, its tokenizer and device-side parts are shared, never pickled)."""
+    items = _StepData(stage, start, rank)
+    if workers == 0:
+        for step in range(start, stage.schedule.steps):
+            g = items.generator(step)
+            yield stage.data(g), g
+        return
+    loader = torch.utils.data.DataLoader(items, batch_size=None, num_workers=workers, prefetch_factor=4,
+                                         collate_fn=_unchanged, multiprocessing_context="fork")
+    for data, state in loader:
+        g = torch.Generator()
+        g.set_state(state)
+        yield data, g
+
+
 def stage_finished(run_dir: Path) -> bool:
     return (run_dir / DONE).is_file()
 
 
 def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Accelerator,
-              log_every: int = 25) -> bool:
+              log_every: int = 25, data_workers: int = 0, finish_after_s: float | None = None) -> bool:
     """Train `stage` in `run_dir` (resuming from its newest checkpoint) and export it into `run_dir/final`;
-    True when finished, False when the time budget stopped it (a checkpoint holds where it stood)."""
+    True when finished, False when the time budget stopped it (a checkpoint holds where it stood).
+    `data_workers` > 0 draws the steps' data in that many processes (same result). `finish_after_s`: a stage
+    with a constant LR also finishes (exports) after that many seconds of training in this call."""
+    if finish_after_s is not None and stage.lr_decay != "constant":
+        raise UsageError(f"stage {stage.name} decays its LR to a planned last step: it cannot finish on time")
     if stage_finished(run_dir):
         return True
     schedule, device = stage.schedule, accelerator.device
@@ -114,9 +168,12 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
     torch.manual_seed(stage.preset.seed * 7919 + stage.salt)  # identical initial weights on every process
     nets = stage.build().to(device)
     params = [p for p in nets.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0)
+    on_gpu = device.type == "cuda"  # one fused kernel for the update and per tensor list for the EMA there
+    optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0, fused=on_gpu or None)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(schedule, stage.lr_decay))
-    ema = EMAModel(params, decay=stage.preset.ema_decay, use_ema_warmup=True, power=3 / 4) if stage.uses_ema else None
+    ema = None
+    if stage.uses_ema:
+        ema = EMAModel(params, decay=stage.preset.ema_decay, use_ema_warmup=True, power=3 / 4, foreach=on_gpu)
 
     start = 0
     found = list_checkpoints(run_dir)
@@ -157,12 +214,12 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
                     desc=stage.name, dynamic_ncols=True, file=sys.stderr)
     loss_sum, window_steps, window_start = torch.zeros((), device=device), 0, time.perf_counter()
     done, stopped = start, False
+    deadline = time.perf_counter() + finish_after_s if finish_after_s is not None else math.inf
     with progress:
         try:
-            for step in range(start, schedule.steps):
+            for step, (data, g) in enumerate(step_batches(stage, start, rank, data_workers), start):
                 reseed_global_rng(stage.preset.seed * 7919 + stage.salt, step, rank)
-                g = step_generator(stage.preset.seed, step, rank, torch.device("cpu"), salt=stage.salt)
-                loss = stage.loss(nets, step, g, accelerator.autocast)
+                loss = stage.loss(nets, data, g, accelerator.autocast)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(params, schedule.grad_clip)
                 optimizer.step()
@@ -186,6 +243,9 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
                 decision = control.decide()
                 if done % schedule.checkpoint_every == 0 or done == schedule.steps or decision.checkpoint:
                     checkpoint(done)
+                if time.perf_counter() > deadline and not decision.stop:
+                    print(f"\n{stage.name}: finished on time at step {done}", file=sys.stderr)
+                    break
                 if decision.stop:
                     stopped = True
                     if decision.interrupted:

@@ -33,12 +33,14 @@ class VAEStage(Stage):
     def build(self):
         return torch.nn.ModuleDict({"vae": AutoencoderKL(**self.preset.vae)})
 
-    def batch(self, g: torch.Generator, n: int) -> torch.Tensor:
-        scenes = sample_scenes(g, n, held_out_pairs(self.preset.held_out_fraction))
-        return to_unit(render(scenes)).to(self.device)
+    def scenes(self, g: torch.Generator, n: int) -> torch.Tensor:
+        return to_unit(render(sample_scenes(g, n, held_out_pairs(self.preset.held_out_fraction))))
 
-    def loss(self, nets, step, g, autocast):
-        x = self.batch(g, self.schedule.batch_size)
+    def data(self, g):
+        return self.scenes(g, self.schedule.batch_size)
+
+    def loss(self, nets, data, g, autocast):
+        x = data.to(self.device)
         vae = nets["vae"]
         with autocast():
             posterior = vae.encode(x).latent_dist
@@ -51,7 +53,7 @@ class VAEStage(Stage):
     def export(self, nets, folder: Path) -> None:
         vae = nets["vae"].float()
         g = torch.Generator().manual_seed(self.preset.seed + 99)
-        means = torch.cat([vae.encode(self.batch(g, 256)).latent_dist.mean.cpu()
+        means = torch.cat([vae.encode(self.scenes(g, 256).to(self.device)).latent_dist.mean.cpu()
                            for _ in range(SCALE_SAMPLES // 256)])
         vae.register_to_config(scaling_factor=float(1.0 / means.std()))
         vae.save_pretrained(folder, safe_serialization=True)
