@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    commands = "{ddpm,classifier,sample,removal,reproduce-removal,t2i,t2i-eval,t2i-study}"
+    commands = "{ddpm,classifier,sample,removal,reproduce-removal,t2i,t2i-eval,t2i-export,t2i-study}"
     sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
     _add_ddpm_command(sub)
     _add_classifier_command(sub)
@@ -199,7 +199,7 @@ def run(argv: list[str] | None = None, command_started: float | None = None) -> 
     args.command_started = now() if command_started is None else command_started
     if args.command in ("removal", "reproduce-removal"):
         return dispatch_removal(args)
-    if args.command in ("t2i", "t2i-eval", "t2i-study"):
+    if args.command in ("t2i", "t2i-eval", "t2i-export", "t2i-study"):
         return dispatch_t2i(args)
     if args.command == "sample":
         from train.label_samples import sample_and_label

@@ -80,3 +80,18 @@ def test_bad_options_are_one_line(argv, message, tmp_path, capsys):
     assert main([*TINY, "--output-dir", str(tmp_path / "x"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_export_of_the_last_checkpoint_is_the_finished_model(tiny_t2i_run, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert main(["t2i-export", "--run", str(tiny_t2i_run), "--out", str(out)]) == 0
+    assert "diffusion step 4, EMA weights" in capsys.readouterr().err
+    _same_files(out, tiny_t2i_run / "model")
+    assert (out / "sha256.json").read_text() == (tiny_t2i_run / "model" / "sha256.json").read_text()
+
+
+def test_export_needs_a_run_with_a_diffusion_stage(tiny_t2i_run, tmp_path, capsys):
+    out = _ready_for_diffusion(tiny_t2i_run, tmp_path / "no-diffusion")
+    assert main(["t2i-export", "--run", str(out), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "has no diffusion stage" in err and "Traceback" not in err

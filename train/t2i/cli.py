@@ -20,6 +20,7 @@ EPILOG = """examples:
   python -m train t2i --time-budget 3600             # train for an hour; the same command continues later
   accelerate launch -m train t2i --preset gpu        # one or more GPUs (not timed yet)
   python -m train t2i-eval --model runs/t2i-cpu/model   # the quality bar of a trained (or the shipped) model
+  python -m train t2i-export --out runs/t2i-cpu/at-newest  # the newest diffusion checkpoint as a model folder
 See docs/t2i/testbed.md."""
 
 STAGES = ("detector", "vae", "detector-decoded", "diffusion")
@@ -54,6 +55,13 @@ def add_t2i_commands(sub) -> None:
                         "weights for any number (default: 0 on the CPU, up to 8 beside a GPU)")
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     t.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+
+    x = sub.add_parser("t2i-export", help="a diffusion checkpoint's EMA weights as a complete testbed model "
+                                          "folder: measure a run mid-training (t2i-eval) or continue it elsewhere")
+    x.add_argument("--run", default="runs/t2i-cpu", help="run folder of `python -m train t2i` (default: "
+                                                          "runs/t2i-cpu); its detector, VAE and tokenizer are used")
+    x.add_argument("--checkpoint", help="checkpoint folder (default: the run's newest diffusion checkpoint)")
+    x.add_argument("--out", required=True, help="model folder to write (replaced if it exists)")
 
     add_study_command(sub)
     e = sub.add_parser("t2i-eval", help="measure a testbed model's quality bar with the detector",
@@ -134,7 +142,6 @@ def train_t2i(args) -> int:
 
     from train.classifier import trains_in_bf16
     from train.errors import UsageError
-    from train.model_dir import record_hashes
     from train.paths import make_output_folder
     from train.run_control import RunControl, check_run_options
     from train.t2i.presets import t2i_preset
@@ -175,18 +182,80 @@ def train_t2i(args) -> int:
                       file=sys.stderr)
                 return 0
     if accelerator.is_main_process and all(stage_finished(out / s) for s in STAGES):
-        model = out / "model"
-        tmp = model.with_name("model.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(out / "diffusion" / "final", tmp)
-        shutil.copytree(out / "detector-decoded" / "final", tmp / "detector")
-        store_half(tmp)
-        record_hashes(tmp)
-        shutil.rmtree(model, ignore_errors=True)
-        tmp.rename(model)
-        print(f"testbed model saved in {model}; measure it with: python -m train t2i-eval --model {model}",
-              file=sys.stderr)
+        assemble(out, out / "diffusion" / "final", out / "model")
     return 0
+
+
+def assemble(run: Path, pipeline: Path, model: Path) -> None:
+    """The shipped layout: the exported pipeline folder, the detector adapted to decoded images in `detector/`,
+    float16 weights and `sha256.json`, written beside `model` and renamed into place."""
+    from train.model_dir import record_hashes
+
+    tmp = model.with_name(model.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(pipeline, tmp)
+    shutil.copytree(run / "detector-decoded" / "final", tmp / "detector")
+    store_half(tmp)
+    record_hashes(tmp)
+    shutil.rmtree(model, ignore_errors=True)
+    tmp.rename(model)
+    print(f"testbed model saved in {model}; measure it with: python -m train t2i-eval --model {model}",
+          file=sys.stderr)
+
+
+def export_checkpoint(args) -> int:
+    """`python -m train t2i-export`: the EMA weights of a diffusion checkpoint, assembled like a finished run."""
+    import json
+    import tempfile
+
+    import torch
+    from diffusers.training_utils import EMAModel
+
+    from train.checkpoint import find_checkpoint, load_checkpoint
+    from train.errors import UsageError
+    from train.t2i.diffusion import DiffusionStage
+    from train.t2i.stage import stage_finished
+
+    run = Path(args.run)
+    for part in ("vae", "detector-decoded"):
+        if not stage_finished(run / part):
+            raise UsageError(f"{run / part} is unfinished: a model needs the run's VAE and adapted detector")
+    config_file = run / "diffusion" / "config.json"
+    if not config_file.is_file():
+        raise UsageError(f"{run} has no diffusion stage ({config_file} is missing)")
+    config = json.loads(config_file.read_text())
+    checkpoint = find_checkpoint(Path(args.checkpoint) if args.checkpoint else run / "diffusion")
+    preset = _preset_of(config)
+    stage = DiffusionStage(preset, torch.device("cpu"), run / "vae" / "final", run / "tokenizer")
+    nets = stage.build()
+    step, weights, state = load_checkpoint(checkpoint, config, tuple(config))
+    nets.load_state_dict(weights, strict=True)
+    params = [p for p in nets.parameters() if p.requires_grad]
+    ema = EMAModel(params, decay=preset.ema_decay, use_ema_warmup=True, power=3 / 4)
+    ema.load_state_dict(state["ema"])
+    ema.copy_to(params)
+    nets.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        stage.export(nets, Path(tmp) / "pipeline")
+        assemble(run, Path(tmp) / "pipeline", Path(args.out))
+    print(f"(diffusion step {step}, EMA weights, from {checkpoint})", file=sys.stderr)
+    return 0
+
+
+def _preset_of(config: dict):
+    """The preset a diffusion stage was trained with: its networks, and its batch size where two share them."""
+    import dataclasses
+
+    from train.errors import UsageError
+    from train.t2i.presets import T2I_PRESETS, StageSchedule
+
+    same = [p for p in T2I_PRESETS.values() if p.unet == config["unet"] and p.text == config["text"]]
+    if not same:
+        raise UsageError("the run's networks are none of the presets' (train/t2i/presets.py)")
+    schedule = config["schedule"]
+    preset = next((p for p in same if p.diffusion.batch_size == schedule["batch_size"]), same[0])
+    steps = schedule.get("steps", preset.diffusion.steps)
+    return dataclasses.replace(preset, diffusion=StageSchedule(**{**schedule, "steps": steps}))
 
 
 def store_half(folder: Path) -> None:
@@ -236,6 +305,8 @@ def dispatch_t2i(args) -> int:
         return train_t2i(args)
     if args.command == "t2i-study":
         return study_cli(args)
+    if args.command == "t2i-export":
+        return export_checkpoint(args)
     from train.t2i.evaluate import evaluate_cli
 
     return evaluate_cli(args)

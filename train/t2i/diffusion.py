@@ -101,7 +101,8 @@ class DiffusionStage(Stage):
     def __init__(self, preset, device, vae_dir: Path, tokenizer_dir: Path, init_dir: Path | None = None):
         super().__init__(preset, device)
         self.vae = AutoencoderKL.from_pretrained(vae_dir).to(device).eval().requires_grad_(False)
-        self.tokenizer = load_tokenizer(save_tokenizer(tokenizer_dir))
+        self.tokenizer_dir = save_tokenizer(tokenizer_dir)
+        self.tokenizer = load_tokenizer(self.tokenizer_dir)
         self.noise = DDPMScheduler(**SCHEDULE)
         self.held_out = held_out_pairs(preset.held_out_fraction)
         self.init = WarmStart(Path(init_dir), Path(vae_dir), Path(tokenizer_dir)) if init_dir else None
@@ -156,11 +157,11 @@ class DiffusionStage(Stage):
             per_sample = per_sample * torch.clamp(snr, max=self.preset.snr_gamma) / snr
         return per_sample.mean()
 
-    def pipeline(self, nets):
+    def pipeline(self, nets, tokenizer=None):
         from diffusers import StableDiffusionPipeline
 
         return StableDiffusionPipeline(
-            vae=self.vae, text_encoder=nets["text_encoder"], tokenizer=self.tokenizer, unet=nets["unet"],
+            vae=self.vae, text_encoder=nets["text_encoder"], tokenizer=tokenizer or self.tokenizer, unet=nets["unet"],
             scheduler=DDIMScheduler(**SCHEDULE, set_alpha_to_one=False), safety_checker=None,
             feature_extractor=None, requires_safety_checker=False)
 
@@ -174,7 +175,8 @@ class DiffusionStage(Stage):
         save_grid(images * 2 - 1, run_dir / "samples" / f"step-{step:06d}.png", columns=len(PREVIEW_PROMPTS))
 
     def export(self, nets, folder: Path) -> None:
-        pipe = self.pipeline(nets)
+        # a tokenizer never called: a used one writes the training's padding and truncation into tokenizer.json
+        pipe = self.pipeline(nets, load_tokenizer(self.tokenizer_dir))
         pipe.save_pretrained(folder, safe_serialization=True)
         save_tokenizer(folder / "tokenizer")  # vocab.json + merges.txt: what transformers 4's CLIPTokenizer reads
         # negguide's per-model defaults (negguide/generate/model_defaults.py); the detector joins the folder later
