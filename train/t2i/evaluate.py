@@ -26,6 +26,7 @@ from train.t2i.captions import EVALUATION, CaptionSpec, captions_for, parse
 from train.t2i.scenes import Scenes, held_out_pairs, render, sample_scenes, scenes_like, to_unit
 
 EVAL_SEED = 20_261_206  # the evaluation's scenes and captions; training draws from per-step generators
+TUNING_SEED = EVAL_SEED + 100  # captions for choosing settings (t2i-eval --tuning), never the reported ones
 IMAGE_SEED = 7_000_000  # image j of prompt i starts from seed IMAGE_SEED + i * 1000 + j
 
 
@@ -150,15 +151,18 @@ def evaluate_cli(args) -> int:
     detector = load_detector(Path(args.detector) if args.detector else model / "detector", device)
     pipe = NegGuidePipeline.from_pretrained(model, scheduler="ddim").to(device)
     pipe.set_progress_bar_config(disable=True)
-    out = Path(args.out)
+    out = Path(args.out or ("runs/t2i-tuning" if args.tuning else "docs/t2i/testbed"))
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    print("instrument checks ...", file=sys.stderr)
-    checks = instrument_checks(detector, pipe.pipe.vae)
-    print(json.dumps(checks), file=sys.stderr)
+    checks = None
+    if not args.tuning:
+        print("instrument checks ...", file=sys.stderr)
+        checks = instrument_checks(detector, pipe.pipe.vae)
+        print(json.dumps(checks), file=sys.stderr)
 
-    prompts, held = evaluation_prompts(args.prompts, testbed.get("held_out_fraction", 0.1))
+    prompts, held = evaluation_prompts(args.prompts, testbed.get("held_out_fraction", 0.1),
+                                       TUNING_SEED if args.tuning else EVAL_SEED)
     flat_prompts = [p for p in prompts for _ in range(args.seeds)]
     seeds = [IMAGE_SEED + i * 1000 + j for i in range(len(prompts)) for j in range(args.seeds)]
     done = [0]
@@ -176,18 +180,22 @@ def evaluate_cli(args) -> int:
     clusters = [k // args.seeds for k in range(len(records))]
     held_flags = [held[k // args.seeds] for k in range(len(records))]
     report = {
-        "model": str(model), "cfg": cfg, "steps": args.steps, "scheduler": "ddim", "prompts": len(prompts),
+        "model": str(model), "device": device, "caption_set": "tuning" if args.tuning else "report", "cfg": cfg,
+        "steps": args.steps, "scheduler": "ddim", "prompts": len(prompts),
         "seeds_per_prompt": args.seeds, "images": len(images), "instrument": checks,
         "all": rates(records, clusters),
         "held_out_pairs": rates([r for r, h in zip(records, held_flags, strict=True) if h],
                                 [c for c, h in zip(clusters, held_flags, strict=True) if h]),
         "seen_pairs": rates([r for r, h in zip(records, held_flags, strict=True) if not h],
                             [c for c, h in zip(clusters, held_flags, strict=True) if not h]),
-        "detector_fid": detector_fid(detector, images, specs, args.seeds),
+        "detector_fid": None if args.tuning else detector_fid(detector, images, specs, args.seeds),
         "seconds": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads(),
     }
     (out / "quality.json").write_text(json.dumps(report, indent=1))
     (out / "quality.md").write_text(quality_markdown(report))
+    if args.tuning:
+        print(quality_markdown(report), file=sys.stderr)
+        return 0
     show = min(len(prompts), 16)
     save_grid(to_unit(images[: show * args.seeds]), out / "samples.png", columns=args.seeds * 4)
     (out / "samples.txt").write_text("\n".join(prompts[:show]) + "\n")
@@ -249,14 +257,17 @@ def quality_markdown(report: dict) -> str:
         r = Rate(d["value"], *d["ci95"], d["numerator"], d["denominator"], d["clusters"])
         return r.text()
 
-    lines = [f"# Testbed quality bar ({report['images']} images: {report['prompts']} held-out captions x "
-             f"{report['seeds_per_prompt']} seeds, DDIM {report['steps']} steps, CFG {report['cfg']:g})", "",
+    tuning = report.get("caption_set") == "tuning"
+    lines = [f"# Testbed quality bar{' (tuning captions)' if tuning else ''} ({report['images']} images: "
+             f"{report['prompts']} held-out captions x {report['seeds_per_prompt']} seeds, DDIM {report['steps']} "
+             f"steps, CFG {report['cfg']:g})", "",
              "| metric | all | captions with a held-out pair | seen pairs only |", "|---|---|---|---|"]
     for name in RATES:
         lines.append(f"| {name.replace('_', ' ')} | {cell(report['all'][name])} | "
                      f"{cell(report['held_out_pairs'][name])} | {cell(report['seen_pairs'][name])} |")
-    fid = report["detector_fid"]
-    checks = report["instrument"]
+    fid, checks = report["detector_fid"], report["instrument"]
+    if tuning:  # rates only: the FID and the instrument checks belong to the reported set
+        return "\n".join(lines) + "\n"
     lines += ["", f"Detector-feature FID to renders of the same captions: {fid['fid']:.3f} (real-vs-real floor at "
                   f"{fid['samples']} images: {fid['floor_real_vs_real']:.3f}).", "",
               f"Instrument ({checks['samples']} fresh scenes): detector exact on renders "

@@ -1,0 +1,30 @@
+"""`python -m train t2i-eval` end to end on the tiny run's model: the report, and the tuning set beside it."""
+
+import json
+
+from train.cli import main
+from train.t2i.evaluate import EVAL_SEED, TUNING_SEED, evaluation_prompts
+
+TINY_EVAL = ["t2i-eval", "--prompts", "2", "--seeds", "1", "--steps", "2", "--batch-size", "2", "--cpu"]
+
+
+def test_the_report_holds_rates_fid_instrument_golden_and_figures(tiny_t2i_run, tmp_path):
+    out = tmp_path / "report"
+    assert main([*TINY_EVAL, "--model", str(tiny_t2i_run / "model"), "--out", str(out)]) == 0
+    report = json.loads((out / "quality.json").read_text())
+    assert report["caption_set"] == "report" and report["images"] == 2 and report["device"] == "cpu"
+    assert report["all"]["object_adherence"]["denominator"] >= 2
+    assert {"fid", "floor_real_vs_real"} <= set(report["detector_fid"]) and report["instrument"]["samples"] == 1000
+    assert {"golden.json", "modes-1.png", "modes-2.png", "samples.png", "quality.md"} <= {p.name for p in out.iterdir()}
+
+
+def test_tuning_uses_other_captions_and_writes_only_rates(tiny_t2i_run, tmp_path, capsys):
+    out = tmp_path / "tuning"
+    assert main([*TINY_EVAL, "--model", str(tiny_t2i_run / "model"), "--out", str(out), "--tuning"]) == 0
+    report = json.loads((out / "quality.json").read_text())
+    assert report["caption_set"] == "tuning" and report["detector_fid"] is None and report["instrument"] is None
+    assert {p.name for p in out.iterdir()} == {"quality.json", "quality.md"}
+    assert "(tuning captions)" in capsys.readouterr().err
+    reported, _ = evaluation_prompts(200, seed=EVAL_SEED)
+    tuning, _ = evaluation_prompts(200, seed=TUNING_SEED)
+    assert not set(reported) & set(tuning)  # settings chosen on one set are measured on another
