@@ -95,3 +95,24 @@ def test_export_needs_a_run_with_a_diffusion_stage(tiny_t2i_run, tmp_path, capsy
     assert main(["t2i-export", "--run", str(out), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "has no diffusion stage" in err and "Traceback" not in err
+
+
+def test_the_cooldown_decays_the_constant_lr_linearly_to_zero():
+    from train.t2i.presets import StageSchedule
+    from train.t2i.stage import _lr_factor
+
+    schedule = StageSchedule(steps=10, batch_size=1, lr=1.0, warmup_steps=2, cooldown_steps=4)
+    assert [_lr_factor(schedule, "constant")(s) for s in range(10)] == [0.5, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+
+
+def test_a_run_branches_into_a_cooldown_from_a_copied_checkpoint(tiny_t2i_run, tmp_path, capsys):
+    out = _ready_for_diffusion(tiny_t2i_run, tmp_path / "cooldown")
+    (out / "diffusion").mkdir()
+    shutil.copytree(tiny_t2i_run / "diffusion" / "checkpoint-2", out / "diffusion" / "checkpoint-2")
+    argv = [*TINY, "--output-dir", str(out), "--stages", "diffusion", "--diffusion-steps", "4"]
+    assert main([*argv, "--diffusion-cooldown", "5"]) == 2
+    assert "cool-down steps must be in [0, steps = 4], got 5" in capsys.readouterr().err
+    assert main([*argv, "--diffusion-cooldown", "2"]) == 0  # resumed at step 2: the LR halves, then stops
+    assert json.loads((out / "diffusion" / "stage_done.json").read_text())["cooldown_steps"] == 2
+    straight, cooled = load_file(tiny_t2i_run / "model" / UNET), load_file(out / "model" / UNET)
+    assert any(not torch.equal(straight[k], cooled[k]) for k in straight)

@@ -39,6 +39,9 @@ def add_t2i_commands(sub) -> None:
     t.add_argument("--diffusion-steps", type=int, help="optimizer steps of the diffusion stage (default: the preset's)")
     t.add_argument("--diffusion-lr", type=float, help="learning rate of the diffusion stage (default: the preset's; "
                                                       "a run resumes only with the LR it started with)")
+    t.add_argument("--diffusion-cooldown", type=int, metavar="STEPS",
+                   help="decay the diffusion stage's LR linearly to 0 over its last STEPS steps (warmup-stable-"
+                        "decay); branch a run into a cool-down by resuming a copy of one of its checkpoints")
     t.add_argument("--diffusion-init", metavar="MODEL",
                    help="start the diffusion stage from this testbed model's UNet and text encoder (same VAE, "
                         "fresh optimizer and EMA): e.g. continue a CPU-trained model on a GPU")
@@ -166,7 +169,8 @@ def train_t2i(args) -> int:
     on_gpu = torch.cuda.is_available() and not args.cpu
     workers = args.data_workers if args.data_workers is not None else min(8, (os.cpu_count() or 1) - 2) * on_gpu
     preset = t2i_preset(args.preset or ("gpu" if on_gpu else "cpu"))
-    given = {k: v for k, v in (("steps", args.diffusion_steps), ("lr", args.diffusion_lr)) if v is not None}
+    given = {k: v for k, v in (("steps", args.diffusion_steps), ("lr", args.diffusion_lr),
+                               ("cooldown_steps", args.diffusion_cooldown)) if v is not None}
     if given:
         preset = dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, **given))
     preset.validate()

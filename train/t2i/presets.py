@@ -30,6 +30,7 @@ class StageSchedule:
     warmup_steps: int = 0
     checkpoint_every: int = 1000
     grad_clip: float = 1.0
+    cooldown_steps: int = 0  # a constant-LR stage: linear decay to 0 over its last steps (warmup-stable-decay)
 
     def checks(self, name: str) -> list[tuple[bool, str]]:
         return [
@@ -38,6 +39,8 @@ class StageSchedule:
             (0 < self.lr <= 1, f"{name}: lr must be in (0, 1], got {self.lr}"),
             (self.warmup_steps >= 0, f"{name}: warm-up steps must be >= 0, got {self.warmup_steps}"),
             (self.checkpoint_every >= 1, f"{name}: checkpoint_every must be >= 1, got {self.checkpoint_every}"),
+            (0 <= self.cooldown_steps <= self.steps,
+             f"{name}: cool-down steps must be in [0, steps = {self.steps}], got {self.cooldown_steps}"),
         ]
 
 

@@ -82,8 +82,9 @@ def _lr_factor(schedule: StageSchedule, decay: str):
     def factor(step: int) -> float:
         if step < schedule.warmup_steps:
             return (step + 1) / schedule.warmup_steps
-        if decay == "constant":
-            return 1.0
+        if decay == "constant":  # then, with a cool-down, linear to 0 at the last step
+            left = schedule.steps - step
+            return min(1.0, left / schedule.cooldown_steps) if schedule.cooldown_steps else 1.0
         progress = (step - schedule.warmup_steps) / max(1, schedule.steps - schedule.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
@@ -162,8 +163,10 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
     schedule, device = stage.schedule, accelerator.device
     rank, world = accelerator.process_index, accelerator.num_processes
     run_dir.mkdir(parents=True, exist_ok=True)
-    # Under a constant LR the step count only says where to stop: a run may be extended or cut on resume.
-    fixed = {k: v for k, v in schedule.__dict__.items() if not (k == "steps" and stage.lr_decay == "constant")}
+    # Under a constant LR the step count only says where to stop: a run may be extended or cut on resume, or
+    # branched into a cool-down (a copy of a checkpoint resumed with --diffusion-cooldown).
+    open_ended = ("steps", "cooldown_steps") if stage.lr_decay == "constant" else ()
+    fixed = {k: v for k, v in schedule.__dict__.items() if k not in open_ended}
     config = stage.config() | {"schedule": fixed, "world_size": world, "stage": stage.name}
     torch.manual_seed(stage.preset.seed * 7919 + stage.salt)  # identical initial weights on every process
     nets = stage.build().to(device)
@@ -192,6 +195,7 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
     if accelerator.is_main_process:
         (run_dir / "config.json").write_text(json.dumps(config, indent=1))
         append_log(run_dir, {"event": "resume" if start else "start", "step": start, "device": str(device),
+                             "steps": schedule.steps, "cooldown_steps": schedule.cooldown_steps,
                              "mixed_precision": accelerator.mixed_precision, "threads": torch.get_num_threads()})
 
     def checkpoint(step: int) -> None:
@@ -264,6 +268,7 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
         net.eval()
         with ema_swapped(ema, params):
             stage.export(net, final)
-        (run_dir / DONE).write_text(json.dumps({"steps": done, "config": config}, indent=1))
+        record = {"steps": done, "cooldown_steps": schedule.cooldown_steps, "config": config}
+        (run_dir / DONE).write_text(json.dumps(record, indent=1))
     accelerator.wait_for_everyone()
     return True
