@@ -11,10 +11,13 @@
 # t2i-eval` (200 held-out captions x 2 seeds, DDIM 50, the model's CFG). Output in $OUT (else out/t2i_gpu):
 # model.tar (the model folder without its VAE and detector, which are the shipped ones) and logs.tar (training
 # log, stage_done.json, preview grids, the quality report). diffusers must import (carry its wheels: gpu_checks.sh).
+# T2I_GPU_RUN (the prepared folder), T2I_GPU_PRESET, T2I_GPU_INIT and T2I_GPU_EVAL (extra t2i-eval arguments)
+# change the defaults: the test
+# (tests/train/test_t2i_gpu_script.py) runs the whole script on the CPU with the tiny preset that way.
 set -u -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
-RUN=gpu/t2i/run
+RUN=${T2I_GPU_RUN:-gpu/t2i/run}
 if [[ ${1:-} == --prepare ]]; then
   src=${2:-runs/t2i-cpu}
   rm -rf "$RUN" && mkdir -p "$RUN" || exit 2
@@ -29,16 +32,19 @@ fi
 minutes=${1:-4}
 PY=${NEGGUIDE_PYTHON:-python3}
 OUT_DIR=${OUT:-out/t2i_gpu}
-LOGS=$(mktemp -d "${TMPDIR:-/tmp}/t2i-gpu.XXXXXX")/logs
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/t2i-gpu.XXXXXX") || exit 2
+trap 'rm -rf "$WORK"' EXIT
+LOGS=$WORK/logs
 mkdir -p "$OUT_DIR" "$LOGS" || exit 2
 [[ -f $RUN/vae/stage_done.json ]] || { echo "no $RUN: run bash bench/t2i_gpu.sh --prepare here first" >&2; exit 2; }
 rm -rf "$RUN/diffusion" "$RUN/model"  # a fresh continuation each call
 
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "$(nproc) CPU cores; training $minutes min"
 SECONDS=0
-"$PY" -m train t2i --preset gpu --output-dir "$RUN" --stages diffusion --diffusion-init models/shapes-t2i \
+"$PY" -m train t2i --preset "${T2I_GPU_PRESET:-gpu}" --output-dir "$RUN" --stages diffusion \
+  --diffusion-init "${T2I_GPU_INIT:-models/shapes-t2i}" \
   --diffusion-lr 3e-4 --diffusion-steps 10000000 --diffusion-minutes "$minutes" --checkpoint-minutes 0 \
   > "$LOGS/train.log" 2>&1
 rc=$?
@@ -49,9 +55,10 @@ cp -r "$RUN/diffusion/log.jsonl" "$RUN/diffusion/samples" "$LOGS/" 2> /dev/null
 cp "$RUN/diffusion/stage_done.json" "$LOGS/" 2> /dev/null
 if [[ $rc == 0 ]]; then
   tar cf "$OUT_DIR/model.tar" -C "$RUN" --exclude=model/vae --exclude=model/detector model
-  "$PY" -m train t2i-eval --model "$RUN/model" --out "$LOGS/eval" > "$LOGS/eval.log" 2>&1
-  echo "eval: exit $? at $SECONDS s"
+  "$PY" -m train t2i-eval --model "$RUN/model" --out "$LOGS/eval" ${T2I_GPU_EVAL:-} > "$LOGS/eval.log" 2>&1
+  rc=$?
+  echo "eval: exit $rc at $SECONDS s"
   grep -v '^\s*$' "$LOGS/eval.log" | tail -n 25
 fi
-tar cf "$OUT_DIR/logs.tar" -C "$(dirname "$LOGS")" logs
+tar cf "$OUT_DIR/logs.tar" -C "$WORK" logs
 exit $rc
