@@ -1,5 +1,6 @@
 """`python -m train t2i-eval` end to end on the tiny run's model: the report, and the tuning set beside it."""
 
+import hashlib
 import json
 
 from train.cli import main
@@ -13,6 +14,7 @@ def test_the_report_holds_rates_fid_instrument_golden_and_figures(tiny_t2i_run, 
     assert main([*TINY_EVAL, "--model", str(tiny_t2i_run / "model"), "--out", str(out)]) == 0
     report = json.loads((out / "quality.json").read_text())
     assert report["caption_set"] == "report" and report["images"] == 2 and report["device"] == "cpu"
+    assert report["model_sha256"] == hashlib.sha256((tiny_t2i_run / "model" / "sha256.json").read_bytes()).hexdigest()
     assert report["all"]["object_adherence"]["denominator"] >= 2
     assert {"fid", "floor_real_vs_real"} <= set(report["detector_fid"]) and report["instrument"]["samples"] == 1000
     assert {"golden.json", "modes-1.png", "modes-2.png", "samples.png", "quality.md"} <= {p.name for p in out.iterdir()}

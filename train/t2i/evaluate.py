@@ -180,7 +180,8 @@ def evaluate_cli(args) -> int:
     clusters = [k // args.seeds for k in range(len(records))]
     held_flags = [held[k // args.seeds] for k in range(len(records))]
     report = {
-        "model": str(model), "device": device, "caption_set": "tuning" if args.tuning else "report", "cfg": cfg,
+        "model": str(model), "model_sha256": _fingerprint(model), "device": device,
+        "caption_set": "tuning" if args.tuning else "report", "cfg": cfg,
         "steps": args.steps, "scheduler": "ddim", "prompts": len(prompts),
         "seeds_per_prompt": args.seeds, "images": len(images), "instrument": checks,
         "all": rates(records, clusters),
@@ -248,6 +249,14 @@ def write_figures(pipe, out: Path, steps: int, cfg: float) -> None:
         rows = mode_rows(pipe, prompt, negative, steps, cfg)
         title = f"'{prompt}', negative '{negative}' (DDIM {steps}, CFG {cfg:g}, seeds {IMAGE_SEED}+0..7)"
         modes_figure(rows, title).save(out / f"modes-{k + 1}.png")
+
+
+def _fingerprint(model: Path) -> str | None:
+    """SHA-256 of the model's sha256.json (which covers every file): which model a committed report measured."""
+    import hashlib
+
+    index = model / "sha256.json"
+    return hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else None
 
 
 def quality_markdown(report: dict) -> str:
