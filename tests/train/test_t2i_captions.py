@@ -146,3 +146,23 @@ def test_captions_keep_the_three_most_probable_objects():
     assert len(detector.detect(torch.zeros(1, 3, 32, 32))[0]["objects"]) == 4
     kept = parse(image_captions(detector, torch.zeros(1, 3, 32, 32))[0])  # in the language: <= 3 objects
     assert {(o.shape, o.colour) for o in kept.objects} == set(OBJECTS[1:4])
+
+
+def test_each_failure_is_named_by_its_first_reason():
+    from train.t2i.adherence import failure
+
+    spec = parse("a small red circle and a striped blue square on a white checkered background")
+    red = {"shape": "circle", "colour": "red", "size": "small", "texture": "plain"}
+    blue = {"shape": "square", "colour": "blue", "size": "large", "texture": "striped"}
+    green = {"shape": "cross", "colour": "green", "size": "small", "texture": "plain"}
+
+    def why(objects, background="checkered", tone="white"):
+        found = {"objects": objects, "background": background, "tone": tone}
+        return failure(spec, found, score(spec, found))
+
+    assert why([red, blue]) is None
+    assert why([red]) == "missing object"
+    assert why([red, blue, green]) == "extra object"
+    assert why([red, green]) == "wrong object"
+    assert why([{**red, "size": "large"}, blue]) == "wrong size or texture"
+    assert why([red, blue], tone="black") == "wrong background"

@@ -18,6 +18,10 @@ def test_the_report_holds_rates_fid_instrument_golden_and_figures(tiny_t2i_run, 
     assert report["all"]["object_adherence"]["denominator"] >= 2
     assert {"fid", "floor_real_vs_real"} <= set(report["detector_fid"]) and report["instrument"]["samples"] == 1000
     assert {"golden.json", "modes-1.png", "modes-2.png", "samples.png", "quality.md"} <= {p.name for p in out.iterdir()}
+    per_image = [json.loads(line) for line in (out / "per_image.jsonl").read_text().splitlines()]
+    assert len(per_image) == 2 and {"prompt", "seed", "failure", "objects", "background"} <= set(per_image[0])
+    failed = sum(r["failure"] is not None for r in per_image)
+    assert sum(report["failures"].values()) == failed == 2 - report["all"]["exact_match"]["numerator"]
 
 
 def test_tuning_uses_other_captions_and_writes_only_rates(tiny_t2i_run, tmp_path, capsys):
@@ -25,7 +29,7 @@ def test_tuning_uses_other_captions_and_writes_only_rates(tiny_t2i_run, tmp_path
     assert main([*TINY_EVAL, "--model", str(tiny_t2i_run / "model"), "--out", str(out), "--tuning"]) == 0
     report = json.loads((out / "quality.json").read_text())
     assert report["caption_set"] == "tuning" and report["detector_fid"] is None and report["instrument"] is None
-    assert {p.name for p in out.iterdir()} == {"quality.json", "quality.md"}
+    assert {p.name for p in out.iterdir()} == {"quality.json", "quality.md", "per_image.jsonl"}
     assert "(tuning captions)" in capsys.readouterr().err
     reported, _ = evaluation_prompts(200, seed=EVAL_SEED)
     tuning, _ = evaluation_prompts(200, seed=TUNING_SEED)

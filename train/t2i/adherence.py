@@ -58,6 +58,25 @@ def score(spec: CaptionSpec, found: dict) -> Adherence:
                      sum(a == b for a, b in textures), count_right, background_said, background_right, exact)
 
 
+# Why an image is not an exact match, the first that applies (t2i-eval counts them).
+FAILURES = ("missing object", "extra object", "wrong object", "wrong size or texture", "wrong background")
+
+
+def failure(spec: CaptionSpec, found: dict, adherence: Adherence) -> str | None:
+    """None for an exact match, else the first of FAILURES that applies: too few or too many objects, as many
+    but one not what was asked (shape or colour), the asked objects there but a size or texture wrong, or else
+    the background."""
+    if adherence.exact:
+        return None
+    objects = found["objects"]
+    if len(objects) != spec.count:
+        return FAILURES[0] if len(objects) < spec.count else FAILURES[1]
+    shape_colour = tuple(ObjectSpec(o.shape, o.colour, None, None) for o in spec.objects)
+    if not _assignable(shape_colour, objects):
+        return FAILURES[2]
+    return FAILURES[3] if not _assignable(spec.objects, objects) else FAILURES[4]
+
+
 # The rates reported (numerator, denominator) from a list of Adherence records.
 RATES = {
     "object_adherence": lambda a: (a.named_found, a.named),

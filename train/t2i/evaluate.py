@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from train.errors import UsageError
-from train.t2i.adherence import RATES, score
+from train.t2i.adherence import FAILURES, RATES, failure, score
 from train.t2i.captions import EVALUATION, CaptionSpec, captions_for, parse
 from train.t2i.scenes import Scenes, held_out_pairs, render, sample_scenes, scenes_like, to_unit
 
@@ -177,6 +177,7 @@ def evaluate_cli(args) -> int:
     specs = [parse(p) for p in prompts]
     found = detector.detect(to_unit(images))
     records = [score(specs[k // args.seeds], f) for k, f in enumerate(found)]
+    failures = [failure(specs[k // args.seeds], f, r) for k, (f, r) in enumerate(zip(found, records, strict=True))]
     clusters = [k // args.seeds for k in range(len(records))]
     held_flags = [held[k // args.seeds] for k in range(len(records))]
     report = {
@@ -189,10 +190,14 @@ def evaluate_cli(args) -> int:
                                 [c for c, h in zip(clusters, held_flags, strict=True) if h]),
         "seen_pairs": rates([r for r, h in zip(records, held_flags, strict=True) if not h],
                             [c for c, h in zip(clusters, held_flags, strict=True) if not h]),
+        "failures": {kind: failures.count(kind) for kind in FAILURES},
         "detector_fid": None if args.tuning else detector_fid(detector, images, specs, args.seeds),
         "seconds": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads(),
     }
     (out / "quality.json").write_text(json.dumps(report, indent=1))
+    with open(out / "per_image.jsonl", "w") as per_image:  # what each image showed: the failures to look at
+        for k, (f, why) in enumerate(zip(found, failures, strict=True)):
+            per_image.write(json.dumps({"prompt": flat_prompts[k], "seed": seeds[k], "failure": why, **f}) + "\n")
     (out / "quality.md").write_text(quality_markdown(report))
     if args.tuning:
         print(quality_markdown(report), file=sys.stderr)
@@ -274,6 +279,11 @@ def quality_markdown(report: dict) -> str:
     for name in RATES:
         lines.append(f"| {name.replace('_', ' ')} | {cell(report['all'][name])} | "
                      f"{cell(report['held_out_pairs'][name])} | {cell(report['seen_pairs'][name])} |")
+    failed = report.get("failures")
+    if failed:
+        lines += ["", f"Not an exact match, by the first reason that applies ({sum(failed.values())} of "
+                      f"{report['images']} images; per image: per_image.jsonl): "
+                  + ", ".join(f"{kind} {n}" for kind, n in failed.items()) + "."]
     fid, checks = report["detector_fid"], report["instrument"]
     if tuning:  # rates only: the FID and the instrument checks belong to the reported set
         return "\n".join(lines) + "\n"
