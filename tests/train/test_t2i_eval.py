@@ -21,6 +21,8 @@ def test_the_report_holds_rates_fid_instrument_golden_and_figures(tiny_t2i_run, 
     per_image = [json.loads(line) for line in (out / "per_image.jsonl").read_text().splitlines()]
     assert len(per_image) == 2 and {"prompt", "seed", "failure", "objects", "background"} <= set(per_image[0])
     failed = sum(r["failure"] is not None for r in per_image)
+    if failed:
+        assert len((out / "failures.txt").read_text().splitlines()) == failed and (out / "failures.png").is_file()
     assert sum(report["failures"].values()) == failed == 2 - report["all"]["exact_match"]["numerator"]
 
 

@@ -204,11 +204,29 @@ def evaluate_cli(args) -> int:
         return 0
     show = min(len(prompts), 16)
     save_grid(to_unit(images[: show * args.seeds]), out / "samples.png", columns=args.seeds * 4)
+    write_failures(out, images, flat_prompts, found, failures)
     (out / "samples.txt").write_text("\n".join(prompts[:show]) + "\n")
     write_golden(pipe, detector, out, args.steps, cfg)
     write_figures(pipe, out, args.steps, cfg)
     print(quality_markdown(report), file=sys.stderr)
     return 0
+
+
+def write_failures(out: Path, images: torch.Tensor, prompts: list[str], found: list[dict], failures: list,
+                   show: int = 12) -> None:
+    """failures.png: the first `show` images that are not an exact match, 4x enlarged, 6 per row;
+    failures.txt: each one's caption, the reason and what the detector read."""
+    from train.sampling import save_grid
+
+    picked = [k for k, why in enumerate(failures) if why is not None][:show]
+    if not picked:
+        return
+    big = torch.nn.functional.interpolate(to_unit(images[picked]), scale_factor=4, mode="nearest")
+    save_grid(big, out / "failures.png", columns=6)
+    lines = [f"{n + 1}. {prompts[k]} -> {failures[k]}: read "
+             + ", ".join(f"{o['size']} {o['texture']} {o['colour']} {o['shape']}" for o in found[k]["objects"])
+             + f" on {found[k]['tone']} {found[k]['background']}" for n, k in enumerate(picked)]
+    (out / "failures.txt").write_text("\n".join(lines) + "\n")
 
 
 def write_golden(pipe, detector, out: Path, steps: int, cfg: float, prompts: int = 8, seeds: int = 2) -> dict:
