@@ -167,7 +167,9 @@ def train_t2i(args) -> int:
     if args.data_workers is not None and args.data_workers < 0:
         raise UsageError(f"--data-workers must be >= 0, got {args.data_workers}")
     on_gpu = torch.cuda.is_available() and not args.cpu
-    workers = args.data_workers if args.data_workers is not None else min(8, (os.cpu_count() or 1) - 2) * on_gpu
+    workers = args.data_workers
+    if workers is None:  # beside a GPU the scenes are the bottleneck; keep two cores for the main process
+        workers = max(0, min(8, (os.cpu_count() or 1) - 2)) if on_gpu else 0
     preset = t2i_preset(args.preset or ("gpu" if on_gpu else "cpu"))
     given = {k: v for k, v in (("steps", args.diffusion_steps), ("lr", args.diffusion_lr),
                                ("cooldown_steps", args.diffusion_cooldown)) if v is not None}
@@ -181,10 +183,10 @@ def train_t2i(args) -> int:
     accelerator = Accelerator(mixed_precision=precision, cpu=not on_gpu)
     print(f"t2i {preset.name}: stages {', '.join(stages)} in {out} on {accelerator.device} "
           f"({precision if precision != 'no' else 'fp32'}, {torch.get_num_threads()} threads, "
-          f"{max(workers, 0)} data workers)", file=sys.stderr)
+          f"{workers} data workers)", file=sys.stderr)
     with control:  # Ctrl-C: the step in progress ends, then a checkpoint
         for name in stages:
-            if not _run(name, preset, out, control, accelerator, max(workers, 0), args):
+            if not _run(name, preset, out, control, accelerator, workers, args):
                 print(f"time budget spent during stage {name}; the same command continues from its checkpoint",
                       file=sys.stderr)
                 return 0
