@@ -199,12 +199,12 @@ def evaluate_cli(args) -> int:
         for k, (f, why) in enumerate(zip(found, failures, strict=True)):
             per_image.write(json.dumps({"prompt": flat_prompts[k], "seed": seeds[k], "failure": why, **f}) + "\n")
     (out / "quality.md").write_text(quality_markdown(report))
+    write_failures(out, images, flat_prompts, found, failures)
     if args.tuning:
         print(quality_markdown(report), file=sys.stderr)
         return 0
     show = min(len(prompts), 16)
     save_grid(to_unit(images[: show * args.seeds]), out / "samples.png", columns=args.seeds * 4)
-    write_failures(out, images, flat_prompts, found, failures)
     (out / "samples.txt").write_text("\n".join(prompts[:show]) + "\n")
     write_golden(pipe, detector, out, args.steps, cfg)
     write_figures(pipe, out, args.steps, cfg)
