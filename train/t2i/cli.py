@@ -77,8 +77,8 @@ def add_t2i_commands(sub) -> None:
     e.add_argument("--cfg", type=float, help="guidance scale (default: the model's, from its negguide.json)")
     e.add_argument("--batch-size", type=int, default=100)
     e.add_argument("--tuning", action="store_true",
-                   help="captions of a separate set and the rates only: choose settings (e.g. --cfg) on it, then "
-                        "report on the default set, never chosen on")
+                   help="captions of a separate set; rates, per-image readings and failures only: choose settings "
+                        "(e.g. --cfg) on it, then report on the default set, never chosen on")
     e.add_argument("--out", help="report folder (default: docs/t2i/testbed, with --tuning runs/t2i-tuning)")
     e.add_argument("--cpu", action="store_true")
     e.add_argument("--threads", type=int)
