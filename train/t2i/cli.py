@@ -218,12 +218,11 @@ def export_checkpoint(args) -> int:
     import tempfile
 
     import torch
-    from diffusers.training_utils import EMAModel
 
     from train.checkpoint import find_checkpoint, load_checkpoint
     from train.errors import UsageError
     from train.t2i.diffusion import DiffusionStage
-    from train.t2i.stage import stage_finished
+    from train.t2i.stage import make_ema, stage_finished
 
     run = Path(args.run)
     for part in ("vae", "detector-decoded"):
@@ -240,7 +239,7 @@ def export_checkpoint(args) -> int:
     step, weights, state = load_checkpoint(checkpoint, config, tuple(config))
     nets.load_state_dict(weights, strict=True)
     params = [p for p in nets.parameters() if p.requires_grad]
-    ema = EMAModel(params, decay=preset.ema_decay, use_ema_warmup=True, power=3 / 4)
+    ema = make_ema(params, preset)
     ema.load_state_dict(state["ema"])
     ema.copy_to(params)
     nets.eval()

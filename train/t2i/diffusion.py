@@ -62,6 +62,8 @@ class WarmStart:
 
         from safetensors.torch import load_file
 
+        from train.checkpoint import sha256_file
+
         missing = [name for name in [*self.PARTS.values(), "vae/diffusion_pytorch_model.safetensors",
                                      "tokenizer/vocab.json"] if not (model / name).is_file()]
         if missing:
@@ -74,10 +76,8 @@ class WarmStart:
         if (model / "tokenizer" / "vocab.json").read_text() != (tokenizer_dir / "vocab.json").read_text():
             raise UsageError(f"--diffusion-init {model}: its tokenizer's vocabulary is not this run's")
         self.model = model
-        digest = hashlib.sha256()
-        for name in self.PARTS.values():
-            digest.update((model / name).read_bytes())
-        self.digest = digest.hexdigest()[:16]
+        hashes = "".join(sha256_file(model / name) for name in self.PARTS.values())
+        self.digest = hashlib.sha256(hashes.encode()).hexdigest()[:16]
 
     def load_into(self, nets: torch.nn.ModuleDict) -> None:
         """Copy the weights in (float32, whatever they were stored in); the networks must be the preset's."""

@@ -276,10 +276,10 @@ def write_figures(pipe, out: Path, steps: int, cfg: float) -> None:
 
 def _fingerprint(model: Path) -> str | None:
     """SHA-256 of the model's sha256.json (which covers every file): which model a committed report measured."""
-    import hashlib
+    from train.checkpoint import sha256_file
 
     index = model / "sha256.json"
-    return hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else None
+    return sha256_file(index) if index.is_file() else None
 
 
 def quality_markdown(report: dict) -> str:

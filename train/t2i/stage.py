@@ -146,6 +146,11 @@ def step_batches(stage: Stage, start: int, rank: int, workers: int):
         yield data, g
 
 
+def make_ema(params, preset, foreach: bool = False) -> EMAModel:
+    """The EMA of the weights a stage keeps (and a checkpoint's EMA state loads into)."""
+    return EMAModel(params, decay=preset.ema_decay, use_ema_warmup=True, power=3 / 4, foreach=foreach)
+
+
 def stage_finished(run_dir: Path) -> bool:
     return (run_dir / DONE).is_file()
 
@@ -174,9 +179,7 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
     on_gpu = device.type == "cuda"  # one fused kernel for the update and per tensor list for the EMA there
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0, fused=on_gpu or None)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(schedule, stage.lr_decay))
-    ema = None
-    if stage.uses_ema:
-        ema = EMAModel(params, decay=stage.preset.ema_decay, use_ema_warmup=True, power=3 / 4, foreach=on_gpu)
+    ema = make_ema(params, stage.preset, foreach=on_gpu) if stage.uses_ema else None
 
     start = 0
     found = list_checkpoints(run_dir)

@@ -33,11 +33,12 @@ class VAEStage(Stage):
     def build(self):
         return torch.nn.ModuleDict({"vae": AutoencoderKL(**self.preset.vae)})
 
-    def scenes(self, g: torch.Generator, n: int) -> torch.Tensor:
+    def images(self, g: torch.Generator, n: int) -> torch.Tensor:
+        """n rendered scenes in [-1, 1] (held-out pairs never together), drawn from `g`."""
         return to_unit(render(sample_scenes(g, n, held_out_pairs(self.preset.held_out_fraction))))
 
     def data(self, g):
-        return self.scenes(g, self.schedule.batch_size)
+        return self.images(g, self.schedule.batch_size)
 
     def loss(self, nets, data, g, autocast):
         x = data.to(self.device)
@@ -53,7 +54,7 @@ class VAEStage(Stage):
     def export(self, nets, folder: Path) -> None:
         vae = nets["vae"].float()
         g = torch.Generator().manual_seed(self.preset.seed + 99)
-        means = torch.cat([vae.encode(self.scenes(g, 256).to(self.device)).latent_dist.mean.cpu()
+        means = torch.cat([vae.encode(self.images(g, 256).to(self.device)).latent_dist.mean.cpu()
                            for _ in range(SCALE_SAMPLES // 256)])
         vae.register_to_config(scaling_factor=float(1.0 / means.std()))
         vae.save_pretrained(folder, safe_serialization=True)
