@@ -99,10 +99,13 @@ def frechet_distance(a: FeatureStats, b: FeatureStats, eps: float = 1e-6) -> flo
         raise ValueError("FID needs at least 2 samples on each side")
     mu_a, mu_b = a.mean.numpy(), b.mean.numpy()
     cov_a, cov_b = a.covariance.numpy(), b.covariance.numpy()
-    root = scipy.linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(root).all():
-        offset = np.eye(len(cov_a)) * eps
-        root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    with warnings.catch_warnings():
+        # a singular product (dead feature channels, few samples) is expected here and handled just below
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():
+            offset = np.eye(len(cov_a)) * eps
+            root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     if np.iscomplexobj(root):
         if not np.allclose(np.diagonal(root).imag, 0, atol=1e-3):
             raise ValueError(f"matrix square root has an imaginary part of {np.abs(root.imag).max():.3g}")

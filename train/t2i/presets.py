@@ -118,7 +118,8 @@ T2I_PRESETS: dict[str, T2IPreset] = {
             vae_schedule=StageSchedule(steps=3000, batch_size=64, lr=1e-3, warmup_steps=100),
             text=text_config(128, 3, 4),
             unet=unet_config((64, 128, 128), cross_dim=128),
-            diffusion=StageSchedule(steps=10000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=500),
+            # 14,000 steps: the shipped model (the first checkpoint at the quality bar, docs/t2i/testbed.md)
+            diffusion=StageSchedule(steps=14000, batch_size=64, lr=3e-4, warmup_steps=500, checkpoint_every=500),
             detector_decoded=StageSchedule(steps=1500, batch_size=128, lr=5e-4, warmup_steps=50, checkpoint_every=250),
         ),
         T2IPreset(
