@@ -117,3 +117,13 @@ def test_a_run_branches_into_a_cooldown_from_a_copied_checkpoint(tiny_t2i_run, t
     assert json.loads((out / "diffusion" / "stage_done.json").read_text())["cooldown_steps"] == 2
     straight, cooled = load_file(tiny_t2i_run / "model" / UNET), load_file(out / "model" / UNET)
     assert any(not torch.equal(straight[k], cooled[k]) for k in straight)
+
+
+def test_a_run_cut_below_its_newest_checkpoint_is_refused(tiny_t2i_run, tmp_path, capsys):
+    out = _ready_for_diffusion(tiny_t2i_run, tmp_path / "cut")
+    (out / "diffusion").mkdir()
+    shutil.copytree(tiny_t2i_run / "diffusion" / "checkpoint-2", out / "diffusion" / "checkpoint-2")
+    assert main([*TINY, "--output-dir", str(out), "--stages", "diffusion", "--diffusion-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "past the 1 steps asked for: give --diffusion-steps >= 2" in err and "Traceback" not in err
+    assert not (out / "diffusion" / "stage_done.json").exists()

@@ -194,6 +194,9 @@ def run_stage(stage: Stage, run_dir: Path, control: RunControl, accelerator: Acc
                 ema.to(device)
         except (RuntimeError, KeyError, ValueError) as err:
             raise UsageError(f"checkpoint {found[-1]} does not fit stage {stage.name}: {err}") from err
+        if start > schedule.steps:  # cut below what was trained: finishing here would ship the later weights
+            raise UsageError(f"{found[-1]} is past the {schedule.steps} steps asked for: give --{stage.name}-steps "
+                             f">= {start}, or export an earlier checkpoint (python -m train t2i-export --checkpoint)")
     nets, optimizer = accelerator.prepare(nets, optimizer)
     if accelerator.is_main_process:
         (run_dir / "config.json").write_text(json.dumps(config, indent=1))
