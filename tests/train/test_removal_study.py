@@ -241,3 +241,21 @@ def test_a_sample_that_overflows_is_kept_saturated_and_counted(dirs, monkeypatch
                                  decisive_samples=None)
     sampled = sweep.sample_point(Point("np", 1.0, "ddpm", 3), preset, models, torch.device("cpu"), None)
     assert sampled.diverged == 2 and sampled.images.dtype == torch.uint8 and bool((sampled.images[0] == 255).all())
+
+
+def test_a_point_without_a_terminal_logs_each_batch(dirs, capsys):
+    """A nohup'd sweep writes a log, where tqdm's bar is off: a line per batch says how far the point is."""
+    import torch
+
+    from train.removal import sweep
+    from train.removal.models import load_study_models
+    from train.removal.points import Point
+    from train.removal.presets import MNIST_CPU
+
+    models = load_study_models(dirs["uncond"], dirs["forget"], None, torch.device("cpu"))
+    preset = dataclasses.replace(MNIST_CPU, samples=4, batch_size=2, ddpm_steps=2, curve_samples=0,
+                                 decisive_samples=None)
+    sweep.sample_point(Point("np", 1.0, "ddpm", 2), preset, models, torch.device("cpu"), None)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "samples," in line]
+    assert [line.split(":")[1].split(",")[0].strip() for line in lines] == ["2/4 samples", "4/4 samples"]
+    assert "min of sampling left" in lines[-1]

@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,10 +125,15 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
     record = "per_image" if point.method == "dng" else "none"
     images, batches, rows, diverged = [], [], 0, 0
     progress = tqdm(total=samples, desc=point.name, unit="sample", leave=False, disable=None)
+    began = time.perf_counter()
     for start in range(0, samples, preset.batch_size):
         indices = range(start, min(samples, start + preset.batch_size))
         x, run, batch_rows = sample_batch(networks, models.schedule, spec, sampler, indices, noise, record=record)
         progress.update(len(indices))
+        if progress.disable:  # no terminal (a nohup log): a line per batch instead of the bar
+            done, seconds = indices.stop, time.perf_counter() - began
+            print(f"  {point.name}: {done}/{samples} samples, {done / seconds:.1f}/s, about "
+                  f"{(samples - done) * seconds / done / 60:.0f} min of sampling left", file=sys.stderr, flush=True)
         finite = torch.isfinite(x).flatten(1).all(1)
         diverged += int((~finite).sum())
         # an extreme scale can overflow a sample: it is kept as the saturated image it is, and counted
