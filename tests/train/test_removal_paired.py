@@ -65,6 +65,9 @@ def test_an_interval_without_enough_draws_is_not_reported():
     draws = np.array([0.1] * 50 + [np.nan] * 50)
     interval = Interval.of(0.1, draws)
     assert np.isnan(interval.low) and interval.resamples == 50 and not interval.excludes_zero
+    from train.removal.summary import _with_interval
+
+    assert _with_interval("kl_uniform_kept", interval) == "0.1000 (no interval: 50 of 100 resamples define it)"
 
 
 def test_kid_is_unbiased_near_zero_for_one_distribution_and_grows_with_a_shift():
@@ -83,3 +86,24 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_grows_with_a_shift()
              - 2 * k(a, b).mean().item())
     five, _ = normalised_weights(np.ones((1, 5)))
     assert abs(KidTerms(a, b, reference_kernel_term(b)).kid(five)[0] - brute) < 1e-9
+
+
+def test_fid_resamples_are_biased_and_their_centred_interval_holds_the_estimate():
+    """A resample repeats images, which FID reads as a smaller sample: its draws sit above the estimate by about
+    the small-sample bias, so the report centres them on the estimate and keeps their spread."""
+    from train.removal.analysis import centred_fid_draws
+    from train.removal.quality import FidTerms, counts_per_index, normalised_weights
+
+    g = torch.Generator().manual_seed(0)
+    samples, dims = 300, 32
+    features = torch.randn(samples, dims, generator=g).double() + 0.3
+    reference = torch.randn(4000, dims, generator=g).double()
+    terms = FidTerms(features, reference.mean(0), torch.cov(reference.T))
+    estimate = float(terms.fid(*normalised_weights(np.ones((1, samples))))[0])
+    draws = terms.fid(*normalised_weights(counts_per_index(bootstrap_indices(samples, 200), samples)))
+    raw = Interval.of(estimate, draws)
+    assert raw.low > estimate  # the plain percentile interval misses its own estimate
+    centred = centred_fid_draws(estimate, draws)
+    interval = Interval.of(estimate, centred)
+    assert interval.low < estimate < interval.high
+    assert np.isclose(np.median(centred), estimate) and np.isclose(centred.std(), draws.std())

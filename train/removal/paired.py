@@ -30,15 +30,16 @@ class Interval:
     low: float
     high: float
     resamples: int  # draws that gave a value (an operating point a resample's curve does not reach gives none)
+    drawn: int = 0  # draws in all; no interval when fewer than 90% of them gave a value
 
     @classmethod
     def of(cls, value: float, draws: np.ndarray, level: float = LEVEL) -> Interval:
         finite = draws[np.isfinite(draws)]
         if not np.isfinite(value) or len(finite) < 0.9 * len(draws):
-            return cls(float(value), float("nan"), float("nan"), len(finite))
+            return cls(float(value), float("nan"), float("nan"), len(finite), len(draws))
         alpha = (1 - level) / 2
         low, high = np.quantile(finite, [alpha, 1 - alpha])
-        return cls(float(value), float(low), float(high), len(finite))
+        return cls(float(value), float(low), float(high), len(finite), len(draws))
 
     @property
     def excludes_zero(self) -> bool:

@@ -37,6 +37,8 @@ def _with_interval(key: str, interval) -> str:
     text = _number(key, interval.value)
     if np.isfinite(interval.low):
         text += f" [{_number(key, interval.low)}, {_number(key, interval.high)}]"
+    elif interval.drawn:  # e.g. a share near a line's end, which many resampled curves do not reach
+        text += f" (no interval: {interval.resamples} of {interval.drawn} resamples define it)"
     return text
 
 
@@ -88,11 +90,14 @@ def _definitions(preset: RemovalPreset) -> list[str]:
         "better on every metric.",
         "",
         f"Intervals: {100 * LEVEL:g}% percentile bootstrap over sample indices ({RESAMPLES} resamples; FID: the "
-        f"first {preset.fid_resamples}), the same index draws for every point with the same sample count, which "
-        "all saw the same noise for sample i: differences between points are paired. Matched share: each line is "
+        f"first {preset.fid_resamples}, their median moved onto the estimate: repeated images inflate a "
+        "resample's FID by its small-sample bias, several times its spread), the same index draws for every "
+        "point with the same sample count, which all saw the same noise for sample i: differences between points "
+        "are paired. Matched share: each line is "
         "interpolated linearly in forbidden share along its points ordered by scale, in every resample too, at the "
         "fixed targets 1%, 2% and 5%, each kept only where every line brackets it (decisive points only: those with "
-        "the sampler's largest sample count). A verdict is *supported* only where the 95% interval of the paired "
+        "the sampler's largest sample count); a value has no interval where fewer than 90% of the resampled "
+        "curves reach the target. A verdict is *supported* only where the 95% interval of the paired "
         "difference excludes 0; a quality metric gets verdicts only if it passed the model-quality check.",
         "",
         "Figures: `tradeoff.png` (intervals as error bars), `grids_<sampler>.png`, `posterior_curves.png`. Tables: "
