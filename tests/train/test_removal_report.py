@@ -182,6 +182,12 @@ def test_verdicts_follow_the_intervals(report):
     text = (folder / "summary.md").read_text()
     for sentence in summary["samplers"]["ddpm"]["verdicts"]:
         assert sentence in text
+    # the table at a glance says the same: DNG lower than NP on KL at 2%, no verdict from FID, n.s. for the ablation
+    glance = text[text.index("Verdicts at a glance"):text.index("Verdicts (paired")]
+    row = next(line for line in glance.splitlines() if line.startswith("| 2% | DNG (p_max 0.8) - NP |"))
+    assert row.split(" | ")[2] == "**lower**" and row.split(" | ")[KEYS.index("fid_inception_kept") + 3] == "-"
+    ablation = next(line for line in glance.splitlines() if line.startswith("| 2% | DNG (p_max 0.8) - NP lambda(t)"))
+    assert ablation.split(" | ")[2] == "n.s."
 
 
 def test_intervals_table_has_every_point_and_its_floor(report):

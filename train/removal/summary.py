@@ -136,9 +136,34 @@ def _matched_section(matched: Matched, keys: list[str], title: str) -> list[str]
         out += _table(["line"] + [metric_label(k) for k in shown],
                       [[line] + [_with_interval(k, matched.values.get((target, line, k))) for k in shown]
                        for line in matched.lines])
+    out += ["", "Verdicts at a glance (the first line minus the second at the same forbidden share, paired; "
+            "*lower* / *higher*: the 95% interval excludes 0; *n.s.*: it includes 0; *-*: the metric does not rank "
+            "the oracle above the unguided model, no verdict):", ""]
+    out += _verdict_table(matched)
     out += ["", "Verdicts (paired differences at matched share):", ""]
     out += [f"- {v}" for v in verdict_sentences(title, matched)]
     return out + [""]
+
+
+def _verdict_cell(comparison) -> str:
+    if not comparison.metric_ranks:
+        return "-"
+    if not np.isfinite(comparison.difference.low):
+        return "no interval"
+    if not comparison.difference.excludes_zero:
+        return "n.s."
+    return "**lower**" if comparison.difference.high < 0 else "**higher**"
+
+
+def _verdict_table(matched: Matched) -> list[str]:
+    """One row per (target, pair), one column per metric: the verdict word of each paired difference."""
+    keys = list(dict.fromkeys(c.key for c in matched.comparisons))
+    cells: dict[tuple[float, str, str], dict[str, str]] = {}
+    for c in matched.comparisons:
+        cells.setdefault((c.target, c.first, c.second), {})[c.key] = _verdict_cell(c)
+    return _table(["share", "first - second"] + [metric_label(k) for k in keys],
+                  [[_target(target), f"{first} - {second}"] + [row.get(k, "") for k in keys]
+                   for (target, first, second), row in cells.items()])
 
 
 def _posterior_section(rows: list[dict], removed: int) -> list[str]:
