@@ -34,7 +34,6 @@ import contextlib
 import copy
 import dataclasses
 import json
-import platform
 import statistics
 import sys
 import time
@@ -46,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from negguide.schedules import DiscreteSchedule  # noqa: E402
+from train.hardware import cpu_name  # noqa: E402
 from train.presets import DDPM_PRESETS  # noqa: E402
 from train.removal.noise import CommonNoise  # noqa: E402
 from train.removal.points import Point, guidance_spec  # noqa: E402
@@ -295,14 +295,6 @@ def agreement(models: Models, steps: int, device: torch.device, n: int = 4) -> d
 
 
 # ---------------------------------------------------------------------------------------------------- report
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from train.hardware import cpu_name
 from train.removal import metrics as M
 from train.removal.evaluation import Evaluator
 from train.removal.models import StudyModels
@@ -201,7 +201,7 @@ def _models_of(point: Point, models: StudyModels) -> dict[str, str]:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_name()}, {torch.get_num_threads()} threads)"
 
 
 def pending_points(preset: RemovalPreset, models: StudyModels, out: Path) -> tuple[list[Point], dict[str, dict]]:
