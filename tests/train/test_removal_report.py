@@ -243,3 +243,17 @@ def test_mosaic_frames_removed_class_in_red():
     assert tuple(strip[0, 0]) == (220, 30, 30)  # frame of sample 0
     assert tuple(strip[0, 8]) == (255, 255, 255)  # frame of sample 1
     assert tuple(strip[2, 2]) == (0, 0, 0)  # the image itself
+
+
+def test_p_max_agreement_counts_the_shared_samples_that_differ(report):
+    _, folder, summary = report
+    found = {a["scale"]: a for a in summary["samplers"]["ddpm"]["p_max_agreement"]}
+    assert set(found) == {1.0, 5.0} and all(a["p_max"] == [0.8, 0.99] and a["compared"] == SMALL
+                                            for a in found.values())
+    # the fixture's images follow the labels: at lambda0 1 the two caps remove 65% and 60% of the zeros
+    base = BASE[:SMALL]
+    draw = REMOVE_DRAW[:SMALL]
+    assert found[1.0]["differing"] == int(((base == REMOVED) & (draw >= 0.6) & (draw < 0.65)).sum()) > 0
+    assert found[5.0]["differing"] == 0
+    assert (f"- lambda0 5: p_max 0.99 vs 0.8: 0 of {SMALL} samples differ (the larger cap changed nothing)."
+            in (folder / "summary.md").read_text())

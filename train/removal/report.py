@@ -119,6 +119,33 @@ def _point_arrays(points_dir_root: Path, name: str) -> dict:
         return {k: f.get_tensor(k) for k in f.keys() if k == "labels" or k.startswith("resample_")}
 
 
+def _images(points_dir_root: Path, name: str):
+    from safetensors import safe_open
+
+    with safe_open(str(points_dir_root / "points" / f"{name}.safetensors"), "np") as f:
+        return f.get_tensor("images")
+
+
+def p_max_agreement(points: list[dict], points_dir_root: Path) -> list[dict]:
+    """For each DNG lambda0 run at several p_max: how many of the samples they share (sample i saw the same
+    noise) differ from the smallest p_max's. None differ where p never reached the smaller cap."""
+    by_scale: dict[float, list[dict]] = {}
+    for r in points:
+        if r["method"] == "dng" and r.get("p_max") is not None:
+            by_scale.setdefault(r["scale"], []).append(r)
+    out = []
+    for scale, group in sorted(by_scale.items()):
+        group.sort(key=lambda r: r["p_max"])
+        base = _images(points_dir_root, group[0]["name"])
+        for other in group[1:]:
+            images = _images(points_dir_root, other["name"])
+            n = min(len(base), len(images))
+            differing = int((base[:n] != images[:n]).reshape(n, -1).any(axis=1).sum())
+            out.append({"scale": scale, "p_max": [group[0]["p_max"], other["p_max"]], "compared": n,
+                        "differing": differing})
+    return out
+
+
 def write_report(rows: list[dict], preset: RemovalPreset, points_dir_root, report_dir) -> dict:
     """Write the figures, ``summary.md`` and the CSV tables of a finished sweep into ``report_dir``.
 
@@ -126,7 +153,8 @@ def write_report(rows: list[dict], preset: RemovalPreset, points_dir_root, repor
     labels and resamples are read from its safetensors file). Returns ``{"metrics": [KL key, quality keys...],
     "files": {...}, "samplers": {sampler: {"title", "quality_check": [{"metric", "oracle", "unguided",
     "difference", "floor", "outcome"}], "matched": {"samples", "lines", "targets", "skipped"}, "verdicts":
-    [sentence...], "grid": {"target", "points"}, "curve_point"}}}``.
+    [sentence...], "grid": {"target", "points"}, "p_max_agreement": [{"scale", "p_max", "compared",
+    "differing"}], "curve_point"}}}``.
     """
     points_dir_root, report_dir = Path(points_dir_root), Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +183,8 @@ def write_report(rows: list[dict], preset: RemovalPreset, points_dir_root, repor
                  "matched": {"samples": matched[sampler].samples, "lines": matched[sampler].lines,
                              "targets": matched[sampler].targets, "skipped": matched[sampler].skipped},
                  "verdicts": verdict_sentences(sampler_title(rows, sampler, brackets=False), matched[sampler]),
-                 "grid": {"target": target, "points": {line.label: r["name"] for line, r in picks.items()}}}
+                 "grid": {"target": target, "points": {line.label: r["name"] for line, r in picks.items()}},
+                 "p_max_agreement": p_max_agreement(points, points_dir_root)}
         if picked is not None:
             curve_points[sampler] = (title, picked)
             entry["curve_point"] = picked["name"]

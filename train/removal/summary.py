@@ -166,7 +166,18 @@ def _verdict_table(matched: Matched) -> list[str]:
                    for (target, first, second), row in cells.items()])
 
 
-def _posterior_section(rows: list[dict], removed: int) -> list[str]:
+def _p_max_lines(agreement: list[dict]) -> list[str]:
+    if not agreement:
+        return []
+    out = ["", "Same lambda0, different p_max (the samples both points have, same noise):", ""]
+    for a in agreement:
+        low, high = a["p_max"]
+        out.append(f"- lambda0 {a['scale']:g}: p_max {high:g} vs {low:g}: {a['differing']} of {a['compared']} "
+                   "samples differ" + (" (the larger cap changed nothing)" if a["differing"] == 0 else "") + ".")
+    return out
+
+
+def _posterior_section(rows: list[dict], removed: int, agreement: list[dict]) -> list[str]:
     dng = [r for r in rows if r["method"] == "dng" and r.get("posterior_by_label")]
     if not dng:
         return []
@@ -184,7 +195,7 @@ def _posterior_section(rows: list[dict], removed: int) -> list[str]:
         body.append(cells)
     out += _table(["lambda0", "p_max", "forbidden", f"n ending in {removed}", "mean last p", "mean max p",
                    "p ever > 0.5", "n kept", "mean last p", "mean max p", "p ever > 0.5"], body)
-    return out + [""]
+    return out + _p_max_lines(agreement) + [""]
 
 
 def _points_section(rows: list[dict], stats: dict[str, PointStats], keys: list[str]) -> list[str]:
@@ -213,7 +224,7 @@ def summary_markdown(preset: RemovalPreset, rows: list[dict], stats: dict[str, P
         out += [f"## {title}", ""]
         out += _quality_section(checks[sampler], matched[sampler].oracle_share)
         out += _matched_section(matched[sampler], keys, sampler_title(rows, sampler, brackets=False))
-        out += _posterior_section(points, preset.removed)
+        out += _posterior_section(points, preset.removed, entry.get("p_max_agreement", []))
         grid = entry["grid"]
         if grid["target"] is not None:
             out += [f"Grid (`grids_{sampler}.png`): target forbidden share {100 * grid['target']:.2f}%; points: "
