@@ -128,7 +128,7 @@ def _images(points_dir_root: Path, name: str):
 
 def p_max_agreement(points: list[dict], points_dir_root: Path) -> list[dict]:
     """For each DNG lambda0 run at several p_max: how many of the samples they share (sample i saw the same
-    noise) differ from the smallest p_max's. None differ where p never reached the smaller cap."""
+    noise) differ from the smallest p_max's. None differ where the larger cap never changed a sample."""
     by_scale: dict[float, list[dict]] = {}
     for r in points:
         if r["method"] == "dng" and r.get("p_max") is not None:
