@@ -201,15 +201,27 @@ class Comparison:
     metric_ranks: bool  # KL always; a quality metric only if it passed the model-quality check
 
     @property
-    def verdict(self) -> str:
+    def outcome(self) -> str:
+        """"no verdict" (the metric does not rank), "no interval", "n.s." (the interval includes 0), "lower" or
+        "higher" (it excludes 0, on that side)."""
         if not self.metric_ranks:
-            return "no verdict (the metric does not rank the oracle above the unguided model here)"
+            return "no verdict"
         if not np.isfinite(self.difference.low):
+            return "no interval"
+        if not self.difference.excludes_zero:
+            return "n.s."
+        return "lower" if self.difference.high < 0 else "higher"
+
+    @property
+    def verdict(self) -> str:
+        outcome = self.outcome
+        if outcome == "no verdict":
+            return "no verdict (the metric does not rank the oracle above the unguided model here)"
+        if outcome == "no interval":
             return "not shown (too few resamples reach this share on both curves)"
-        if self.difference.excludes_zero:
-            side = "lower" if self.difference.high < 0 else "higher"
-            return f"supported: {self.first} {side} (the 95% interval of the difference excludes 0)"
-        return "not shown (the 95% interval of the difference includes 0)"
+        if outcome == "n.s.":
+            return "not shown (the 95% interval of the difference includes 0)"
+        return f"supported: {self.first} {outcome} (the 95% interval of the difference excludes 0)"
 
 
 @dataclass

@@ -111,19 +111,21 @@ def write_tables(report_dir: Path, rows: list[dict], stats: dict[str, PointStats
 
 
 # ------------------------------------------------------------------------------------------ entry point
-def _point_arrays(points_dir_root: Path, name: str) -> dict:
-    """A point's labels and resample arrays (not its images or features)."""
+def _read_point(points_dir_root: Path, name: str, wanted) -> dict:
+    """The arrays of a point's safetensors file whose names pass ``wanted`` (only those are read)."""
     from safetensors import safe_open
 
     with safe_open(str(points_dir_root / "points" / f"{name}.safetensors"), "np") as f:
-        return {k: f.get_tensor(k) for k in f.keys() if k == "labels" or k.startswith("resample_")}
+        return {k: f.get_tensor(k) for k in f.keys() if wanted(k)}
+
+
+def _point_arrays(points_dir_root: Path, name: str) -> dict:
+    """A point's labels and resample arrays (not its images or features)."""
+    return _read_point(points_dir_root, name, lambda k: k == "labels" or k.startswith("resample_"))
 
 
 def _images(points_dir_root: Path, name: str):
-    from safetensors import safe_open
-
-    with safe_open(str(points_dir_root / "points" / f"{name}.safetensors"), "np") as f:
-        return f.get_tensor("images")
+    return _read_point(points_dir_root, name, lambda k: k == "images")["images"]
 
 
 def p_max_agreement(points: list[dict], points_dir_root: Path) -> list[dict]:

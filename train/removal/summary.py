@@ -146,13 +146,8 @@ def _matched_section(matched: Matched, keys: list[str], title: str) -> list[str]
 
 
 def _verdict_cell(comparison) -> str:
-    if not comparison.metric_ranks:
-        return "-"
-    if not np.isfinite(comparison.difference.low):
-        return "no interval"
-    if not comparison.difference.excludes_zero:
-        return "n.s."
-    return "**lower**" if comparison.difference.high < 0 else "**higher**"
+    outcome = comparison.outcome
+    return {"no verdict": "-", "lower": "**lower**", "higher": "**higher**"}.get(outcome, outcome)
 
 
 def _verdict_table(matched: Matched) -> list[str]:
