@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from removal_fixtures import study_dirs
 from safetensors.torch import load_file
 from train_run_helpers import REPO, kill_once_exists
@@ -119,6 +120,46 @@ def test_a_changed_setting_reruns_only_its_points(dirs, tmp_path, mnist_dir):
     assert sorted(name for name in after if after[name] != again[name]) == [
         "ddim4-dng-2-pmax0.9.json", "ddim4-dng-2-pmax0.99.json", "ddim4-np-schedule-2-pmax0.9.json",
         "ddpm4-dng-2-pmax0.9.json", "ddpm4-dng-2-pmax0.99.json", "ddpm4-np-schedule-2-pmax0.9.json"]
+
+
+def _leaves(value, path=""):
+    """Every number / string of a nested JSON value, by its path."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _leaves(item, f"{path}/{key}").items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value) for k, v in _leaves(item, f"{path}/{i}").items()}
+    return {path: value}
+
+
+def test_raised_decisive_samples_grow_points_into_a_fresh_runs(dirs, tmp_path, mnist_dir):
+    """--decisive-samples 8 -> 12: the decisive points draw only samples 8-11 (DNG included, from its stored
+    records); the np-schedule ablation starts over (its DNG table changed). Every point equals a fresh 12-sample
+    sweep's: images and labels exactly, metrics to float rounding (the feature network saw other batches)."""
+    grown, fresh = tmp_path / "grown", tmp_path / "fresh"
+    assert main(removal_argv(dirs, grown)) == 0
+    assert main(removal_argv(dirs, grown, "--decisive-samples", "12")) == 0
+    assert main(removal_argv(dirs, fresh, "--decisive-samples", "12")) == 0
+    grown_rows = json.loads((grown / "points.json").read_text())
+    fresh_rows = json.loads((fresh / "points.json").read_text())
+    assert {r["name"] for r in grown_rows if "grown_from" in r} == {
+        "ddpm4-none-0", "ddpm4-oracle-0", "ddpm4-np-1", "ddpm4-sld-1", "ddpm4-sld-3", "ddpm4-dng-2-pmax0.9",
+        "ddim4-none-0", "ddim4-oracle-0", "ddim4-dng-2-pmax0.9"}
+    assert all(r["grown_from"] == 8 and r["samples"] == 12 for r in grown_rows if "grown_from" in r)
+    for mine, theirs in zip(_without_timing(grown_rows), _without_timing(fresh_rows), strict=True):
+        mine.pop("grown_from", None)
+        mine, theirs = _leaves(mine), _leaves(theirs)
+        assert mine.keys() == theirs.keys()
+        for path, value in theirs.items():
+            if isinstance(value, float):
+                assert mine[path] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), path
+            else:
+                assert mine[path] == value, path
+        a = load_file(str(grown / "points" / f"{theirs['/name']}.safetensors"))
+        b = load_file(str(fresh / "points" / f"{theirs['/name']}.safetensors"))
+        assert a.keys() == b.keys()
+        for key in ("images", "labels", "posterior_last_step", "dng_p", "dng_lambda"):
+            if key in b:
+                assert torch.equal(a[key], b[key]), (theirs["/name"], key)
 
 
 @pytest.mark.parametrize("broken, message", [

@@ -131,8 +131,10 @@ class Evaluator:
             self._counts[samples] = resample_counts(samples)
         return self._counts[samples]
 
-    def metrics(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict, dict[str, torch.Tensor]]:
-        """(the point's metrics, the tensors to save with it: features and resamples per network)."""
+    def metrics(self, images: torch.Tensor, labels: torch.Tensor,
+                known_features: dict[str, torch.Tensor] | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+        """(the point's metrics, the tensors to save with it: features and resamples per network).
+        ``known_features``: ``features_<net>`` of the first images, already computed (a point that grew)."""
         histogram = M.class_histogram(labels, self.num_classes)
         out = {
             "class_histogram": histogram.tolist(),
@@ -143,7 +145,9 @@ class Evaluator:
         tensors = {}
         label_array = labels.numpy()
         for name, ref in self.references.items():
-            features = compute_features(ref.network, images)
+            known = (known_features or {}).get(f"features_{name}")
+            features = compute_features(ref.network, images if known is None else images[len(known):])
+            features = features if known is None else torch.cat([known, features])
             values, resamples = network_quality(name, ref, features, label_array, self.removed,
                                                 self.counts(len(images)), self.device, self.fid_resamples)
             out.update(values)

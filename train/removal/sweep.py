@@ -113,9 +113,10 @@ def point_spec(point: Point, preset: RemovalPreset, out: Path, models: StudyMode
 
 
 def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, device: torch.device,
-                 autocast_dtype: torch.dtype | None, spec=None) -> SampledPoint:
-    """All samples of a point. ``spec``: the point's core spec(s) (default: :func:`guidance_spec`; np-schedule
-    points need :func:`point_spec`). DNG records every sample's p and lambda at every step."""
+                 autocast_dtype: torch.dtype | None, spec=None, first: int = 0) -> SampledPoint:
+    """The point's samples from index ``first`` on (0: all of them). ``spec``: the point's core spec(s) (default:
+    :func:`guidance_spec`; np-schedule points need :func:`point_spec`). DNG records every sample's p and lambda at
+    every step."""
     spec = guidance_spec(point, preset) if spec is None else spec
     sampler = sampler_settings(point, preset)
     samples = point_samples(point, preset)
@@ -124,16 +125,17 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
     noise = CommonNoise(preset.seed, models.image_shape, device)
     record = "per_image" if point.method == "dng" else "none"
     images, batches, rows, diverged = [], [], 0, 0
-    progress = tqdm(total=samples, desc=point.name, unit="sample", leave=False, disable=None)
+    progress = tqdm(total=samples, initial=first, desc=point.name, unit="sample", leave=False, disable=None)
     began = time.perf_counter()
-    for start in range(0, samples, preset.batch_size):
+    for start in range(first, samples, preset.batch_size):
         indices = range(start, min(samples, start + preset.batch_size))
         x, run, batch_rows = sample_batch(networks, models.schedule, spec, sampler, indices, noise, record=record)
         progress.update(len(indices))
         if progress.disable:  # no terminal (a nohup log): a line per batch instead of the bar
-            done, seconds = indices.stop, time.perf_counter() - began
-            print(f"  {point.name}: {done}/{samples} samples, {done / seconds:.1f}/s, about "
-                  f"{(samples - done) * seconds / done / 60:.0f} min of sampling left", file=sys.stderr, flush=True)
+            done, seconds = indices.stop - first, time.perf_counter() - began
+            print(f"  {point.name}: {indices.stop}/{samples} samples, {done / seconds:.1f}/s, about "
+                  f"{(samples - indices.stop) * seconds / done / 60:.0f} min of sampling left", file=sys.stderr,
+                  flush=True)
         finite = torch.isfinite(x).flatten(1).all(1)
         diverged += int((~finite).sum())
         # an extreme scale can overflow a sample: it is kept as the saturated image it is, and counted
@@ -143,7 +145,59 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
             batches.append([r for r in run.records if "p" in r])
     progress.close()
     records = PosteriorRecords.from_batches(batches) if batches else None
-    return SampledPoint(torch.cat(images), rows / (samples * sampler.steps), diverged, records)
+    return SampledPoint(torch.cat(images), rows / ((samples - first) * sampler.steps), diverged, records)
+
+
+@dataclass
+class GrowthSource:
+    """A finished point a larger one grows from: its result (JSON) and tensors (safetensors)."""
+
+    result: dict
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def samples(self) -> int:
+        return self.result["samples"]
+
+    def records(self) -> PosteriorRecords | None:
+        if "dng_p" not in self.tensors:
+            return None
+        t = self.tensors
+        return PosteriorRecords(t["dng_step"].tolist(), t["dng_sigma"].tolist(), t["dng_p"].numpy(),
+                                t["dng_lambda"].numpy())
+
+    def joined(self, new: SampledPoint) -> SampledPoint:
+        """This point's samples followed by ``new`` (the indices after them)."""
+        total = self.samples + len(new.images)
+        rows = (self.result["rows_per_sample_step"] * self.samples + new.rows_per_sample_step * len(new.images))
+        records = None
+        if new.records is not None:
+            old = self.records()
+            records = PosteriorRecords(old.step, old.sigma, np.concatenate([old.p, new.records.p], axis=1),
+                                       np.concatenate([old.lam, new.records.lam], axis=1))
+        return SampledPoint(torch.cat([self.tensors["images"], new.images]), rows / total,
+                            self.result["diverged_samples"] + new.diverged, records)
+
+
+def growth_source(point: Point, settings: dict, out: Path, batch_size: int) -> GrowthSource | None:
+    """The finished point ``point`` can grow from: on disk under its name with every setting but the sample count
+    the same, fewer samples, whole batches (sample i then sits in the batch a fresh run puts it in) and, for
+    DNG, its per-sample records (points written before they were kept start over)."""
+    path = out / "points" / f"{point.name}.json"
+    try:
+        result = json.loads(path.read_text())
+        old = result["settings"]
+    except (OSError, ValueError, KeyError):
+        return None
+    wanted = json.loads(json.dumps(settings))  # as the finished point's settings read back from its JSON
+    samples = old.get("samples", 0)
+    if not (0 < samples < wanted["samples"] and samples % batch_size == 0 and old | {"samples": wanted["samples"]}
+            == wanted and result.get("samples") == samples):
+        return None
+    source = GrowthSource(result, load_point_tensors(out, point.name))
+    if point.method == "dng" and source.records() is None:
+        return None
+    return source
 
 
 def posterior_results(records: PosteriorRecords | None, labels: np.ndarray, preset: RemovalPreset) -> dict:
@@ -162,25 +216,38 @@ def run_point(point: Point, preset: RemovalPreset, models: StudyModels, evaluato
     settings = point_settings(point, preset, _models_of(point, models))
     sampler = sampler_settings(point, preset)
     spec = point_spec(point, preset, out, models, sampler.steps)
+    source = growth_source(point, settings, out, preset.batch_size)
+    first = source.samples if source else 0
     started = time.perf_counter()
-    sampled = sample_point(point, preset, models, device, autocast_dtype, spec)
+    sampled = sample_point(point, preset, models, device, autocast_dtype, spec, first)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
+    known_features = {}
+    if source:
+        sampled = source.joined(sampled)
+        seconds += source.result["seconds"]
+        known_features = {k: v for k, v in source.tensors.items() if k.startswith("features_")}
     labels = evaluator.labels(sampled.images)
     samples = len(sampled.images)
-    measured, tensors = evaluator.metrics(sampled.images, labels)
+    measured, tensors = evaluator.metrics(sampled.images, labels, known_features)
     result = {"name": point.name, "key": settings_key(settings), **asdict(point), "samples": samples,
               **measured, **posterior_results(sampled.records, labels.numpy(), preset),
               "rows_per_sample_step": round(sampled.rows_per_sample_step, 4), "diverged_samples": sampled.diverged,
               "seconds": round(seconds, 2),
               "samples_per_second": round(samples / seconds, 3), "device": _device_name(device),
               "torch": torch.__version__, "settings": settings}
+    if first:
+        result["grown_from"] = first  # samples reused from the point's earlier, smaller run
     if point.method == "np-schedule":
         result["applied_lambda"] = [one.cfg_scale - 1.0 for one in spec]  # per step, every sample
     tensors |= {"images": sampled.images.contiguous(), "labels": labels.contiguous()}
     if sampled.records is not None:
-        tensors["posterior_last_step"] = torch.from_numpy(last_posterior(sampled.records))
+        records = sampled.records
+        tensors |= {"posterior_last_step": torch.from_numpy(last_posterior(records)),
+                    "dng_p": torch.from_numpy(records.p), "dng_lambda": torch.from_numpy(records.lam),
+                    "dng_step": torch.tensor(records.step), "dng_sigma": torch.tensor(records.sigma,
+                                                                                      dtype=torch.float64)}
     folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in tensors.items()}
@@ -231,8 +298,9 @@ def run_sweep(preset: RemovalPreset, models: StudyModels, evaluator: Evaluator, 
         mine = [p for p in todo if (p.method == "np-schedule") == phase][rank::world]
         for n, point in enumerate(mine, 1):
             result = run_point(point, preset, models, evaluator, out, device, autocast_dtype)
+            grown = f", grown from {result['grown_from']}" if "grown_from" in result else ""
             progress(f"[{rank}] {n}/{len(mine)} {point.name}: forbidden {result['forbidden_share']:.3f}, "
-                     f"KL {result['kl_uniform_kept']:.3f}, {result['samples_per_second']:.1f} samples/s")
+                     f"KL {result['kl_uniform_kept']:.3f}, {result['samples_per_second']:.1f} samples/s{grown}")
         ran += mine
         if not phase:
             wait()
