@@ -70,3 +70,18 @@ def test_real_images_score_at_the_floor_and_noise_far_above_it(evaluator, mnist_
     assert tensors["resample_fid_classifier_kept"].shape == (20,)
     draws = tensors["resample_kid_classifier_kept"].numpy()
     assert np.quantile(draws, 0.025) < measured["kid_classifier_kept"] < np.quantile(draws, 0.975)
+
+
+def test_prepared_floors_are_cached_for_the_other_processes(evaluator, tmp_path):
+    """The main process prepares the floor at every pending sample count; its real-image features land in the
+    cache, so another process's evaluator reads them instead of featurising the same images again."""
+    cache = tmp_path / "cache"
+    before = set(cache.iterdir())
+    evaluator.prepare_floors([32, 48])
+    written = set(cache.iterdir()) - before
+    assert len(written) == 4  # kept and all classes, at each count
+    other = Evaluator(evaluator.classifier, 10, 0, evaluator.references, evaluator.data_histogram, evaluator.device,
+                      evaluator.floor_source, fid_resamples=20)
+    stamps = {path: path.stat().st_mtime_ns for path in written}
+    assert other.floor(48) == evaluator.floor(48)
+    assert {path: path.stat().st_mtime_ns for path in written} == stamps and set(cache.iterdir()) - before == written

@@ -157,6 +157,12 @@ class Evaluator:
             out["floor"] = self.floor(len(images))
         return out, tensors
 
+    def prepare_floors(self, counts) -> None:
+        """The floor at each sample count in ``counts`` (its real-image features land in the cache)."""
+        if self.references and self.floor_source is not None:
+            for samples in counts:
+                self.floor(samples)
+
     def floor(self, samples: int) -> dict:
         """Real vs real at ``samples`` images (fewer when the held-out selection is smaller): every quality metric
         of held-out real images against the same references, and the image count ``n``."""
