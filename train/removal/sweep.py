@@ -191,8 +191,9 @@ def growth_source(point: Point, settings: dict, out: Path, batch_size: int) -> G
         return None
     wanted = json.loads(json.dumps(settings))  # as the finished point's settings read back from its JSON
     samples = old.get("samples", 0)
-    if not (0 < samples < wanted["samples"] and samples % batch_size == 0 and old | {"samples": wanted["samples"]}
-            == wanted and result.get("samples") == samples):
+    same_otherwise = (old | {"samples": wanted["samples"]}) == wanted
+    if not (same_otherwise and 0 < samples < wanted["samples"] and samples % batch_size == 0
+            and result.get("samples") == samples):
         return None
     source = GrowthSource(result, load_point_tensors(out, point.name))
     if point.method == "dng" and source.records() is None:
