@@ -1,7 +1,7 @@
 """Where DNG's posterior jumps on DDIM: the flow tracker's last step, integrated once and in sub-steps.
 
-On the study's DDIM-50 runs p jumps to p_max at the last evaluation (sigma 0.079 -> 0.010) for a quarter to a third
-of the samples that end in kept classes. This diagnostic separates the two candidate causes. It samples DDIM-50 in
+On the study's DDIM-50 runs p jumps to p_max at the last evaluation (sigma 0.079 -> 0.010) for 24-38% of the
+samples that end in kept classes. This diagnostic separates the two candidate causes. It samples DDIM-50 in
 the VE frame with the study's two UNets and negguide's flow tracker (the settings the study's DDIM DNG points use,
 ``--lambda0`` 0: unguided), and integrates the last step twice from the same tracker state: once as the sampler
 does (one trapezoid between the evaluations at sigma_48 and sigma_49), and in ``substeps`` geometric sub-steps along
@@ -98,8 +98,7 @@ def last_step_posteriors(models: StudyModels, samples: int = 64, lambda0: float 
     start, end = sigmas[-2], sigmas[-1]
     for sigma in torch.logspace(math.log10(start), math.log10(end), substeps + 1, dtype=torch.float64)[1:].tolist():
         _observe(state, denoisers, ray_guided + sigma * (ray_start - ray_guided) / start, sigma, steps - 1)
-    return {"sigma": (start, end), "before": posteriors[-2], "one_step": posteriors[-1],
-            "substeps": state.posterior(), "lambda0": lambda0, "count": substeps}
+    return {"sigma": (start, end), "before": posteriors[-2], "one_step": posteriors[-1], "substeps": state.posterior()}
 
 
 def _line(name: str, p: torch.Tensor) -> str:
