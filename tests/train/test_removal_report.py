@@ -257,3 +257,18 @@ def test_p_max_agreement_counts_the_shared_samples_that_differ(report):
     assert found[5.0]["differing"] == 0
     assert (f"- lambda0 5: p_max 0.99 vs 0.8: 0 of {SMALL} samples differ (the larger cap changed nothing)."
             in (folder / "summary.md").read_text())
+
+
+def test_posterior_table_shows_p_a_step_before_the_last(report):
+    """Each DNG row gives, per group, the mean p one evaluation before the last and at the last: where p jumps on
+    the last step (DDIM-50's flow tracker) the two differ."""
+    rows, folder, _ = report
+    text = (folder / "summary.md").read_text()
+    dng = next(r for r in rows if r["method"] == "dng" and r["sampler"] == "ddpm")
+    removed, kept = (dng["posterior_by_label"][g] for g in ("removed", "kept"))
+    expected = (f"| {dng['scale']:g} | {dng['p_max']:g} | {100 * dng['forbidden_share']:.2f}% | {removed['samples']} | "
+                f"{removed['mean_p'][-2]:.3f} | {removed['last_mean_p']:.3f} | {removed['mean_max_p']:.3f} | "
+                f"{100 * removed['share_above_half']:.1f}% | {kept['samples']} | {kept['mean_p'][-2]:.3f} | "
+                f"{kept['last_mean_p']:.3f} |")
+    assert expected in text
+    assert "| mean p a step before | mean last p |" in text

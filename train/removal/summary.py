@@ -178,18 +178,20 @@ def _posterior_section(rows: list[dict], removed: int, agreement: list[dict]) ->
         return []
     out = ["### What DNG's posterior does", "",
            "p at the last informative step (the last sampler step's evaluation: the step after it adds no noise, "
-           "and the core's `finish()` is not applied), per group of samples by the class they end in:", ""]
+           "and the core's `finish()` is not applied) and one step before it, per group of samples by the class they "
+           "end in:", ""]
     body = []
     for r in dng:
         s = r["posterior_by_label"]
         cells = [f"{r['scale']:g}", f"{r['p_max']:g}", f"{100 * r['forbidden_share']:.2f}%"]
         for group in ("removed", "kept"):
             g = s.get(group, {})
-            cells += ([f"{g['samples']}", f"{g['last_mean_p']:.3f}", f"{g['mean_max_p']:.3f}",
-                       f"{100 * g['share_above_half']:.1f}%"] if g.get("samples") else ["0", "-", "-", "-"])
+            before = f"{g['mean_p'][-2]:.3f}" if len(g.get("mean_p", ())) > 1 else "-"  # a 1-step run has none
+            cells += ([f"{g['samples']}", before, f"{g['last_mean_p']:.3f}", f"{g['mean_max_p']:.3f}",
+                       f"{100 * g['share_above_half']:.1f}%"] if g.get("samples") else ["0", "-", "-", "-", "-"])
         body.append(cells)
-    out += _table(["lambda0", "p_max", "forbidden", f"n ending in {removed}", "mean last p", "mean max p",
-                   "p ever > 0.5", "n kept", "mean last p", "mean max p", "p ever > 0.5"], body)
+    per_group = ["mean p a step before", "mean last p", "mean max p", "p ever > 0.5"]
+    out += _table(["lambda0", "p_max", "forbidden", f"n ending in {removed}", *per_group, "n kept", *per_group], body)
     return out + _p_max_lines(agreement) + [""]
 
 
