@@ -35,8 +35,7 @@ class VEDenoisers:
     (the timestep interpolated in log sigma: the sub-steps fall between the training timesteps)."""
 
     def __init__(self, models: StudyModels):
-        abar = models.schedule.alphas_cumprod.to(torch.float64)
-        self.log_sigmas = ((1 - abar) / abar).sqrt().log()
+        self.log_sigmas = models.schedule.sigmas.to(torch.float64).log()
         self.networks = (models.unconditional, models.forget)
 
     def sigma(self, t: int) -> float:
@@ -78,7 +77,7 @@ def last_step_posteriors(models: StudyModels, samples: int = 64, lambda0: float 
     tracker = make_tracker(config, SamplerInfo(stochastic=False, eta=0.0), samples,
                            generator=torch.Generator().manual_seed(seed + 1))
     denoisers = VEDenoisers(models)
-    sigmas = [denoisers.sigma(t) for t in respaced_timesteps(len(denoisers.log_sigmas), steps)]
+    sigmas = [denoisers.sigma(t) for t in respaced_timesteps(models.schedule.num_timesteps, steps)]
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn((samples, *models.image_shape), generator=generator, dtype=torch.float64)
     x = x * math.sqrt(1 + sigmas[0] ** 2)

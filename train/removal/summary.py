@@ -180,6 +180,7 @@ def _posterior_section(rows: list[dict], removed: int, agreement: list[dict]) ->
            "p at the last informative step (the last sampler step's evaluation: the step after it adds no noise, "
            "and the core's `finish()` is not applied) and one step before it, per group of samples by the class they "
            "end in:", ""]
+    per_group = ["mean p a step before", "mean last p", "mean max p", "p ever > 0.5"]
     body = []
     for r in dng:
         s = r["posterior_by_label"]
@@ -188,9 +189,8 @@ def _posterior_section(rows: list[dict], removed: int, agreement: list[dict]) ->
             g = s.get(group, {})
             before = f"{g['mean_p'][-2]:.3f}" if len(g.get("mean_p", ())) > 1 else "-"  # a 1-step run has none
             cells += ([f"{g['samples']}", before, f"{g['last_mean_p']:.3f}", f"{g['mean_max_p']:.3f}",
-                       f"{100 * g['share_above_half']:.1f}%"] if g.get("samples") else ["0", "-", "-", "-", "-"])
+                       f"{100 * g['share_above_half']:.1f}%"] if g.get("samples") else ["0", *["-"] * len(per_group)])
         body.append(cells)
-    per_group = ["mean p a step before", "mean last p", "mean max p", "p ever > 0.5"]
     out += _table(["lambda0", "p_max", "forbidden", f"n ending in {removed}", *per_group, "n kept", *per_group], body)
     return out + _p_max_lines(agreement) + [""]
 

@@ -196,7 +196,7 @@ def growth_source(point: Point, settings: dict, out: Path, batch_size: int) -> G
             and result.get("samples") == samples):
         return None
     source = GrowthSource(result, load_point_tensors(out, point.name))
-    if point.method == "dng" and source.records() is None:
+    if point.method == "dng" and "dng_p" not in source.tensors:
         return None
     return source
 
