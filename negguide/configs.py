@@ -144,6 +144,9 @@ FLOW_STARTS = ("prior", "evidence")
 # DNGConfig's and the flow tracker's defaults: "deflated" (each image's dominant directions exact), "evidence"
 # (the first evaluation's large-sigma evidence)
 DEFAULT_PROBE_DIRECTIONS, DEFAULT_FLOW_START = "deflated", "evidence"
+# A flow-tracker step that shrinks sigma more than fivefold takes the left-point rule: DDIM's last step on the linear
+# schedule (0.13 at 50 steps, 0.05 at 20), not SD's at 30-50 (0.23-0.29). docs/dng-tracking.md has the measurements.
+DEFAULT_MIN_STEP_RATIO = 0.2
 MAX_LAMBDA0 = 1000.0  # beyond this lambda only saturates the prediction's range
 
 
@@ -166,6 +169,7 @@ class DNGConfig:
     probe_directions: str = DEFAULT_PROBE_DIRECTIONS  # or "rademacher"
     gate: ProbeGate = field(default_factory=ProbeGate)  # flow-gated: where and when images probe
     flow_start: str = DEFAULT_FLOW_START  # flow trackers: or "prior"
+    min_step_ratio: float = DEFAULT_MIN_STEP_RATIO  # flow trackers: left-point rule where sigma_next < ratio * sigma
     posterior: PosteriorConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -189,6 +193,8 @@ class DNGConfig:
              f"probe_directions must be one of {PROBE_DIRECTIONS}, got {self.probe_directions!r}"),
             (isinstance(self.gate, ProbeGate), f"gate must be a ProbeGate, got {type(self.gate).__name__}"),
             (self.flow_start in FLOW_STARTS, f"flow_start must be one of {FLOW_STARTS}, got {self.flow_start!r}"),
+            (is_finite_number(self.min_step_ratio) and 0.0 <= self.min_step_ratio < 1.0,
+             f"min_step_ratio must be in [0, 1), got {self.min_step_ratio!r}"),
         ])
         object.__setattr__(self, "posterior", PosteriorConfig(
             prior=self.prior, temperature=self.temperature, offset=self.offset, p_min=min(self.p_min, self.prior),

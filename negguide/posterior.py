@@ -33,7 +33,12 @@ Two families:
     ``h = dL/dsigma = sigma [div(s_neg - s_ref) + (s_neg - s_ref) . (s_neg + s_ref)]``, ``s = (D - x)/sigma^2``.
     (This is the lead ``d log p / dt = beta/2 [div(s_c - s_u) + s_c . (s_c - s_u)]`` written for an arbitrary
     path, not only the unconditional flow.) Steps are integrated with the trapezoidal rule from the
-    predictions at both ends; the final step to sigma = 0 uses the left end only. The divergence
+    predictions at both ends; the final step to sigma = 0 uses the left end only, and so does a step that shrinks
+    sigma more than ``1 / min_step_ratio``-fold (DDIM's last step on the linear schedule: 0.079 -> 0.010 at 50
+    steps). On trained models the right end's terms there are large and cancel only along the path, which two
+    points cannot follow: on MNIST's DDIM-50 the trapezoid put 24-50% of 256 samples above p = 0.5 where 16
+    sub-steps with both networks evaluated put 1.6-5.1%, and the left-point rule 0.4-5.1% (docs/dng-tracking.md;
+    on the exact mixtures, whose integrand is smooth there, the trapezoid is slightly better). The divergence
     ``div(D_neg - D_ref)`` is the costly part; estimators:
 
     * ``"exact"``: a callable supplied by the caller (Gaussian mixtures; ground truth);
@@ -231,8 +236,9 @@ class FlowTracker(_Tracker):
     ``"evidence"`` from the large-sigma expansion at the first evaluation,
     ``log p0 + (D_neg - D_ref).(x - (D_neg + D_ref)/2) / sigma^2`` (at sigma_max the marginals of both models are
     nearly Gaussians around their means, and the posterior has already moved away from the prior).
-    ``directions``: the probes' directions, ``"rademacher"`` or ``"deflated"`` (:mod:`negguide.probes`). The
-    defaults are :class:`~negguide.configs.DNGConfig`'s.
+    ``directions``: the probes' directions, ``"rademacher"`` or ``"deflated"`` (:mod:`negguide.probes`).
+    ``min_step_ratio``: a step to ``sigma_next < min_step_ratio * sigma`` takes the left-point rule (0: the
+    trapezoid on every step). The defaults are :class:`~negguide.configs.DNGConfig`'s.
     """
 
     name = "flow"
@@ -240,7 +246,8 @@ class FlowTracker(_Tracker):
     def __init__(self, config: PosteriorConfig, batch_size: int, device=None, divergence: str = "moment",
                  probe_pairs: int = 1, exact_divergence: Divergence | None = None, fd_scale: float = 1e-2,
                  generator: torch.Generator | list[torch.Generator] | None = None, start: str = C.DEFAULT_FLOW_START,
-                 gate: ProbeGate | None = None, directions: str = C.DEFAULT_PROBE_DIRECTIONS):
+                 gate: ProbeGate | None = None, directions: str = C.DEFAULT_PROBE_DIRECTIONS,
+                 min_step_ratio: float = C.DEFAULT_MIN_STEP_RATIO):
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if divergence == "exact" and exact_divergence is None:
@@ -251,7 +258,10 @@ class FlowTracker(_Tracker):
             raise ValueError(f"directions must be one of {C.PROBE_DIRECTIONS}, got {directions!r}")
         if start not in C.FLOW_STARTS:
             raise ValueError(f"start must be one of {C.FLOW_STARTS}, got {start!r}")
+        if not 0.0 <= min_step_ratio < 1.0:
+            raise ValueError(f"min_step_ratio must be in [0, 1), got {min_step_ratio}")
         super().__init__(config, batch_size, device)
+        self.min_step_ratio = min_step_ratio
         probing = divergence in ("hutchinson", "gated")
         self.divergence, self.probe_pairs, self.fd_scale = divergence, probe_pairs if probing else 0, fd_scale
         self.exact_divergence, self.start = exact_divergence, start
@@ -391,6 +401,9 @@ class FlowTracker(_Tracker):
         if self.divergence in ("moment", "gated"):
             predicted = (log_p_start + d_log_p).clamp(BAYES_LOG_LO, BAYES_LOG_HI)
             d_log_p = grad_part + 0.5 * (h_start + self._h(*hc, predicted)) * (sc - sp)
+        if self.min_step_ratio > 0:  # too coarse a step: the left-point rule, as finish() takes the last one
+            left_point = (gp * (xc - xp)).sum(1) + h_start * (sc - sp)
+            d_log_p = torch.where(sc >= self.min_step_ratio * sp, d_log_p, left_point)
         self._advance(d_log_p, self._offset_term(sp, sc))
 
     def _advance(self, d_log_p: torch.Tensor, offset: torch.Tensor) -> None:

@@ -31,4 +31,4 @@ def make_tracker(config: DNGConfig, sampler: SamplerInfo, batch_size: int, devic
                                  eta=min(sampler.eta, 1.0) if sampler.injects_noise else 1.0)
     return FlowTracker(posterior, batch_size, device, divergence=FLOW_DIVERGENCES[name], probe_pairs=config.probe_pairs,
                        generator=generator, start=config.flow_start, gate=config.gate,
-                       directions=config.probe_directions)
+                       directions=config.probe_directions, min_step_ratio=config.min_step_ratio)

@@ -183,6 +183,9 @@ STUDY_TRACKERS = {
     "flow-gated-1+deflated": _flow("flow-gated", directions="deflated"),
     "flow-gated-1+evidence": _flow("flow-gated", start="evidence"),
     "flow-gated-1+evidence+deflated": _flow("flow-gated", start="evidence", directions="deflated"),
+    # the same with the trapezoid on every step, DDIM's coarse last step included (DNGConfig.min_step_ratio)
+    "flow-gated-1+evidence+deflated+trapezoid": {**_flow("flow-gated", start="evidence", directions="deflated"),
+                                                 "min_step_ratio": 0.0},
     "flow-exact": {"flow_start": "prior"},
     "flow-exact+evidence": {"flow_start": "evidence"},
 }

@@ -192,6 +192,7 @@ def test_sampler_families_by_name_in_every_program(name, stochastic):
     (dict(probe_pairs=0), "probe_pairs"), (dict(variance="huge"), "variance"),
     (dict(prior=0.5, p_max=0.3), "above p_max"),
     (dict(temperature=0.0), "temperature"), (dict(offset=5.0), "offset"), (dict(lambda0="abc"), "must be a number"),
+    (dict(min_step_ratio=1.0), "min_step_ratio"), (dict(min_step_ratio=-0.1), "min_step_ratio"),
 ])
 def test_dng_config_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -265,6 +266,34 @@ def test_the_evidence_start_removes_the_start_error_that_grew_with_the_steps(ste
     evidence = E.track_posterior(mix, "ddim", steps, "flow-exact+evidence", 200, seed=1, config=cfg)
     assert evidence["mean_abs_error_final"] <= prior["mean_abs_error_final"] + 1e-6
     assert evidence["mean_abs_error_final"] < 2e-3
+
+
+@pytest.mark.parametrize("divergence", ["moment", "exact"])
+def test_a_step_past_min_step_ratio_takes_the_left_point_rule_of_the_last_step(divergence):
+    """A DDIM step that shrinks sigma tenfold: with min_step_ratio 0.2 the evaluation after it moves p exactly as
+    finish() from the evaluation before it would (the left-point rule); with 0 the trapezoid, which differs."""
+    mix = latent_like(16)
+    forget = mix.to_forget()
+    sigma_a, sigma_b = 0.5, 0.05
+    x_a = E.initial_state(mix, sigma_a, 64, torch.Generator().manual_seed(3))
+    d_a = mix.denoise(x_a, sigma_a)
+    x_b = d_a + sigma_b / sigma_a * (x_a - d_a)
+
+    def tracker(min_step_ratio):
+        t = FlowTracker(PosteriorConfig(prior=mix.prior_forbidden, temperature=0.5, offset=0.01, p_min=1e-12,
+                                        p_max=1 - 1e-9), 64, divergence=divergence, min_step_ratio=min_step_ratio,
+                        exact_divergence=lambda x, s: forget.divergence_of_denoiser(x, s) -
+                        mix.divergence_of_denoiser(x, s))
+        t.observe(x_a, sigma_a, d_a, forget.denoise(x_a, sigma_a))
+        return t
+
+    finished = tracker(0.2)
+    finished.finish(x_b, sigma_b)
+    for ratio, same in ((0.2, True), (0.0, False)):
+        stepped = tracker(ratio)
+        stepped.observe(x_b, sigma_b, mix.denoise(x_b, sigma_b), forget.denoise(x_b, sigma_b))
+        for name in ("log_p", "log_p_bayes"):
+            assert torch.equal(getattr(stepped, name), getattr(finished, name)) == same, (ratio, name)
 
 
 def test_gated_tracker_refuses_probe_predictions_it_did_not_ask_for():

@@ -4,6 +4,7 @@ import pytest
 import torch
 from removal_fixtures import tiny_model_dir
 
+from negguide import DNGConfig
 from train.removal.last_step import VEDenoisers, last_step_posteriors, main
 from train.removal.models import load_study_models
 
@@ -24,6 +25,16 @@ def test_one_substep_is_the_samplers_trapezoid(models):
     assert ((many["substeps"] > 0) & (many["substeps"] <= 0.8 + 1e-12)).all()  # within the study's p_max
 
 
+def test_the_left_point_rule_is_the_trackers_own_on_the_coarse_last_step(models):
+    """DDIM-6's last step shrinks sigma seventyfold, past DNGConfig's min_step_ratio, so the left-point line is
+    the rule DNG takes there (that the rule is finish()'s: tests/core/test_posterior.py); within the study's p_max."""
+    torch.set_num_threads(1)
+    out = last_step_posteriors(models, samples=4, lambda0=2.0, substeps=2, steps=6)
+    sigma_start, sigma_end = out["sigma"]
+    assert sigma_end < DNGConfig().min_step_ratio * sigma_start
+    assert ((out["left_point"] > 0) & (out["left_point"] <= 0.8 + 1e-12)).all()
+
+
 def test_timesteps_between_the_training_ones_interpolate_log_sigma(models):
     denoisers = VEDenoisers(models)
     assert denoisers.timestep(denoisers.sigma(20)) == pytest.approx(20.0, abs=1e-9)
@@ -35,4 +46,4 @@ def test_the_command_prints_the_three_posteriors(models, tmp_path, capsys, monke
     monkeypatch.setattr("train.removal.last_step.load_study_models", lambda *a: models)
     assert main(["--models", str(tmp_path), "--samples", "2", "--substeps", "2"]) == 0
     out = capsys.readouterr().out
-    assert "one trapezoid" in out and "2 sub-steps" in out and "second-to-last" in out
+    assert "one trapezoid" in out and "2 sub-steps" in out and "second-to-last" in out and "left-point" in out

@@ -229,3 +229,18 @@ def test_dng_records_give_the_lambda_the_step_applied(models):
                                   settings, range(i, i + 1), noise)
         torch.testing.assert_close(alone[0], dng[i], rtol=5e-3, atol=5e-3)
         assert (late[0] - dng[i]).abs().max() > 20 * (alone[0] - dng[i]).abs().max()
+
+
+def test_the_flow_trackers_step_rule_keys_ddim_dng_points_only():
+    """A finished DDIM DNG point (and the np-schedule point that follows it) reruns under another
+    dng_min_step_ratio; the DDPM points' transition tracker never reads it, so their keys stay."""
+    from train.removal.points import point_settings, settings_key
+
+    other = dataclasses.replace(MNIST_CPU, dng_min_step_ratio=0.0)
+    models = {"unconditional": "u", "forget": "f"}
+    for point in sweep_points(MNIST_CPU, with_oracle=False):
+        changed = settings_key(point_settings(point, MNIST_CPU, models)) != settings_key(
+            point_settings(point, other, models))
+        assert changed == (point.sampler == "ddim" and point.method in ("dng", "np-schedule")), point.name
+    spec = guidance_spec(Point("dng", 2.0, "ddim", 50, 0.8), MNIST_CPU)
+    assert spec.dng.min_step_ratio == MNIST_CPU.dng_min_step_ratio

@@ -173,9 +173,11 @@ def test_bad_inputs_stop_before_sampling(dirs, tmp_path, capsys, broken, message
     assert not (tmp_path / "sweep" / "points").exists()
 
 
-def test_bad_settings_are_refused_with_one_line(dirs, tmp_path, capsys):
-    assert main(removal_argv(dirs, tmp_path / "sweep", "--dng-p-max", "1.5")) == 2
-    assert "--dng-p-max" in capsys.readouterr().err
+@pytest.mark.parametrize("option, value", [("--dng-p-max", "1.5"), ("--dng-min-step-ratio", "1")])
+def test_bad_settings_are_refused_with_one_line(dirs, tmp_path, capsys, option, value):
+    assert main(removal_argv(dirs, tmp_path / "sweep", option, value)) == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err
 
 
 def test_help_lists_the_methods():

@@ -89,6 +89,9 @@ def _study_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dng-prior", type=float, help="DNG prior p(c-) (paper: MNIST 0.25, CIFAR-10 0.01)")
     g.add_argument("--dng-temperature", type=float, help="DNG temperature tau (paper: 0.25 / 0.2)")
     g.add_argument("--dng-offset", type=float, help="DNG offset delta (paper: 0 / 0.0002)")
+    g.add_argument("--dng-min-step-ratio", type=float,
+                   help="DDIM's flow tracker: a step to sigma_next < ratio * sigma takes the left-point rule (0: the "
+                        "trapezoid everywhere; docs/dng-tracking.md)")
     g.add_argument("--sld-threshold", type=float, help="SLD threshold lambda_thresh (paper: 0.04)")
     g.add_argument("--sld-s-s", type=float, help="SLD safety scale s_s (paper: 100)")
     g.add_argument("--sld-beta-m", type=float, help="SLD momentum decay beta_m (paper: 0.2)")

@@ -1,10 +1,12 @@
 """Where DNG's posterior jumps on DDIM: the flow tracker's last step, integrated once and in sub-steps.
 
-On the study's DDIM-50 runs p jumps to p_max at the last evaluation (sigma 0.079 -> 0.010) for 24-38% of the
-samples that end in kept classes. This diagnostic separates the two candidate causes. It samples DDIM-50 in
-the VE frame with the study's two UNets and negguide's flow tracker (the settings the study's DDIM DNG points use,
-``--lambda0`` 0: unguided), and integrates the last step twice from the same tracker state: once as the sampler
-does (one trapezoid between the evaluations at sigma_48 and sigma_49), and in ``substeps`` geometric sub-steps along
+With the trapezoid on every step, p jumped to p_max at the last evaluation of the study's DDIM-50 runs (sigma
+0.079 -> 0.010) for 24-38% of the samples that end in kept classes. This diagnostic separates the two candidate
+causes, and measures the rule negguide now takes on such a step. It samples DDIM-50 in the VE frame with the study's
+two UNets and negguide's flow tracker (the settings the study's DDIM DNG points use, the trapezoid on every step;
+``--lambda0`` 0: unguided), and integrates the last step three ways from the same tracker state: as that sampler
+does (one trapezoid between the evaluations at sigma_48 and sigma_49), with the left-point rule (what the
+preset's ``dng_min_step_ratio`` selects for a step this coarse), and in ``substeps`` geometric sub-steps along
 the path DDIM takes between them (the ray ``x(sigma) = D_g + sigma (x_48 - D_g) / sigma_48``), each with both
 networks evaluated at its fractional timestep. If the jump is the models' disagreement at t = 0, both end the same;
 if it is the quadrature (the flow evidence scales like 1/sigma^3 and sigma falls eightfold), the sub-steps remove it.
@@ -69,11 +71,13 @@ def _observe(tracker, denoisers: VEDenoisers, x: torch.Tensor, sigma: float, ste
 
 def last_step_posteriors(models: StudyModels, samples: int = 64, lambda0: float = 2.0, substeps: int = 16,
                          steps: int = 50, seed: int = 0) -> dict:
-    """p at the second-to-last and last evaluations of a DDIM run (DNG with ``lambda0``; 0: unguided), and p at
-    the last one when the last step is integrated in ``substeps`` sub-steps along DDIM's ray instead."""
+    """p at the second-to-last and last evaluations of a DDIM run (DNG with ``lambda0``; 0: unguided) whose
+    tracker integrates every step with the trapezoid, and p at the last one when the last step is integrated in
+    ``substeps`` sub-steps along DDIM's ray instead, or with the left-point rule the study's flow tracker takes on
+    such a step (``dng_min_step_ratio``)."""
     preset = MNIST_CPU
     config = DNGConfig(prior=preset.dng_prior, temperature=preset.dng_temperature, offset=preset.dng_offset,
-                       p_max=min(preset.dng_p_max), tracker="auto")
+                       p_max=min(preset.dng_p_max), tracker="auto", min_step_ratio=0.0)
     tracker = make_tracker(config, SamplerInfo(stochastic=False, eta=0.0), samples,
                            generator=torch.Generator().manual_seed(seed + 1))
     denoisers = VEDenoisers(models)
@@ -84,7 +88,7 @@ def last_step_posteriors(models: StudyModels, samples: int = 64, lambda0: float 
     posteriors, state = [], None
     for k, sigma in enumerate(sigmas):
         if k == steps - 1:
-            state = copy.deepcopy(tracker)  # after the second-to-last evaluation, before the last
+            state, x_last = copy.deepcopy(tracker), x  # after the second-to-last evaluation, before the last
         d_ref, d_neg = _observe(tracker, denoisers, x, sigma, k)
         p = tracker.posterior()
         posteriors.append(p.clone())
@@ -95,13 +99,19 @@ def last_step_posteriors(models: StudyModels, samples: int = 64, lambda0: float 
         sigma_next = sigmas[k + 1] if k + 1 < steps else 0.0
         x = guided + sigma_next * (x - guided) / sigma
     start, end = sigmas[-2], sigmas[-1]
+    left_point = copy.deepcopy(state)
+    left_point.min_step_ratio = preset.dng_min_step_ratio
+    _observe(left_point, denoisers, x_last, end, steps - 1)
     for sigma in torch.logspace(math.log10(start), math.log10(end), substeps + 1, dtype=torch.float64)[1:].tolist():
         _observe(state, denoisers, ray_guided + sigma * (ray_start - ray_guided) / start, sigma, steps - 1)
-    return {"sigma": (start, end), "before": posteriors[-2], "one_step": posteriors[-1], "substeps": state.posterior()}
+    return {"sigma": (start, end), "before": posteriors[-2], "one_step": posteriors[-1], "substeps": state.posterior(),
+            "left_point": left_point.posterior()}
 
 
-def _line(name: str, p: torch.Tensor) -> str:
-    return f"  {name:<28} mean {float(p.mean()):.4f}, share above 0.5: {float((p > 0.5).double().mean()):.3f}"
+def _line(name: str, p: torch.Tensor, reference: torch.Tensor | None = None) -> str:
+    """Mean p and the share above 0.5; with ``reference`` (the sub-steps' p) the mean distance to it."""
+    distance = "" if reference is None else f", mean |p - sub-steps| {float((p - reference).abs().mean()):.4f}"
+    return f"  {name:<30} mean {float(p.mean()):.4f}, share above 0.5: {float((p > 0.5).double().mean()):.3f}{distance}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,9 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     out = last_step_posteriors(models, args.samples, args.lambda0, args.substeps, seed=args.seed)
     print(f"DDIM-50, {args.samples} samples, lambda0 {args.lambda0:g}; last step sigma {out['sigma'][0]:.4f} -> "
           f"{out['sigma'][1]:.4f}; p:")
-    print(_line("at the second-to-last step", out["before"]))
-    print(_line("last step, one trapezoid", out["one_step"]))
+    print(_line("at the second-to-last step", out["before"], out["substeps"]))
+    print(_line("last step, one trapezoid", out["one_step"], out["substeps"]))
     print(_line(f"last step, {args.substeps} sub-steps", out["substeps"]))
+    print(_line("last step, left-point rule", out["left_point"], out["substeps"]))
     return 0
 
 

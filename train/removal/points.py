@@ -114,7 +114,8 @@ def guidance_spec(point: Point, preset: RemovalPreset) -> GuidanceSpec | None:
     sld = (SLDConfig(threshold=preset.sld_threshold, s_s=preset.sld_s_s, beta_m=preset.sld_beta_m,
                      s_m=preset.sld_s_m) if point.method == "sld" else None)
     dng = (DNGConfig(prior=preset.dng_prior, temperature=preset.dng_temperature, offset=preset.dng_offset,
-                     p_max=point.p_max, tracker=dng_tracker(point, preset), variance=transition_variance(preset))
+                     p_max=point.p_max, tracker=dng_tracker(point, preset), variance=transition_variance(preset),
+                     min_step_ratio=preset.dng_min_step_ratio)
            if point.method == "dng" else None)
     return class_removal_spec(point.method, point.scale, dng, sld)
 
@@ -146,6 +147,8 @@ def point_settings(point: Point, preset: RemovalPreset, models: dict[str, str]) 
                            "offset": preset.dng_offset, "p_max": point.p_max,
                            "tracker": dng_tracker(point, preset),
                            "transition_variance": transition_variance(preset)}
+        if point.sampler == "ddim":  # the flow tracker's rule for steps that shrink sigma several-fold
+            settings["dng"]["min_step_ratio"] = preset.dng_min_step_ratio
     if point.method == "sld":
         settings["sld"] = {"threshold": preset.sld_threshold, "s_s": preset.sld_s_s, "beta_m": preset.sld_beta_m,
                            "s_m": preset.sld_s_m}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from negguide.configs import DEFAULT_MIN_STEP_RATIO
 from train.errors import UsageError
 
 METHODS = ("np", "sld", "dng", "np-schedule")
@@ -59,6 +60,7 @@ class RemovalPreset:
     dng_temperature: float = 0.25
     dng_offset: float = 0.0
     dng_tracker_ddim: str = "auto"  # the gated flow tracker on DDIM
+    dng_min_step_ratio: float = DEFAULT_MIN_STEP_RATIO  # the flow tracker's left-point rule on coarser steps
     sld_threshold: float = 0.04
     sld_s_s: float = 100.0
     sld_beta_m: float = 0.2
@@ -102,6 +104,8 @@ class RemovalPreset:
             (all(s >= 0 for s in self.np_scales + self.sld_scales + self.dng_lambda0), "scales must be >= 0"),
             (all(0 < p < 1 for p in self.dng_p_max), f"--dng-p-max values must be in (0, 1), got {self.dng_p_max}"),
             (0 < self.dng_prior < 1, f"--dng-prior must be in (0, 1), got {self.dng_prior}"),
+            (0 <= self.dng_min_step_ratio < 1,
+             f"--dng-min-step-ratio must be in [0, 1), got {self.dng_min_step_ratio}"),
             (set(self.fid_networks) <= set(FID_NETWORKS), f"--fid must be among {','.join(FID_NETWORKS)}"),
             (self.fid_reference_count is None or self.fid_reference_count >= 2,
              "--fid-reference-count must be >= 2"),

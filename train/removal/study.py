@@ -26,6 +26,7 @@ PRESET_OVERRIDES = {  # CLI argument -> preset field
     "sampler_variance": "sampler_variance", "transition_variance": "transition_variance",
     "np_scales": "np_scales", "sld_scales": "sld_scales", "dng_lambda0": "dng_lambda0", "dng_p_max": "dng_p_max",
     "dng_prior": "dng_prior", "dng_temperature": "dng_temperature", "dng_offset": "dng_offset",
+    "dng_min_step_ratio": "dng_min_step_ratio",
     "sld_threshold": "sld_threshold", "sld_s_s": "sld_s_s", "sld_beta_m": "sld_beta_m", "sld_s_m": "sld_s_m",
     "fid_reference_count": "fid_reference_count", "fid_resamples": "fid_resamples",
     "schedule_lambda0": "schedule_lambda0", "schedule_p_max": "schedule_p_max", "decisive_samples": "decisive_samples",
