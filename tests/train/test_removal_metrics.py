@@ -210,6 +210,16 @@ def test_reference_features_are_cached_keyed_and_recomputed_when_corrupt(mnist_d
     assert net.seen == seen + 40 and torch.equal(recomputed.features, first.features)
 
 
+def test_reference_features_show_progress_while_computed_and_not_from_the_cache(mnist_dir, tmp_path, capsys):
+    """The reference features take tens of minutes on a CPU before the first point: a progress bar says so."""
+    net = CountingNetwork()
+    selection_features("mnist", 3, net, tmp_path, mnist_dir, split="test", limit=40)
+    err = capsys.readouterr().err
+    assert "features of 40 mnist test images, without class 3" in err and "40/40" in err
+    selection_features("mnist", 3, net, tmp_path, mnist_dir, split="test", limit=40)
+    assert "features of" not in capsys.readouterr().err
+
+
 def test_reference_cache_with_foreign_metadata_is_recomputed(mnist_dir, tmp_path):
     from safetensors.torch import save_file
 

@@ -40,6 +40,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from train.checkpoint import sha256_file
 from train.classifier_io import WEIGHTS, load_classifier
@@ -294,11 +295,18 @@ class FeatureSet:
 
 
 @torch.inference_mode()
-def compute_features(network: FeatureNetwork, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
-    """float32 features (N, D) of uint8 images, `batch_size` images at a time."""
+def compute_features(network: FeatureNetwork, images: torch.Tensor, batch_size: int = 250,
+                     progress: str | None = None) -> torch.Tensor:
+    """float32 features (N, D) of uint8 images, `batch_size` images at a time; with `progress`, a progress bar of
+    that name (the reference features take tens of minutes on a CPU)."""
     if images.dtype != torch.uint8:
         raise TypeError(f"features are taken from uint8 images (metrics.to_uint8), got {images.dtype}")
-    return torch.cat([network(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)])
+    chunks = []
+    with tqdm(total=len(images), desc=progress, unit="image", disable=progress is None) as bar:
+        for i in range(0, len(images), batch_size):
+            chunks.append(network(images[i : i + batch_size]).float())
+            bar.update(len(chunks[-1]))
+    return torch.cat(chunks)
 
 
 def selection_features(
@@ -330,7 +338,10 @@ def selection_features(
             return FeatureSet(features, labels)
         except (SafetensorError, OSError, KeyError, ValueError) as err:
             warnings.warn(f"recomputing reference features: {err}", stacklevel=2)
-    features = compute_features(network, data.images, batch_size)
+    selection = "every class" if removed is None else f"without class {removed}"
+    name = network.network_id.split("/")[0]
+    features = compute_features(network, data.images, batch_size,
+                                progress=f"{name} features of {len(data)} {dataset} {split} images, {selection}")
     labels = data.labels.to(torch.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
