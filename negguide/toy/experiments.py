@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ..configs import DNGConfig, PosteriorConfig, ProbeGate, SLDConfig
+from ..configs import DEFAULT_MIN_STEP_RATIO, DNGConfig, PosteriorConfig, ProbeGate, SLDConfig
 from ..denoiser import GuidedDenoiser, evaluate_per_branch
 from ..frames import Frame
 from ..posterior import FlowTracker, PosteriorTracker
@@ -162,8 +162,10 @@ def removal_metrics(mix: GaussianMixture, x0: torch.Tensor) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------ 3c
-def _flow(tracker: str, pairs: int = 1, start: str = "prior", directions: str = "rademacher") -> dict:
-    return {"tracker": tracker, "probe_pairs": pairs, "flow_start": start, "probe_directions": directions}
+def _flow(tracker: str, pairs: int = 1, start: str = "prior", directions: str = "rademacher",
+          min_step_ratio: float = DEFAULT_MIN_STEP_RATIO) -> dict:
+    return {"tracker": tracker, "probe_pairs": pairs, "flow_start": start, "probe_directions": directions,
+            "min_step_ratio": min_step_ratio}
 
 
 # The trackers of the studies, by the name the summary and docs/dng-tracking.md's tables give them, in the core's own
@@ -184,8 +186,8 @@ STUDY_TRACKERS = {
     "flow-gated-1+evidence": _flow("flow-gated", start="evidence"),
     "flow-gated-1+evidence+deflated": _flow("flow-gated", start="evidence", directions="deflated"),
     # the same with the trapezoid on every step, DDIM's coarse last step included (DNGConfig.min_step_ratio)
-    "flow-gated-1+evidence+deflated+trapezoid": {**_flow("flow-gated", start="evidence", directions="deflated"),
-                                                 "min_step_ratio": 0.0},
+    "flow-gated-1+evidence+deflated+trapezoid": _flow("flow-gated", start="evidence", directions="deflated",
+                                                      min_step_ratio=0.0),
     "flow-exact": {"flow_start": "prior"},
     "flow-exact+evidence": {"flow_start": "evidence"},
 }

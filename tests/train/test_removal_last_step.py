@@ -25,7 +25,7 @@ def test_one_substep_is_the_samplers_trapezoid(models):
     assert ((many["substeps"] > 0) & (many["substeps"] <= 0.8 + 1e-12)).all()  # within the study's p_max
 
 
-def test_the_left_point_rule_is_the_trackers_own_on_the_coarse_last_step(models):
+def test_ddims_coarse_last_step_gets_a_left_point_line_within_p_max(models):
     """DDIM-6's last step shrinks sigma seventyfold, past DNGConfig's min_step_ratio, so the left-point line is
     the rule DNG takes there (that the rule is finish()'s: tests/core/test_posterior.py); within the study's p_max."""
     torch.set_num_threads(1)
