@@ -1,13 +1,15 @@
 """The evaluator's references and floor on real MNIST (tiny classifier features): the feature cache, the
 real-vs-real floor sits far below what noise images score, a point's metrics and resamples."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from removal_fixtures import tiny_classifier_dir
 
 from train.classifier_io import load_classifier
-from train.removal.evaluation import Evaluator, FloorSource, build_network_reference
+from train.removal.evaluation import Evaluator, FloorSource, build_network_reference, fill_feature_cache
 from train.removal.fid import ClassifierFeatures, selection_features
 from train.removal.paired import RESAMPLES
 
@@ -72,16 +74,41 @@ def test_real_images_score_at_the_floor_and_noise_far_above_it(evaluator, mnist_
     assert np.quantile(draws, 0.025) < measured["kid_classifier_kept"] < np.quantile(draws, 0.975)
 
 
-def test_prepared_floors_are_cached_for_the_other_processes(evaluator, tmp_path):
-    """The main process prepares the floor at every pending sample count; its real-image features land in the
-    cache, so another process's evaluator reads them instead of featurising the same images again."""
+class Counted:
+    """A feature network that counts the images it featurises."""
+
+    def __init__(self, network):
+        self.network, self.network_id, self.seen = network, network.network_id, 0
+
+    def __call__(self, images):
+        self.seen += len(images)
+        return self.network(images)
+
+
+def test_two_processes_share_out_the_floors_features_and_read_each_others_from_the_cache(evaluator, tmp_path):
+    """Each process featurises its share of the floors' real images (kept classes on one, all classes on the
+    other) and, after the barrier, reads the other's from the cache: every image featurised once, same floors."""
     cache = tmp_path / "cache"
     before = set(cache.iterdir())
-    evaluator.prepare_floors([32, 48])
-    written = set(cache.iterdir()) - before
-    assert len(written) == 4  # kept and all classes, at each count
-    other = Evaluator(evaluator.classifier, 10, 0, evaluator.references, evaluator.data_histogram, evaluator.device,
-                      evaluator.floor_source, fid_resamples=20)
-    stamps = {path: path.stat().st_mtime_ns for path in written}
-    assert other.floor(48) == evaluator.floor(48)
-    assert {path: path.stat().st_mtime_ns for path in written} == stamps and set(cache.iterdir()) - before == written
+    ranks = []
+    for _ in range(2):
+        ref = evaluator.references["classifier"]
+        counted = dataclasses.replace(ref, network=Counted(ref.network))
+        ranks.append(Evaluator(evaluator.classifier, 10, 0, {"classifier": counted}, evaluator.data_histogram,
+                               evaluator.device, evaluator.floor_source, fid_resamples=20))
+    # rank 0's barrier is where rank 1 runs its share; rank 1 passes its barrier once rank 0's files are there
+    ranks[0].prepare_floors([32, 48], 0, 2, wait=lambda: ranks[1].prepare_floors([32, 48], 1, 2))
+    seen = [rank.references["classifier"].network.seen for rank in ranks]
+    assert seen == [32 + 48, 32 + 48]  # kept-class selections on rank 0, all-class ones on rank 1, each once
+    assert len(set(cache.iterdir()) - before) == 4  # kept and all classes, at each count
+    assert ranks[0].floor(48) == ranks[1].floor(48) == evaluator.floor(48)
+    assert [rank.references["classifier"].network.seen for rank in ranks] == seen  # floors read from the cache
+
+
+def test_fill_feature_cache_deals_the_selections_out_in_turn_and_waits_once():
+    done, waits = [], []
+    selections = [lambda i=i: done.append(i) for i in range(5)]
+    fill_feature_cache(selections, rank=1, world=2, wait=lambda: waits.append(len(done)))
+    assert done == [1, 3] and waits == [2]
+    fill_feature_cache(selections, wait=lambda: waits.append(len(done)))
+    assert done == [1, 3, 0, 1, 2, 3, 4] and waits == [2, 7]

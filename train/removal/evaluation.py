@@ -19,6 +19,8 @@ report.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +54,29 @@ class NetworkReference:
     shares: np.ndarray
 
 
+Featurise = Callable[[], FeatureSet]  # one data selection's features, read from or written to the feature cache
+
+
+def fill_feature_cache(selections: Sequence[Featurise], rank: int = 0, world: int = 1, wait=lambda: None) -> None:
+    """Featurise this process's share of ``selections`` (each writes its own cache file), then wait for the
+    others: afterwards every process reads every selection from the cache. Dealt out in turn, so the kept-class
+    and all-class selections of one network, listed next to each other, go to two processes at once."""
+    for featurise in selections[rank::world]:
+        featurise()
+    wait()
+
+
+def reference_selections(network, dataset: str, removed: int, cache_dir: Path, data_dir,
+                         limit: int | None) -> tuple[Featurise, Featurise]:
+    """The kept-class and the all-class training selections of one network's reference."""
+    return tuple(functools.partial(selection_features, dataset, selection, network, cache_dir, data_dir, limit=limit)
+                 for selection in (removed, None))
+
+
 def build_network_reference(network, dataset: str, removed: int, cache_dir: Path, data_dir, limit: int | None,
                             num_classes: int, device: torch.device) -> NetworkReference:
-    kept = selection_features(dataset, removed, network, cache_dir, data_dir, limit=limit)
-    every = selection_features(dataset, None, network, cache_dir, data_dir, limit=limit)
+    kept, every = (featurise() for featurise in reference_selections(network, dataset, removed, cache_dir,
+                                                                      data_dir, limit))
     shares = np.bincount(kept.labels.numpy(), minlength=num_classes).astype(np.float64)
     return NetworkReference(network, kept, kept.stats(), every.stats(),
                             reference_kernel_term(kept.features, device), shares / shares.sum())
@@ -157,9 +178,21 @@ class Evaluator:
             out["floor"] = self.floor(len(images))
         return out, tensors
 
-    def prepare_floors(self, counts) -> None:
-        """The floor at each sample count in ``counts`` (its real-image features land in the cache)."""
-        if self.references and self.floor_source is not None:
+    def floor_selections(self, samples: int, ref: NetworkReference) -> tuple[Featurise, Featurise]:
+        """The held-out kept-class and all-class selections of the floor at ``samples`` images, for one network."""
+        source = self.floor_source
+        return tuple(functools.partial(selection_features, source.dataset, selection, ref.network, source.cache_dir,
+                                       source.data_dir, split=source.split, limit=samples)
+                     for selection in (self.removed, None))
+
+    def prepare_floors(self, counts, rank: int = 0, world: int = 1, wait=lambda: None) -> None:
+        """The floor at each sample count in ``counts``. With ``world`` processes (this one ``rank``), each
+        featurises its share of the real images into the cache and, after ``wait``, reads the rest from it."""
+        has_floor = bool(self.references) and self.floor_source is not None
+        selections = [featurise for samples in counts for ref in self.references.values()
+                      for featurise in self.floor_selections(samples, ref)] if has_floor else []
+        fill_feature_cache(selections, rank, world, wait)
+        if has_floor:
             for samples in counts:
                 self.floor(samples)
 
@@ -167,12 +200,9 @@ class Evaluator:
         """Real vs real at ``samples`` images (fewer when the held-out selection is smaller): every quality metric
         of held-out real images against the same references, and the image count ``n``."""
         if samples not in self._floors:
-            source, values = self.floor_source, {}
+            values = {}
             for name, ref in self.references.items():
-                kept = selection_features(source.dataset, self.removed, ref.network, source.cache_dir,
-                                          source.data_dir, split=source.split, limit=samples)
-                every = selection_features(source.dataset, None, ref.network, source.cache_dir, source.data_dir,
-                                           split=source.split, limit=samples)
+                kept, every = (featurise() for featurise in self.floor_selections(samples, ref))
                 kept_values, _ = network_quality(name, ref, kept.features, kept.labels.numpy(), self.removed, None,
                                                  self.device)
                 kept_values[f"fid_{name}_all"] = float(FidTerms(every.features, ref.all_stats.mean,

@@ -15,7 +15,13 @@ import torch
 
 from train.data import check_class, check_dataset, load_dataset
 from train.errors import UsageError
-from train.removal.evaluation import Evaluator, FloorSource, build_network_reference
+from train.removal.evaluation import (
+    Evaluator,
+    FloorSource,
+    build_network_reference,
+    fill_feature_cache,
+    reference_selections,
+)
 from train.removal.models import load_study_models
 from train.removal.presets import RemovalPreset, removal_preset
 from train.removal.sweep import merge_points, run_sweep
@@ -48,9 +54,10 @@ def pick_device(cpu: bool) -> torch.device:
 
 
 def build_evaluator(preset: RemovalPreset, classifier_dir, data_dir, out: Path, device: torch.device,
-                    is_main: bool, wait) -> Evaluator:
+                    rank: int = 0, world: int = 1, wait=lambda: None) -> Evaluator:
     """The classifier, the FID networks and their references (kept-class features, kept and all-class
-    statistics; cached under ``out/fid-reference``), and where the real-vs-real floor's images come from."""
+    statistics; cached under ``out/fid-reference``, featurised by the ``world`` processes together, this one
+    ``rank``), and where the real-vs-real floor's images come from."""
     from train.classifier_io import load_classifier
     from train.removal import fid
 
@@ -62,14 +69,14 @@ def build_evaluator(preset: RemovalPreset, classifier_dir, data_dir, out: Path, 
     for name in preset.fid_networks:
         networks[name] = (fid.InceptionFeatures(device) if name == "inception"
                           else fid.ClassifierFeatures(classifier_dir, device))
-    references = {}
     cache = out / "fid-reference"
-    for turn in ("main", "others"):  # the main process fills the cache, then the others read it
-        if (turn == "main") == is_main:
-            references = {name: build_network_reference(network, preset.dataset, preset.removed, cache, data_dir,
-                                                        preset.fid_reference_count, num_classes, device)
-                          for name, network in networks.items()}
-        wait()
+    selections = [featurise for network in networks.values()
+                  for featurise in reference_selections(network, preset.dataset, preset.removed, cache, data_dir,
+                                                        preset.fid_reference_count)]
+    fill_feature_cache(selections, rank, world, wait)  # the processes share out the featurising, then read it all
+    references = {name: build_network_reference(network, preset.dataset, preset.removed, cache, data_dir,
+                                                preset.fid_reference_count, num_classes, device)
+                  for name, network in networks.items()}
     return Evaluator(classifier, num_classes, preset.removed, references, data_histogram, device,
                      FloorSource(preset.dataset, data_dir, cache), preset.fid_resamples)
 
@@ -112,8 +119,8 @@ def run_removal(args) -> Path:
     models = load_study_models(args.uncond, args.forget, args.oracle, device)
     check_shapes(args.dataset, models.image_shape, args.classifier)
     out.mkdir(parents=True, exist_ok=True)
-    evaluator = build_evaluator(preset, args.classifier, args.data_dir, out, device, state.is_main_process,
-                                state.wait_for_everyone)
+    evaluator = build_evaluator(preset, args.classifier, args.data_dir, out, device, state.process_index,
+                                state.num_processes, state.wait_for_everyone)
     if state.is_main_process:
         (out / "study.json").write_text(json.dumps({"preset": preset.to_dict(), "models": models.hashes,
                                                     "folders": {"uncond": str(args.uncond),

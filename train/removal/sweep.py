@@ -294,11 +294,7 @@ def run_sweep(preset: RemovalPreset, models: StudyModels, evaluator: Evaluator, 
     if rank == 0:
         progress(f"{len(kept)} of {len(kept) + len(todo)} points already in {out / 'points'}; "
                  f"{len(todo)} to run over {world} process(es)")
-    counts = sorted({point_samples(p, preset) for p in todo})
-    for turn in ("main", "others"):  # the floors' real-image features: computed once by the main process, which
-        if (turn == "main") == (rank == 0):  # caches them, then read by the others (not computed twice at once)
-            evaluator.prepare_floors(counts)
-        wait()
+    evaluator.prepare_floors(sorted({point_samples(p, preset) for p in todo}), rank, world, wait)
     ran = []
     for phase in (False, True):
         mine = [p for p in todo if (p.method == "np-schedule") == phase][rank::world]
