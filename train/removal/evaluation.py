@@ -66,17 +66,18 @@ def fill_feature_cache(selections: Sequence[Featurise], rank: int = 0, world: in
     wait()
 
 
-def reference_selections(network, dataset: str, removed: int, cache_dir: Path, data_dir,
-                         limit: int | None) -> tuple[Featurise, Featurise]:
-    """The kept-class and the all-class training selections of one network's reference."""
-    return tuple(functools.partial(selection_features, dataset, selection, network, cache_dir, data_dir, limit=limit)
+def kept_and_all_selections(network, dataset: str, removed: int, cache_dir: Path, data_dir, split: str = "train",
+                            limit: int | None = None) -> tuple[Featurise, Featurise]:
+    """One network's features of a split's kept-class and all-class selections (a reference's, a floor's)."""
+    return tuple(functools.partial(selection_features, dataset, selection, network, cache_dir, data_dir, split=split,
+                                   limit=limit)
                  for selection in (removed, None))
 
 
 def build_network_reference(network, dataset: str, removed: int, cache_dir: Path, data_dir, limit: int | None,
                             num_classes: int, device: torch.device) -> NetworkReference:
-    kept, every = (featurise() for featurise in reference_selections(network, dataset, removed, cache_dir,
-                                                                      data_dir, limit))
+    kept, every = (featurise() for featurise in kept_and_all_selections(network, dataset, removed, cache_dir,
+                                                                         data_dir, limit=limit))
     shares = np.bincount(kept.labels.numpy(), minlength=num_classes).astype(np.float64)
     return NetworkReference(network, kept, kept.stats(), every.stats(),
                             reference_kernel_term(kept.features, device), shares / shares.sum())
@@ -181,9 +182,8 @@ class Evaluator:
     def floor_selections(self, samples: int, ref: NetworkReference) -> tuple[Featurise, Featurise]:
         """The held-out kept-class and all-class selections of the floor at ``samples`` images, for one network."""
         source = self.floor_source
-        return tuple(functools.partial(selection_features, source.dataset, selection, ref.network, source.cache_dir,
-                                       source.data_dir, split=source.split, limit=samples)
-                     for selection in (self.removed, None))
+        return kept_and_all_selections(ref.network, source.dataset, self.removed, source.cache_dir, source.data_dir,
+                                       source.split, samples)
 
     def prepare_floors(self, counts, rank: int = 0, world: int = 1, wait=lambda: None) -> None:
         """The floor at each sample count in ``counts``. With ``world`` processes (this one ``rank``), each

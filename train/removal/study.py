@@ -20,7 +20,7 @@ from train.removal.evaluation import (
     FloorSource,
     build_network_reference,
     fill_feature_cache,
-    reference_selections,
+    kept_and_all_selections,
 )
 from train.removal.models import load_study_models
 from train.removal.presets import RemovalPreset, removal_preset
@@ -71,8 +71,8 @@ def build_evaluator(preset: RemovalPreset, classifier_dir, data_dir, out: Path, 
                           else fid.ClassifierFeatures(classifier_dir, device))
     cache = out / "fid-reference"
     selections = [featurise for network in networks.values()
-                  for featurise in reference_selections(network, preset.dataset, preset.removed, cache, data_dir,
-                                                        preset.fid_reference_count)]
+                  for featurise in kept_and_all_selections(network, preset.dataset, preset.removed, cache, data_dir,
+                                                           limit=preset.fid_reference_count)]
     fill_feature_cache(selections, rank, world, wait)  # the processes share out the featurising, then read it all
     references = {name: build_network_reference(network, preset.dataset, preset.removed, cache, data_dir,
                                                 preset.fid_reference_count, num_classes, device)
