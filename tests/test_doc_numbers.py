@@ -51,7 +51,7 @@ def quotes(printed: tuple[str, str, str], triple: tuple[float, float, float]) ->
     """Whether ``printed`` is ``triple`` rounded to its digits (half a unit of the last digit, and a hair for a
     summary.md value rounded twice), at one of the scales."""
     return any(all(abs(float(p) - scale * value) <= 0.505 * 10.0 ** -_decimals(p) + 1e-9
-                   for p, value in zip(printed, triple)) for scale in SCALES)
+                   for p, value in zip(printed, triple, strict=True)) for scale in SCALES)
 
 
 def unquoted_intervals(passage: str, triples: list[tuple[float, float, float]]) -> list[str]:
