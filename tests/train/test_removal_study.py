@@ -106,6 +106,59 @@ def test_interrupted_sweep_resumes_to_the_same_points(dirs, tmp_path, mnist_dir)
     assert _without_timing(resumed) == _without_timing(whole)
 
 
+class Interrupt:
+    """Wraps a function: counts its calls and raises KeyboardInterrupt (what a kill or Ctrl-C leaves) on call
+    ``on`` (None: never)."""
+
+    def __init__(self, real, on=None):
+        self.real, self.on, self.calls = real, on, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.on:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+def test_a_point_stopped_inside_resumes_from_its_last_batch_and_feature_chunk(dirs, tmp_path, monkeypatch,
+                                                                               mnist_dir):
+    """Stopped in DNG's second batch, then in its second chunk of features: each rerun makes only what was not
+    saved, and the point (images, DNG records, features, metrics) equals an uninterrupted run's."""
+    from safetensors import safe_open
+
+    from train.removal import evaluation, sweep
+
+    monkeypatch.setattr(evaluation, "FEATURE_CHUNK", 3)  # 8 samples: features in chunks of 3, 3, 2
+    argv = ["--samplers", "ddpm", "--methods", "dng", "--dng-p-max", "0.9"]  # none, oracle, DNG: 8 samples each
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    unfinished = stopped / "points" / "ddpm4-dng-2-pmax0.9.unfinished.safetensors"
+
+    def saved():
+        with safe_open(unfinished, "pt") as f:
+            return len(f.get_tensor("images")), {k: len(f.get_tensor(k)) for k in f.keys() if k.startswith("feat")}
+
+    sampling = Interrupt(sweep.sample_batch, on=6)  # batches of 4: none 2, oracle 2, DNG's second
+    monkeypatch.setattr(sweep, "sample_batch", sampling)
+    assert main(removal_argv(dirs, stopped, *argv)) == 130
+    assert saved() == (4, {}) and not unfinished.with_name("ddpm4-dng-2-pmax0.9.json").exists()
+    sampling = Interrupt(sweep.sample_batch.real)
+    featurising = Interrupt(evaluation.compute_features, on=2)
+    monkeypatch.setattr(sweep, "sample_batch", sampling)
+    monkeypatch.setattr(evaluation, "compute_features", featurising)
+    assert main(removal_argv(dirs, stopped, *argv)) == 130
+    assert sampling.calls == 1 and saved() == (8, {"features_classifier": 3})
+    featurising = Interrupt(featurising.real)
+    monkeypatch.setattr(evaluation, "compute_features", featurising)
+    assert main(removal_argv(dirs, stopped, *argv)) == 0
+    assert sampling.calls == 1 and featurising.calls == 2 and not unfinished.exists()
+    assert main(removal_argv(dirs, whole, *argv)) == 0
+    resumed = json.loads((stopped / "points.json").read_text())
+    assert _without_timing(resumed) == _without_timing(json.loads((whole / "points.json").read_text()))
+    a = load_file(str(unfinished.with_name("ddpm4-dng-2-pmax0.9.safetensors")))
+    b = load_file(str(whole / "points" / "ddpm4-dng-2-pmax0.9.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+
+
 def test_a_changed_setting_reruns_only_its_points(dirs, tmp_path, mnist_dir):
     out = tmp_path / "sweep"
     assert main(removal_argv(dirs, out)) == 0

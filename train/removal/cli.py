@@ -156,6 +156,7 @@ def dispatch(args) -> int:
             reproduce_removal(args)
     except KeyboardInterrupt:
         print(f"interrupted: what was finished is kept; run the same `python -m train {args.command}` command again "
-              "to continue (finished models and points are reused)", file=sys.stderr)
+              "to continue (finished models and points are reused, an unfinished point goes on from its last saved "
+              "batch)", file=sys.stderr)
         return 130
     return 0

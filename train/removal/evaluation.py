@@ -54,6 +54,7 @@ class NetworkReference:
     shares: np.ndarray
 
 
+FEATURE_CHUNK = 250  # a point's images per feature call, and how often its features are checkpointed
 Featurise = Callable[[], FeatureSet]  # one data selection's features, read from or written to the feature cache
 
 
@@ -153,10 +154,27 @@ class Evaluator:
             self._counts[samples] = resample_counts(samples)
         return self._counts[samples]
 
+    def features(self, images: torch.Tensor, known: dict[str, torch.Tensor] | None = None,
+                 saved: Callable[[dict[str, torch.Tensor]], None] | None = None) -> dict[str, torch.Tensor]:
+        """``features_<net>`` of ``images`` for every network: those of the first images from ``known`` (a grown
+        or resumed point's), the rest computed FEATURE_CHUNK images at a time, cut at the same indices however
+        often the point was resumed; ``saved`` gets every network's features so far after each chunk."""
+        features = dict(known or {})
+        for name, ref in self.references.items():
+            key = f"features_{name}"
+            parts = [features[key]] if key in features else []
+            for start in range(sum(map(len, parts)), len(images), FEATURE_CHUNK):
+                parts.append(compute_features(ref.network, images[start : start + FEATURE_CHUNK]))
+                features[key] = torch.cat(parts)
+                if saved is not None:
+                    saved(features)
+        return features
+
     def metrics(self, images: torch.Tensor, labels: torch.Tensor,
-                known_features: dict[str, torch.Tensor] | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+                known_features: dict[str, torch.Tensor] | None = None,
+                saved: Callable[[dict[str, torch.Tensor]], None] | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
         """(the point's metrics, the tensors to save with it: features and resamples per network).
-        ``known_features``: ``features_<net>`` of the first images, already computed (a point that grew)."""
+        ``known_features``, ``saved``: as in :meth:`features`."""
         histogram = M.class_histogram(labels, self.num_classes)
         out = {
             "class_histogram": histogram.tolist(),
@@ -164,16 +182,14 @@ class Evaluator:
             "kl_uniform_kept": M.kl_divergence(M.kept_uniform_target(self.num_classes, self.removed), histogram),
             "kl_data_kept": M.kl_divergence(M.kept_data_target(self.data_histogram, self.removed), histogram),
         }
+        features = self.features(images, known_features, saved)
         tensors = {}
         label_array = labels.numpy()
         for name, ref in self.references.items():
-            known = (known_features or {}).get(f"features_{name}")
-            features = compute_features(ref.network, images if known is None else images[len(known):])
-            features = features if known is None else torch.cat([known, features])
-            values, resamples = network_quality(name, ref, features, label_array, self.removed,
+            values, resamples = network_quality(name, ref, features[f"features_{name}"], label_array, self.removed,
                                                 self.counts(len(images)), self.device, self.fid_resamples)
             out.update(values)
-            tensors[f"features_{name}"] = features
+            tensors[f"features_{name}"] = features[f"features_{name}"]
             tensors.update({f"resample_{key}": torch.from_numpy(v) for key, v in resamples.items()})
         if self.references and self.floor_source is not None:
             out["floor"] = self.floor(len(images))

@@ -44,6 +44,14 @@ class PosteriorRecords:
         lam = np.concatenate([np.array([r["lambda"] for r in batch], dtype=np.float64) for batch in batches], axis=1)
         return cls(steps, [float(r["sigma"]) for r in batches[0]], p, lam)
 
+    @classmethod
+    def joined(cls, parts: list[PosteriorRecords]) -> PosteriorRecords:
+        """The records of consecutive sample ranges side by side (same steps)."""
+        if any(part.step != parts[0].step for part in parts):
+            raise ValueError("the sample ranges recorded different steps")
+        return cls(parts[0].step, parts[0].sigma, np.concatenate([part.p for part in parts], axis=1),
+                   np.concatenate([part.lam for part in parts], axis=1))
+
 
 def lambda_table(records: PosteriorRecords) -> dict:
     """Per recorded step: the mean over all samples of lambda and of p."""

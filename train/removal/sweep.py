@@ -1,4 +1,5 @@
-"""Run a sweep point by point; every finished point is on disk, so an interrupted sweep resumes where it stopped.
+"""Run a sweep point by point; every finished point is on disk, and an unfinished one keeps its last whole batch of
+samples and chunk of features (:mod:`train.removal.unfinished`), so an interrupted sweep resumes where it stopped.
 
 A point's files, in ``OUT/points/``: ``<name>.safetensors`` (the uint8 samples, their class labels, each feature
 network's per-sample features and the paired bootstrap resamples of its KID / FID, DNG's posterior at the last
@@ -51,6 +52,7 @@ from train.removal.records import (
     schedule_lambdas,
 )
 from train.removal.sampler import BranchNetworks, sample_batch
+from train.removal.unfinished import UnfinishedPoint
 
 QUALITY_COLUMNS = tuple(f"{kind}_{net}_{selection}" for net in ("inception", "classifier")
                         for kind, selection in (("kid", "kept"), ("fid", "balanced"), ("kid", "balanced")))
@@ -113,39 +115,44 @@ def point_spec(point: Point, preset: RemovalPreset, out: Path, models: StudyMode
 
 
 def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, device: torch.device,
-                 autocast_dtype: torch.dtype | None, spec=None, first: int = 0) -> SampledPoint:
+                 autocast_dtype: torch.dtype | None, spec=None, first: int = 0,
+                 unfinished: UnfinishedPoint | None = None) -> SampledPoint:
     """The point's samples from index ``first`` on (0: all of them). ``spec``: the point's core spec(s) (default:
     :func:`guidance_spec`; np-schedule points need :func:`point_spec`). DNG records every sample's p and lambda at
-    every step."""
+    every step. ``unfinished``: the point's saved progress (from ``first``): sampling goes on after its last batch
+    and saves it after each new one."""
     spec = guidance_spec(point, preset) if spec is None else spec
     sampler = sampler_settings(point, preset)
     samples = point_samples(point, preset)
+    unfinished = UnfinishedPoint(None, "", first) if unfinished is None else unfinished
+    if unfinished.start != first:
+        raise ValueError(f"the unfinished point starts at sample {unfinished.start}, not {first}")
     positive = models.oracle if point.method == "oracle" else models.unconditional
     networks = BranchNetworks(positive, models.forget, autocast_dtype)
     noise = CommonNoise(preset.seed, models.image_shape, device)
     record = "per_image" if point.method == "dng" else "none"
-    images, batches, rows, diverged = [], [], 0, 0
-    progress = tqdm(total=samples, initial=first, desc=point.name, unit="sample", leave=False, disable=None)
+    resumed = unfinished.next_index
+    progress = tqdm(total=samples, initial=resumed, desc=point.name, unit="sample", leave=False, disable=None)
     began = time.perf_counter()
-    for start in range(first, samples, preset.batch_size):
+    for start in range(resumed, samples, preset.batch_size):
+        batch_began = time.perf_counter()
         indices = range(start, min(samples, start + preset.batch_size))
         x, run, batch_rows = sample_batch(networks, models.schedule, spec, sampler, indices, noise, record=record)
+        finite = torch.isfinite(x).flatten(1).all(1)
+        # an extreme scale can overflow a sample: it is kept as the saturated image it is, and counted
+        images = M.to_uint8(torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)).cpu()  # (waits for the device)
+        records = PosteriorRecords.from_batches([[r for r in run.records if "p" in r]]) if record == "per_image" \
+            else None  # the run's own per-step record: DNG's p and lambda of every sample
+        unfinished.add_batch(images, batch_rows, int((~finite).sum()), records, time.perf_counter() - batch_began)
         progress.update(len(indices))
         if progress.disable:  # no terminal (a nohup log): a line per batch instead of the bar
-            done, seconds = indices.stop - first, time.perf_counter() - began
+            done, seconds = indices.stop - resumed, time.perf_counter() - began
             print(f"  {point.name}: {indices.stop}/{samples} samples, {done / seconds:.1f}/s, about "
                   f"{(samples - indices.stop) * seconds / done / 60:.0f} min of sampling left", file=sys.stderr,
                   flush=True)
-        finite = torch.isfinite(x).flatten(1).all(1)
-        diverged += int((~finite).sum())
-        # an extreme scale can overflow a sample: it is kept as the saturated image it is, and counted
-        images.append(M.to_uint8(torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)).cpu())
-        rows += batch_rows
-        if record == "per_image":  # the run's own per-step record: DNG's p and lambda of every sample
-            batches.append([r for r in run.records if "p" in r])
     progress.close()
-    records = PosteriorRecords.from_batches(batches) if batches else None
-    return SampledPoint(torch.cat(images), rows / ((samples - first) * sampler.steps), diverged, records)
+    return SampledPoint(unfinished.all_images(), unfinished.rows / ((samples - first) * sampler.steps),
+                        unfinished.diverged, unfinished.all_records())
 
 
 @dataclass
@@ -170,11 +177,7 @@ class GrowthSource:
         """This point's samples followed by ``new`` (the indices after them)."""
         total = self.samples + len(new.images)
         rows = (self.result["rows_per_sample_step"] * self.samples + new.rows_per_sample_step * len(new.images))
-        records = None
-        if new.records is not None:
-            old = self.records()
-            records = PosteriorRecords(old.step, old.sigma, np.concatenate([old.p, new.records.p], axis=1),
-                                       np.concatenate([old.lam, new.records.lam], axis=1))
+        records = None if new.records is None else PosteriorRecords.joined([self.records(), new.records])
         return SampledPoint(torch.cat([self.tensors["images"], new.images]), rows / total,
                             self.result["diverged_samples"] + new.diverged, records)
 
@@ -215,24 +218,25 @@ def posterior_results(records: PosteriorRecords | None, labels: np.ndarray, pres
 def run_point(point: Point, preset: RemovalPreset, models: StudyModels, evaluator: Evaluator, out: Path,
               device: torch.device, autocast_dtype: torch.dtype | None) -> dict:
     settings = point_settings(point, preset, _models_of(point, models))
+    key = settings_key(settings)
     sampler = sampler_settings(point, preset)
     spec = point_spec(point, preset, out, models, sampler.steps)
     source = growth_source(point, settings, out, preset.batch_size)
     first = source.samples if source else 0
-    started = time.perf_counter()
-    sampled = sample_point(point, preset, models, device, autocast_dtype, spec, first)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
+    folder = out / "points"
+    unfinished = UnfinishedPoint.open(folder, point.name, key, first)
+    sampled = sample_point(point, preset, models, device, autocast_dtype, spec, first, unfinished)
+    seconds = unfinished.seconds
     known_features = {}
     if source:
         sampled = source.joined(sampled)
         seconds += source.result["seconds"]
         known_features = {k: v for k, v in source.tensors.items() if k.startswith("features_")}
+    known_features |= unfinished.features  # a resumed point's, these images' first ones (the reused ones too)
     labels = evaluator.labels(sampled.images)
     samples = len(sampled.images)
-    measured, tensors = evaluator.metrics(sampled.images, labels, known_features)
-    result = {"name": point.name, "key": settings_key(settings), **asdict(point), "samples": samples,
+    measured, tensors = evaluator.metrics(sampled.images, labels, known_features, saved=unfinished.set_features)
+    result = {"name": point.name, "key": key, **asdict(point), "samples": samples,
               **measured, **posterior_results(sampled.records, labels.numpy(), preset),
               "rows_per_sample_step": round(sampled.rows_per_sample_step, 4), "diverged_samples": sampled.diverged,
               "seconds": round(seconds, 2),
@@ -249,11 +253,11 @@ def run_point(point: Point, preset: RemovalPreset, models: StudyModels, evaluato
                     "dng_p": torch.from_numpy(records.p), "dng_lambda": torch.from_numpy(records.lam),
                     "dng_step": torch.tensor(records.step), "dng_sigma": torch.tensor(records.sigma,
                                                                                       dtype=torch.float64)}
-    folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     _write_atomically(folder / f"{point.name}.safetensors", lambda p: save_file(tensors, str(p)))
     _write_atomically(folder / f"{point.name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
+    unfinished.remove()
     return result
 
 
