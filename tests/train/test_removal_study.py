@@ -126,21 +126,22 @@ def test_a_point_stopped_inside_resumes_from_its_last_batch_and_feature_chunk(di
     saved, and the point (images, DNG records, features, metrics) equals an uninterrupted run's."""
     from safetensors import safe_open
 
-    from train.removal import evaluation, sweep
+    from train.removal import evaluation, sweep, unfinished
 
     monkeypatch.setattr(evaluation, "FEATURE_CHUNK", 3)  # 8 samples: features in chunks of 3, 3, 2
+    monkeypatch.setattr(unfinished, "SAVE_EVERY_SECONDS", 0.0)  # saved after every batch and chunk
     argv = ["--samplers", "ddpm", "--methods", "dng", "--dng-p-max", "0.9"]  # none, oracle, DNG: 8 samples each
     stopped, whole = tmp_path / "stopped", tmp_path / "whole"
-    unfinished = stopped / "points" / "ddpm4-dng-2-pmax0.9.unfinished.safetensors"
+    in_progress = stopped / "points" / "ddpm4-dng-2-pmax0.9.unfinished.safetensors"
 
     def saved():
-        with safe_open(unfinished, "pt") as f:
+        with safe_open(in_progress, "pt") as f:
             return len(f.get_tensor("images")), {k: len(f.get_tensor(k)) for k in f.keys() if k.startswith("feat")}
 
     sampling = Interrupt(sweep.sample_batch, on=6)  # batches of 4: none 2, oracle 2, DNG's second
     monkeypatch.setattr(sweep, "sample_batch", sampling)
     assert main(removal_argv(dirs, stopped, *argv)) == 130
-    assert saved() == (4, {}) and not unfinished.with_name("ddpm4-dng-2-pmax0.9.json").exists()
+    assert saved() == (4, {}) and not in_progress.with_name("ddpm4-dng-2-pmax0.9.json").exists()
     sampling = Interrupt(sweep.sample_batch.real)
     featurising = Interrupt(evaluation.compute_features, on=2)
     monkeypatch.setattr(sweep, "sample_batch", sampling)
@@ -150,11 +151,11 @@ def test_a_point_stopped_inside_resumes_from_its_last_batch_and_feature_chunk(di
     featurising = Interrupt(featurising.real)
     monkeypatch.setattr(evaluation, "compute_features", featurising)
     assert main(removal_argv(dirs, stopped, *argv)) == 0
-    assert sampling.calls == 1 and featurising.calls == 2 and not unfinished.exists()
+    assert sampling.calls == 1 and featurising.calls == 2 and not in_progress.exists()
     assert main(removal_argv(dirs, whole, *argv)) == 0
     resumed = json.loads((stopped / "points.json").read_text())
     assert _without_timing(resumed) == _without_timing(json.loads((whole / "points.json").read_text()))
-    a = load_file(str(unfinished.with_name("ddpm4-dng-2-pmax0.9.safetensors")))
+    a = load_file(str(in_progress.with_name("ddpm4-dng-2-pmax0.9.safetensors")))
     b = load_file(str(whole / "points" / "ddpm4-dng-2-pmax0.9.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
 

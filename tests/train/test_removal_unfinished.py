@@ -4,6 +4,7 @@ it does not (other settings, another first sample) or cannot be read."""
 import numpy as np
 import torch
 
+from train.removal import unfinished
 from train.removal.records import PosteriorRecords
 from train.removal.unfinished import UnfinishedPoint
 
@@ -13,7 +14,8 @@ def _records(samples, offset):
     return PosteriorRecords([0, 1], [2.0, 1.0], p, 2 * p)
 
 
-def test_progress_is_read_back_only_for_the_same_key_and_start(tmp_path):
+def test_progress_is_read_back_only_for_the_same_key_and_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(unfinished, "SAVE_EVERY_SECONDS", 0.0)  # every batch
     point = UnfinishedPoint.open(tmp_path, "dng", key="k1", start=8)
     assert point.next_index == 8 and point.all_records() is None
     point.add_batch(torch.full((4, 1, 2, 2), 7, dtype=torch.uint8), rows=96, diverged=1, records=_records(4, 0),
@@ -46,3 +48,13 @@ def test_without_a_folder_nothing_is_written(tmp_path):
     point = UnfinishedPoint.open(None, "np-1", key="k", start=0)
     point.add_batch(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), rows=4, diverged=0, records=None, seconds=0.1)
     assert point.sampled == 2 and point.path is None and not list(tmp_path.iterdir())
+
+
+def test_saves_wait_for_their_interval_unless_forced(tmp_path, monkeypatch):
+    monkeypatch.setattr(unfinished, "SAVE_EVERY_SECONDS", 3600.0)
+    point = UnfinishedPoint.open(tmp_path, "np-1", key="k", start=0)
+    point.add_batch(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), rows=4, diverged=0, records=None, seconds=0.1)
+    point.set_features({"features_classifier": torch.ones(2, 5)})
+    assert not list(tmp_path.iterdir())
+    point.save(force=True)
+    assert UnfinishedPoint.open(tmp_path, "np-1", key="k", start=0).next_index == 2

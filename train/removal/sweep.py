@@ -120,7 +120,7 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
     """The point's samples from index ``first`` on (0: all of them). ``spec``: the point's core spec(s) (default:
     :func:`guidance_spec`; np-schedule points need :func:`point_spec`). DNG records every sample's p and lambda at
     every step. ``unfinished``: the point's saved progress (from ``first``): sampling goes on after its last batch
-    and saves it after each new one."""
+    and saves it as it goes."""
     spec = guidance_spec(point, preset) if spec is None else spec
     sampler = sampler_settings(point, preset)
     samples = point_samples(point, preset)
@@ -151,6 +151,8 @@ def sample_point(point: Point, preset: RemovalPreset, models: StudyModels, devic
                   f"{(samples - indices.stop) * seconds / done / 60:.0f} min of sampling left", file=sys.stderr,
                   flush=True)
     progress.close()
+    if unfinished.next_index > resumed:
+        unfinished.save(force=True)  # the features start from every sample
     return SampledPoint(unfinished.all_images(), unfinished.rows / ((samples - first) * sampler.steps),
                         unfinished.diverged, unfinished.all_records())
 

@@ -2,17 +2,20 @@
 a sweep stopped inside a point (a kill, a machine handed back) resumes from the point's last whole batch of samples
 or chunk of features instead of from its start: at 2,048 samples a point is about half an hour of one CPU process.
 
-Saved atomically after every batch of samples and every chunk of features; read back only when it was written for
-the point's current key and the same first sample index (a grown point makes its samples after those it reuses),
-else ignored and overwritten. Resuming is exact: batches and feature chunks are cut at the indices an uninterrupted
-run cuts them at (and sample i's noise depends on i alone, :mod:`train.removal.noise`). The sweep removes the file
-once the point's own files are written.
+Saved atomically when the sampling ends and, before that, after a batch of samples or a chunk of features once
+SAVE_EVERY_SECONDS have passed since the last save (on a CPU that is every batch, minutes each; on a GPU a DNG point
+at T = 1000 carries 160 MB of per-sample records, not worth rewriting every few seconds). Read back only when it was
+written for the point's current key and the same first sample index (a grown point makes its samples after those it
+reuses), else ignored and overwritten. Resuming is exact: batches and feature chunks are cut at the indices an
+uninterrupted run cuts them at (and sample i's noise depends on i alone, :mod:`train.removal.noise`). The sweep
+removes the file once the point's own files are written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from safetensors.torch import save_file
 from train.removal.records import PosteriorRecords
 
 SUFFIX = ".unfinished.safetensors"
+SAVE_EVERY_SECONDS = 60.0
 
 
 @dataclass
@@ -40,6 +44,7 @@ class UnfinishedPoint:
     diverged: int = 0
     seconds: float = 0.0
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    saved_at: float = field(default_factory=time.monotonic, repr=False)
 
     @classmethod
     def open(cls, folder: Path | None, name: str, key: str, start: int) -> UnfinishedPoint:
@@ -93,8 +98,9 @@ class UnfinishedPoint:
     def all_records(self) -> PosteriorRecords | None:
         return PosteriorRecords.joined(self.records) if self.records else None
 
-    def save(self) -> None:
-        if self.path is None:
+    def save(self, force: bool = False) -> None:
+        """Write the progress (only ``force``d or SAVE_EVERY_SECONDS after the last write)."""
+        if self.path is None or not (force or time.monotonic() - self.saved_at >= SAVE_EVERY_SECONDS):
             return
         tensors = {"images": self.all_images()} if self.images else {}
         records = self.all_records()
@@ -109,6 +115,7 @@ class UnfinishedPoint:
         tmp = self.path.with_name(self.path.name + ".tmp")
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"progress": json.dumps(meta)})
         os.replace(tmp, self.path)
+        self.saved_at = time.monotonic()
 
     def remove(self) -> None:
         if self.path is not None:
