@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -43,6 +44,19 @@ class PosteriorRecords:
         p = np.concatenate([np.array([r["p"] for r in batch], dtype=np.float64) for batch in batches], axis=1)
         lam = np.concatenate([np.array([r["lambda"] for r in batch], dtype=np.float64) for batch in batches], axis=1)
         return cls(steps, [float(r["sigma"]) for r in batches[0]], p, lam)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """As a point's files keep them: ``dng_p``, ``dng_lambda`` ``[steps, samples]``, ``dng_step``, ``dng_sigma``."""
+        return {"dng_p": torch.from_numpy(self.p), "dng_lambda": torch.from_numpy(self.lam),
+                "dng_step": torch.tensor(self.step), "dng_sigma": torch.tensor(self.sigma, dtype=torch.float64)}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> PosteriorRecords | None:
+        """The records in a point's tensors (:meth:`tensors`), None when it has none."""
+        if "dng_p" not in tensors:
+            return None
+        return cls(tensors["dng_step"].tolist(), tensors["dng_sigma"].tolist(), tensors["dng_p"].numpy(),
+                   tensors["dng_lambda"].numpy())
 
     @classmethod
     def joined(cls, parts: list[PosteriorRecords]) -> PosteriorRecords:

@@ -169,11 +169,7 @@ class GrowthSource:
         return self.result["samples"]
 
     def records(self) -> PosteriorRecords | None:
-        if "dng_p" not in self.tensors:
-            return None
-        t = self.tensors
-        return PosteriorRecords(t["dng_step"].tolist(), t["dng_sigma"].tolist(), t["dng_p"].numpy(),
-                                t["dng_lambda"].numpy())
+        return PosteriorRecords.from_tensors(self.tensors)
 
     def joined(self, new: SampledPoint) -> SampledPoint:
         """This point's samples followed by ``new`` (the indices after them)."""
@@ -250,11 +246,8 @@ def run_point(point: Point, preset: RemovalPreset, models: StudyModels, evaluato
         result["applied_lambda"] = [one.cfg_scale - 1.0 for one in spec]  # per step, every sample
     tensors |= {"images": sampled.images.contiguous(), "labels": labels.contiguous()}
     if sampled.records is not None:
-        records = sampled.records
-        tensors |= {"posterior_last_step": torch.from_numpy(last_posterior(records)),
-                    "dng_p": torch.from_numpy(records.p), "dng_lambda": torch.from_numpy(records.lam),
-                    "dng_step": torch.tensor(records.step), "dng_sigma": torch.tensor(records.sigma,
-                                                                                      dtype=torch.float64)}
+        tensors |= {"posterior_last_step": torch.from_numpy(last_posterior(sampled.records)),
+                    **sampled.records.tensors()}
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     _write_atomically(folder / f"{point.name}.safetensors", lambda p: save_file(tensors, str(p)))

@@ -61,13 +61,11 @@ class UnfinishedPoint:
             return cls(path, key, start)
         if (meta.get("key"), meta.get("start")) != (key, start):
             return cls(path, key, start)
-        records = []
-        if "dng_p" in tensors:
-            records = [PosteriorRecords(tensors["dng_step"].tolist(), tensors["dng_sigma"].tolist(),
-                                        tensors["dng_p"].numpy(), tensors["dng_lambda"].numpy())]
+        records = PosteriorRecords.from_tensors(tensors)
         images = [tensors["images"]] if "images" in tensors else []
         features = {k: v for k, v in tensors.items() if k.startswith("features_")}
-        return cls(path, key, start, images, records, meta["rows"], meta["diverged"], meta["seconds"], features)
+        return cls(path, key, start, images, [] if records is None else [records], meta["rows"], meta["diverged"],
+                   meta["seconds"], features)
 
     @property
     def sampled(self) -> int:
@@ -104,11 +102,7 @@ class UnfinishedPoint:
             return
         tensors = {"images": self.all_images()} if self.images else {}
         records = self.all_records()
-        if records is not None:
-            tensors |= {"dng_p": torch.from_numpy(records.p), "dng_lambda": torch.from_numpy(records.lam),
-                        "dng_step": torch.tensor(records.step),
-                        "dng_sigma": torch.tensor(records.sigma, dtype=torch.float64)}
-        tensors |= self.features
+        tensors |= ({} if records is None else records.tensors()) | self.features
         meta = {"key": self.key, "start": self.start, "rows": self.rows, "diverged": self.diverged,
                 "seconds": self.seconds}
         self.path.parent.mkdir(parents=True, exist_ok=True)
