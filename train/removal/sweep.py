@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 
 from train.hardware import cpu_name
 from train.removal import metrics as M
+from train.removal.atomic import write_atomically
 from train.removal.evaluation import Evaluator
 from train.removal.models import StudyModels
 from train.removal.noise import CommonNoise
@@ -67,12 +67,6 @@ CSV_COLUMNS = ("method", "scale", "p_max", "sampler", "steps", "samples", "forbi
                "dng_prior", "dng_temperature", "dng_offset", "sld_threshold", "sld_s_s", "sld_beta_m", "sld_s_m",
                "model_unconditional", "model_forget", "model_oracle", "key", *QUALITY_COLUMNS, *FLOOR_COLUMNS,
                "schedule_source")
-
-
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def done_points(out: Path) -> dict[str, dict]:
@@ -250,8 +244,8 @@ def run_point(point: Point, preset: RemovalPreset, models: StudyModels, evaluato
                     **sampled.records.tensors()}
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in tensors.items()}
-    _write_atomically(folder / f"{point.name}.safetensors", lambda p: save_file(tensors, str(p)))
-    _write_atomically(folder / f"{point.name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
+    write_atomically(folder / f"{point.name}.safetensors", lambda p: save_file(tensors, str(p)))
+    write_atomically(folder / f"{point.name}.json", lambda p: p.write_text(json.dumps(result, indent=1)))
     unfinished.remove()
     return result
 
@@ -317,7 +311,7 @@ def merge_points(preset: RemovalPreset, models: StudyModels, out: Path, report: 
     order = [p.name for p in sweep_points(preset, models.oracle is not None)]
     rows = [kept[name] for name in order]
     report.mkdir(parents=True, exist_ok=True)
-    _write_atomically(report / "points.json", lambda p: p.write_text(json.dumps(rows, indent=1)))
+    write_atomically(report / "points.json", lambda p: p.write_text(json.dumps(rows, indent=1)))
 
     def write_csv(path: Path) -> None:
         with open(path, "w", newline="") as f:
@@ -325,7 +319,7 @@ def merge_points(preset: RemovalPreset, models: StudyModels, out: Path, report: 
             writer.writeheader()
             writer.writerows(csv_row(row) for row in rows)
 
-    _write_atomically(report / "points.csv", write_csv)
+    write_atomically(report / "points.csv", write_csv)
     return rows
 
 

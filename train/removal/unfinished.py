@@ -14,7 +14,6 @@ removes the file once the point's own files are written.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from train.removal.atomic import write_atomically
 from train.removal.records import PosteriorRecords
 
 SUFFIX = ".unfinished.safetensors"
@@ -106,9 +106,8 @@ class UnfinishedPoint:
         meta = {"key": self.key, "start": self.start, "rows": self.rows, "diverged": self.diverged,
                 "seconds": self.seconds}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"progress": json.dumps(meta)})
-        os.replace(tmp, self.path)
+        write_atomically(self.path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                                                          metadata={"progress": json.dumps(meta)}))
         self.saved_at = time.monotonic()
 
     def remove(self) -> None:
