@@ -16,7 +16,7 @@ from train.removal.paired import RESAMPLES, at_share, bootstrap_indices
 from train.removal.presets import MNIST_CPU
 from train.removal.quality import FID_RESAMPLES, counts_per_index
 from train.removal.records import PosteriorRecords, curves, label_summary, lambda_table
-from train.removal.report import grid_picks, write_report
+from train.removal.report import curve_pick, grid_picks, write_report
 
 REMOVED = 0
 DECISIVE, SMALL = 400, 100
@@ -234,6 +234,16 @@ def test_grid_picks_closest_point_per_line():
     assert target == pytest.approx(0.03)  # NP never goes below 3%
     assert {line.label: p["scale"] for line, p in picks.items()} == {
         "NP": 4.0, "SLD": 10.0, "DNG (p_max 0.8)": 5.0, "NP lambda(t) of DNG (p_max 0.8)": 5.0}
+
+
+def test_the_posterior_figure_shows_the_decisive_dng_point():
+    """The 2,048-sample p_max 0.8 point, not a 512-sample p_max 0.99 one that happens to sit closer to the target."""
+    decisive = {**_pt("dng", 2.0, 0.0132, 0.8), "samples": 2048, "curves": True}
+    small = {**_pt("dng", 2.0, 0.0098, 0.99), "samples": 512, "curves": True}
+    picks = {Line("dng", 0.8): decisive, Line("dng", 0.99): small, Line("np"): {**_pt("np", 0.5, 0.0088)}}
+    assert curve_pick(0.01, picks) is decisive
+    assert curve_pick(0.01, {Line("dng", 0.8): {**decisive, "samples": 512}, Line("dng", 0.99): small}) is small
+    assert curve_pick(0.01, {Line("np"): picks[Line("np")]}) is None
 
 
 def test_mosaic_frames_removed_class_in_red():

@@ -61,12 +61,14 @@ def grid_picks(lines: dict[Line, list[dict]]) -> tuple[float | None, dict[Line, 
 
 
 def curve_pick(target: float | None, picks: dict[Line, dict]) -> dict | None:
-    """The DNG point of the posterior figure: among the grid's DNG picks with curves, the one closest to the
-    target (ties: the lower p_max, the one np-schedule follows by default)."""
+    """The DNG point of the posterior figure: among the grid's DNG picks with curves, one with the most samples
+    (the decisive points: the group bands rest on more samples of each kind), of those the closest to the target
+    (ties: the lower p_max, the one np-schedule follows by default)."""
     dng = [(line, r) for line, r in picks.items() if line.method == "dng" and r.get("curves")]
     if not dng:
         return None
-    return min(dng, key=lambda lr: (abs(lr[1]["forbidden_share"] - target), lr[0].p_max or 0.0))[1]
+    return min(dng, key=lambda lr: (-lr[1].get("samples", 0), abs(lr[1]["forbidden_share"] - target),
+                                    lr[0].p_max or 0.0))[1]
 
 
 # ------------------------------------------------------------------------------------------ tables on disk
