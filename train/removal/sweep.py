@@ -25,9 +25,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from train.atomic import write_atomically
 from train.hardware import cpu_name
 from train.removal import metrics as M
-from train.removal.atomic import write_atomically
 from train.removal.evaluation import Evaluator
 from train.removal.models import StudyModels
 from train.removal.noise import CommonNoise

@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from train.removal.atomic import write_atomically
+from train.atomic import write_atomically
 from train.removal.records import PosteriorRecords
 
 SUFFIX = ".unfinished.safetensors"

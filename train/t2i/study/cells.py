@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from train.atomic import write_atomically
 from train.t2i.scenes import OBJECTS, TEXTURES, from_unit
 from train.t2i.study.cases import Case, image_seed
 
@@ -98,11 +98,8 @@ def run_cell(study, name: str, method: Method, cases: list[Case], seeds: int, tr
     info = {"name": name, "key": key, "method": method.as_dict(), "cases": len(cases), "seeds": seeds,
             "seconds": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads()}
     study.cells.mkdir(parents=True, exist_ok=True)
-    tmp = study.cells / f"{name}.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, study.cells / f"{name}.safetensors")
-    (study.cells / f"{name}.json.tmp").write_text(json.dumps(info, indent=1))
-    os.replace(study.cells / f"{name}.json.tmp", study.cells / f"{name}.json")
+    write_atomically(study.cells / f"{name}.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    write_atomically(study.cells / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(info, indent=1)))
     return Cell(name, tensors.pop("images"), tensors, info)
 
 
